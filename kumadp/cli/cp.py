@@ -1,0 +1,107 @@
+"""``kumadp cp run``: parse flags, build the config, run the control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger("kumadp.cp")
+
+cp_app = typer.Typer(help="The control plane.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cp_app, name="cp")
+
+
+@cp_app.command("run")
+def run(
+    mode: Annotated[
+        str, typer.Option(envvar="KUMA_MODE", help="standalone (global/zone: later)")
+    ] = "standalone",
+    store: Annotated[
+        str, typer.Option(envvar="KUMA_STORE_TYPE", help="sqlite (default) or memory")
+    ] = "sqlite",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="KUMADP_DATA_DIR", help="Where the SQLite store lives"),
+    ] = None,
+    address: Annotated[
+        str, typer.Option(envvar="KUMADP_CP_ADDRESS", help="Address every port binds to")
+    ] = "0.0.0.0",
+    api_port: Annotated[int, typer.Option(envvar="KUMA_API_SERVER_HTTP_PORT")] = 5681,
+    dp_port: Annotated[int, typer.Option(envvar="KUMA_DP_SERVER_PORT")] = 5678,
+    diagnostics_port: Annotated[int, typer.Option(envvar="KUMA_DIAGNOSTICS_SERVER_PORT")] = 5680,
+    xds_host: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST",
+            help="Host Envoys use for ADS (default: the host the agent used for the API)",
+        ),
+    ] = None,
+    deregistration_delay: Annotated[
+        str, typer.Option(envvar="KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY")
+    ] = "10s",
+    log_level: Annotated[str, typer.Option(envvar="KUMA_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
+    from kumadp.cli.common import fail, setup_logging
+    from kumadp.cp.server import ControlPlaneConfig, run_control_plane
+    from kumadp.resources import parse_duration
+
+    setup_logging(log_level)
+    if store not in ("sqlite", "memory"):
+        fail(f"--store: must be sqlite or memory (postgres: later), got {store!r}")
+    try:
+        delay = parse_duration(deregistration_delay)
+    except ValueError as exc:
+        fail(f"--deregistration-delay: {exc}")
+    if data_dir is None and store == "sqlite":
+        data_dir = Path.home() / ".kumadp" / "cp"
+    config = ControlPlaneConfig(
+        mode=mode,
+        store=store,
+        data_dir=data_dir,
+        address=address,
+        api_port=api_port,
+        dp_port=dp_port,
+        diagnostics_port=diagnostics_port,
+        xds_host=xds_host,
+        deregistration_delay=delay,
+    )
+    try:
+        asyncio.run(_main(config))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # one clear line, no traceback
+        log.debug("control plane failed", exc_info=exc)
+        fail(str(exc))
+
+
+async def _main(config: object) -> None:
+    from kumadp.cp.server import ControlPlaneConfig, run_control_plane
+
+    assert isinstance(config, ControlPlaneConfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("shutting down (signal again to force)")
+            stop.set()
+        else:
+            log.warning("forced exit")
+            sys.exit(1)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await run_control_plane(config, stop)

@@ -1,0 +1,174 @@
+"""``POST /bootstrap``: register the agent's dataplane and render its Envoy bootstrap.
+
+Request and response use kuma-dp 2.x's JSON field names. A dataplane that an agent brings
+with it is stored with the label ``kumadp.io/lifecycle: agent``: the control plane removes it
+when the agent leaves (or its connection has been gone for the deregistration delay).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kumadp.cp.api.bootstrap_route import BootstrapError
+from kumadp.cp.lifecycle import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneLifecycle
+from kumadp.cp.store.base import Store
+from kumadp.resources import ValidationError, parse_dataplane
+from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
+
+log = logging.getLogger(__name__)
+
+
+PROXY_TYPES = ("dataplane", "ingress", "egress")
+_STRING_FIELDS = ("mesh", "name", "proxyType", "dataplaneToken", "dataplaneResource", "caCert")
+
+
+@cache
+def load_template() -> Any:
+    """The bootstrap template, from the installed package or the source tree."""
+    packaged = importlib_resources.files("kumadp") / "bootstrap_templates" / "bootstrap.yaml"
+    if packaged.is_file():
+        text = packaged.read_text()
+    else:
+        source_tree = Path(__file__).resolve().parents[2] / "bootstrap_templates" / "bootstrap.yaml"
+        text = source_tree.read_text()
+    return yaml.safe_load(text)
+
+
+def render_template(template: Any, variables: dict[str, Any]) -> Any:
+    """Replace every string that is exactly ``{{ name }}`` with ``variables[name]``."""
+    if isinstance(template, dict):
+        return {k: render_template(v, variables) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render_template(v, variables) for v in template]
+    if isinstance(template, str) and template.startswith("{{") and template.endswith("}}"):
+        key = template[2:-2].strip()
+        if key not in variables:
+            raise KeyError(f"bootstrap template variable {key!r} has no value")
+        return variables[key]
+    return template
+
+
+@dataclass(frozen=True)
+class BootstrapParams:
+    """What the CP puts into every bootstrap besides the dataplane's own data."""
+
+    xds_port: int
+    xds_host: str | None = None  # None: the host the agent used to reach the HTTP API
+
+
+class BootstrapService:
+    def __init__(
+        self, store: Store, params: BootstrapParams, lifecycle: DataplaneLifecycle | None = None
+    ) -> None:
+        self._store = store
+        self._params = params
+        self._lifecycle = lifecycle
+
+    async def handle(self, body: dict[str, Any], host: str) -> dict[str, Any]:
+        for key in _STRING_FIELDS:
+            if key in body and body[key] is not None and not isinstance(body[key], str):
+                raise BootstrapError(400, f"{key}: must be a string")
+        proxy_type = body.get("proxyType") or "dataplane"
+        if proxy_type not in PROXY_TYPES:
+            raise BootstrapError(422, f"proxyType: must be one of {', '.join(PROXY_TYPES)}")
+        if proxy_type != "dataplane":
+            raise BootstrapError(422, f"proxyType: {proxy_type} is not supported yet by kumadp")
+        dataplane = await self._dataplane(body)
+        if await self._store.get(MESH_TYPE, "", dataplane.mesh) is None:
+            raise BootstrapError(422, f'mesh: mesh "{dataplane.mesh}" does not exist')
+        if body.get("dataplaneResource"):
+            await self._register(dataplane)
+        bootstrap = self._render(dataplane, body, host)
+        text = yaml.safe_dump(bootstrap, sort_keys=False)
+        return {
+            "bootstrap": base64.b64encode(text.encode()).decode(),
+            "kumaSidecarConfiguration": {
+                "networking": {"address": dataplane.networking.address},
+                "metrics": {"aggregate": []},
+            },
+        }
+
+    async def _dataplane(self, body: dict[str, Any]) -> Dataplane:
+        mesh = body.get("mesh") or ""
+        name = body.get("name") or ""
+        raw = body.get("dataplaneResource")
+        if raw:
+            try:
+                doc = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise BootstrapError(422, f"dataplaneResource: not valid JSON: {exc}") from exc
+            try:
+                dataplane = parse_dataplane(doc)
+            except ValidationError as exc:
+                raise BootstrapError(422, f"dataplaneResource: {exc}") from exc
+            if mesh and mesh != dataplane.mesh:
+                raise BootstrapError(
+                    422, f'mesh: "{mesh}" does not match the resource\'s mesh "{dataplane.mesh}"'
+                )
+            if name and name != dataplane.name:
+                raise BootstrapError(
+                    422, f'name: "{name}" does not match the resource\'s name "{dataplane.name}"'
+                )
+            return dataplane
+        if not mesh or not name:
+            raise BootstrapError(422, "mesh and name are required when no dataplaneResource is sent")
+        stored = await self._store.get(DATAPLANE_TYPE, mesh, name)
+        if stored is None:
+            raise BootstrapError(404, "")  # not known yet: kuma-dp retries
+        return parse_dataplane(stored.spec)
+
+    async def _register(self, dataplane: Dataplane) -> None:
+        labels = {**dataplane.labels, LIFECYCLE_LABEL: LIFECYCLE_AGENT}
+        registered = replace(dataplane, labels=labels)
+        _, created = await self._store.put(
+            DATAPLANE_TYPE, dataplane.mesh, dataplane.name, registered.to_dict()
+        )
+        if self._lifecycle is not None:
+            self._lifecycle.registered((dataplane.mesh, dataplane.name), created=created)
+        log.info(
+            "dataplane %s.%s %s by its agent",
+            dataplane.mesh,
+            dataplane.name,
+            "registered" if created else "re-registered",
+        )
+
+    def _render(self, dataplane: Dataplane, body: dict[str, Any], host: str) -> Any:
+        token = body.get("dataplaneToken") or ""
+        dns_port = _port(body.get("dnsPort"), "dnsPort")
+        readiness_port = _port(body.get("readinessPort"), "readinessPort")
+        services = dataplane.services
+        variables: dict[str, Any] = {
+            "node_id": f"{dataplane.mesh}.{dataplane.name}",
+            "node_cluster": services[0] if services else dataplane.name,
+            "dataplane_resource": json.dumps(dataplane.to_dict(), separators=(",", ":")),
+            "admin_port": dataplane.admin_port,
+            "admin_port_str": str(dataplane.admin_port),
+            "dns_port_str": str(dns_port or ""),
+            "readiness_port_str": str(readiness_port or ""),
+            "proxy_type": "dataplane",
+            "version": body.get("version") or {},
+            "features": body.get("features") or [],
+            "ads_initial_metadata": (
+                [{"key": "authorization", "value": token}] if token else []
+            ),
+            "xds_host": self._params.xds_host or host or "127.0.0.1",
+            "xds_port": self._params.xds_port,
+        }
+        return render_template(load_template(), variables)
+
+
+def _port(value: Any, field: str) -> int | None:
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise BootstrapError(422, f"{field}: must be a port number 1-65535")
+    return value

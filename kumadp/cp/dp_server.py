@@ -1,0 +1,132 @@
+"""The CP's "DP server" on 5678: Envoy's ADS stream and the agent channel, on one gRPC server.
+
+This is glue: xDS stream events feed the dataplane lifecycle and the reconciler; the
+agent channel's ``Leave`` feeds the lifecycle. Protocol logic lives in ``kumadp.cp.xds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from kumadp.api import agent_pb2, agent_pb2_grpc
+from kumadp.cp.lifecycle import DataplaneLifecycle, parse_node_id
+from kumadp.cp.reconcile import Reconciler
+from kumadp.cp.xds import types as xds_types
+from kumadp.cp.xds.cache import SnapshotCache
+from kumadp.cp.xds.grpc_adapter import add_ads_to_server
+from kumadp.cp.xds.server import AdsServer, StreamRejected
+
+log = logging.getLogger(__name__)
+
+
+class XdsCallbacks:
+    """Connects ADS stream events to the lifecycle and the reconciler."""
+
+    def __init__(self, lifecycle: DataplaneLifecycle, reconciler: Reconciler) -> None:
+        self._lifecycle = lifecycle
+        self._reconciler = reconciler
+        self.nacks = 0
+        self.acks = 0
+
+    async def on_stream_open(
+        self, stream_id: int, node_id: str, node: Any, metadata: Mapping[str, str]
+    ) -> None:
+        key = parse_node_id(node_id)
+        if key is None:
+            raise StreamRejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f'node id "{node_id}" is not "<mesh>.<name>"',
+            )
+        self._lifecycle.stream_opened(key)
+        try:
+            known = await self._reconciler.node_connected(key)
+        except BaseException:
+            await self.on_stream_closed(stream_id, node_id)
+            raise
+        if not known:
+            await self.on_stream_closed(stream_id, node_id)
+            raise StreamRejected(
+                grpc.StatusCode.NOT_FOUND,
+                f"dataplane {node_id} is not known to this control plane (bootstrap first)",
+            )
+        log.info("xDS stream %d opened by %s", stream_id, node_id)
+
+    async def on_stream_closed(self, stream_id: int, node_id: str) -> None:
+        key = parse_node_id(node_id)
+        if key is None:
+            return
+        self._lifecycle.stream_closed(key)
+        self._reconciler.node_disconnected(key)
+        log.info("xDS stream %d of %s closed", stream_id, node_id)
+
+    def on_ack(self, node_id: str, type_url: str, version: str) -> None:
+        self.acks += 1
+        if type_url == xds_types.LISTENER:
+            key = parse_node_id(node_id)
+            if key is not None:
+                self._lifecycle.listeners_acked(key)
+
+    def on_nack(self, node_id: str, type_url: str, version: str, error_detail: str) -> None:
+        self.nacks += 1
+
+
+class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
+    def __init__(self, lifecycle: DataplaneLifecycle) -> None:
+        self._lifecycle = lifecycle
+
+    async def Leave(  # noqa: N802 - gRPC method name
+        self, request: agent_pb2.LeaveRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.LeaveResponse:
+        if not request.mesh or not request.name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mesh and name are required")
+        removed = await self._lifecycle.leave((request.mesh, request.name))
+        return agent_pb2.LeaveResponse(removed=removed)
+
+
+class DpServer:
+    """Component: the gRPC server on the DP port."""
+
+    name = "dp-server"
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        port: int,
+        cache: SnapshotCache,
+        lifecycle: DataplaneLifecycle,
+        reconciler: Reconciler,
+    ) -> None:
+        self._address = address
+        self._port = port
+        self.callbacks = XdsCallbacks(lifecycle, reconciler)
+        self._ads = AdsServer(cache, self.callbacks)
+        self._agent = AgentChannelService(lifecycle)
+        self.bound_port: int | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.max_concurrent_streams", 10_000),
+            ]
+        )
+        add_ads_to_server(server, self._ads)
+        agent_pb2_grpc.add_AgentChannelServicer_to_server(self._agent, server)
+        target = f"{self._address}:{self._port}"
+        self.bound_port = server.add_insecure_port(target)
+        if not self.bound_port:
+            raise OSError(f"cannot listen on {target} (DP server)")
+        await server.start()
+        log.info("DP server (ADS + agent channel) listening on %s", target)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop(grace=1.0)

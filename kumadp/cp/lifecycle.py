@@ -1,0 +1,130 @@
+"""Dataplane lifecycle in the control plane.
+
+- An agent registers its dataplane at bootstrap. Until that dataplane's Envoy has ACKed its
+  first listeners it is *pending*: other sidecars do not get it as an endpoint yet, so no
+  request is sent to a port nobody listens on. (Kuma adds it at once.)
+- A graceful agent stop (``Leave``) deletes the dataplane at once, so every other sidecar
+  stops sending it new requests; its own Envoy keeps its last config while it drains.
+- When the last xDS stream of an agent-registered dataplane closes without a Leave, the
+  dataplane is deleted after the deregistration delay unless a stream came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from kumadp.cp.store.base import Store
+from kumadp.resources.model import DATAPLANE_TYPE
+
+log = logging.getLogger(__name__)
+
+LIFECYCLE_LABEL = "kumadp.io/lifecycle"
+LIFECYCLE_AGENT = "agent"
+
+NodeKey = tuple[str, str]  # (mesh, name)
+
+
+def parse_node_id(node_id: str) -> NodeKey | None:
+    """``<mesh>.<name>``; mesh names are DNS labels, so the first dot splits them."""
+    mesh, sep, name = node_id.partition(".")
+    if not sep or not mesh or not name:
+        return None
+    return mesh, name
+
+
+class DataplaneLifecycle:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        deregistration_delay: float = 10.0,
+        on_readiness_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._delay = deregistration_delay
+        self._on_readiness_change = on_readiness_change
+        self._streams: dict[NodeKey, int] = {}
+        self._pending: set[NodeKey] = set()
+        self._timers: dict[NodeKey, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- queries -----------------------------------------------------------------------
+    def is_pending(self, key: NodeKey) -> bool:
+        return key in self._pending
+
+    def is_connected(self, key: NodeKey) -> bool:
+        return self._streams.get(key, 0) > 0
+
+    # -- events ------------------------------------------------------------------------
+    def registered(self, key: NodeKey, *, created: bool) -> None:
+        """The agent bootstrapped. A new dataplane stays pending until its listeners are up."""
+        self._cancel_timer(key)
+        if created or not self.is_connected(key):
+            self._pending.add(key)
+
+    def stream_opened(self, key: NodeKey) -> None:
+        self._streams[key] = self._streams.get(key, 0) + 1
+        self._cancel_timer(key)
+
+    def listeners_acked(self, key: NodeKey) -> None:
+        if key in self._pending:
+            self._pending.discard(key)
+            log.info("dataplane %s.%s is serving: adding it to the mesh's endpoints", *key)
+            if self._on_readiness_change:
+                self._on_readiness_change(key[0])
+
+    def stream_closed(self, key: NodeKey) -> None:
+        count = self._streams.get(key, 0) - 1
+        if count > 0:
+            self._streams[key] = count
+            return
+        self._streams.pop(key, None)
+        loop = asyncio.get_running_loop()
+        self._cancel_timer(key)
+        self._timers[key] = loop.call_later(self._delay, self._expire, key)
+
+    async def leave(self, key: NodeKey) -> bool:
+        """Graceful stop of the agent: remove the dataplane now."""
+        self._cancel_timer(key)
+        self._pending.discard(key)
+        removed = await self._store.delete(DATAPLANE_TYPE, *key)
+        log.info("dataplane %s.%s left the mesh%s", *key, "" if removed else " (was not stored)")
+        return removed
+
+    def close(self) -> None:
+        for key in list(self._timers):
+            self._cancel_timer(key)
+        for task in self._tasks:
+            task.cancel()
+
+    # -- internals ---------------------------------------------------------------------
+    def _cancel_timer(self, key: NodeKey) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self, key: NodeKey) -> None:
+        self._timers.pop(key, None)
+        if self.is_connected(key):
+            return
+        task = asyncio.get_running_loop().create_task(self._deregister(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deregister(self, key: NodeKey) -> None:
+        stored = await self._store.get(DATAPLANE_TYPE, *key)
+        if stored is None or self.is_connected(key):
+            return
+        labels = stored.spec.get("labels") or {}
+        if labels.get(LIFECYCLE_LABEL) != LIFECYCLE_AGENT:
+            return  # created through the API: its owner deletes it
+        self._pending.discard(key)
+        await self._store.delete(DATAPLANE_TYPE, *key)
+        log.info(
+            "dataplane %s.%s deregistered: its connection has been gone for %.0fs",
+            key[0],
+            key[1],
+            self._delay,
+        )

@@ -1,0 +1,170 @@
+"""Processes on free loopback ports, polled with deadlines, always cleaned up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], T | None | bool],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.02,
+    what: str = "condition",
+    proc: ManagedProcess | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+    When ``proc`` is given and exits meanwhile, fail at once with its output."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result  # type: ignore[return-value]
+        except Exception as exc:
+            last_exc = exc
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"{proc.name} exited ({proc.poll()}) while waiting for {what}:\n{proc.tail()}"
+            )
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class ManagedProcess:
+    """A child process whose output goes to a log file; stopped with SIGTERM then SIGKILL."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> None:
+        self.name = name
+        self.args = list(args)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        if stdin is not None and self.proc.stdin is not None:
+            self.proc.stdin.write(stdin)
+            self.proc.stdin.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL the whole process group after ``timeout``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill_group()
+        self._log.close()
+        return self.proc.returncode
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+
+class ProcessSet:
+    """Owns every process it starts; ``close()`` stops them all in reverse order."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[ManagedProcess] = []
+
+    def start(self, name: str, args: Sequence[str], **kwargs: object) -> ManagedProcess:
+        proc = ManagedProcess(name, args, self.log_dir, **kwargs)  # type: ignore[arg-type]
+        self.procs.append(proc)
+        return proc
+
+    def close(self, timeout: float = 10.0) -> None:
+        for proc in reversed(self.procs):
+            proc.stop(timeout=timeout)
+        self.procs.clear()
+
+    def __enter__(self) -> ProcessSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def kumadp_command(*args: str) -> list[str]:
+    """The ``kumadp`` command line run by this Python (works without the console script)."""
+    return [sys.executable, "-m", "kumadp.cli.main", *args]
+
+
+@contextlib.contextmanager
+def cleanup_on_signals() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so ``finally`` blocks run."""
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,236 @@
+"""End-to-end harness: a real CP, real agents with real Envoys, small real apps."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from kumadp.devtools.procs import (
+    ManagedProcess,
+    ProcessSet,
+    free_port,
+    http_ok,
+    kumadp_command,
+    wait_until,
+)
+
+PYTHON_APP = ["-m", "kumadp.devtools.demo_app"]
+
+
+@dataclass
+class ControlPlane:
+    proc: ManagedProcess
+    api_port: int
+    dp_port: int
+    diagnostics_port: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=5)
+
+    def dataplane_names(self, mesh: str = "default") -> set[str]:
+        resp = self.get(f"/meshes/{mesh}/dataplanes")
+        resp.raise_for_status()
+        return {item["name"] for item in resp.json()["items"]}
+
+
+@dataclass
+class Agent:
+    name: str
+    proc: ManagedProcess
+    admin_port: int
+    readiness_port: int
+    inbound_port: int | None = None
+    outbound_ports: dict[str, int] = field(default_factory=dict)
+
+    def ready(self) -> bool:
+        try:
+            resp = httpx.get(f"http://127.0.0.1:{self.readiness_port}/ready", timeout=1)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200 and resp.text.strip() == "READY"
+
+    def cluster_endpoints(self, cluster: str) -> set[str]:
+        """``ip:port`` of the cluster's endpoints as Envoy sees them right now."""
+        resp = httpx.get(
+            f"http://127.0.0.1:{self.admin_port}/clusters?format=json", timeout=2
+        )
+        resp.raise_for_status()
+        out: set[str] = set()
+        for status in resp.json().get("cluster_statuses", []):
+            if status["name"] != cluster:
+                continue
+            for host in status.get("host_statuses", []):
+                addr = host["address"]["socket_address"]
+                out.add(f"{addr['address']}:{addr['port_value']}")
+        return out
+
+
+class MeshEnv:
+    """Owns every process it starts (see ``close``)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs = ProcessSet(tmp)
+        self.cp: ControlPlane | None = None
+        self._agents = 0
+
+    def close(self) -> None:
+        self.procs.close(timeout=10)
+
+    # -- control plane -------------------------------------------------------------
+    def start_cp(
+        self,
+        *,
+        store: str = "sqlite",
+        api_port: int | None = None,
+        wait: bool = True,
+        extra: list[str] | None = None,
+        data_dir: Path | None = None,
+    ) -> ControlPlane:
+        api_port = api_port or free_port()
+        dp_port, diag_port = free_port(), free_port()
+        data_dir = data_dir or self.tmp / "cp-data"
+        proc = self.procs.start(
+            f"cp-{api_port}",
+            kumadp_command(
+                "cp", "run", "--store", store, "--data-dir", str(data_dir),
+                "--address", "127.0.0.1", "--api-port", str(api_port),
+                "--dp-port", str(dp_port), "--diagnostics-port", str(diag_port),
+                "--log-level", "debug", *(extra or []),
+            ),
+        )
+        self.cp = ControlPlane(proc, api_port, dp_port, diag_port, data_dir)
+        if wait:
+            wait_until(
+                lambda: http_ok(f"http://127.0.0.1:{diag_port}/ready")
+                and http_ok(f"http://127.0.0.1:{api_port}/meshes/default"),
+                what="control plane ready",
+                proc=proc,
+            )
+        return self.cp
+
+    # -- applications --------------------------------------------------------------
+    def start_http_app(self, name: str, upstream: str | None = None) -> int:
+        port = free_port()
+        args = [sys.executable, *PYTHON_APP, "http", "--port", str(port), "--name", name]
+        if upstream:
+            args += ["--upstream", upstream]
+        proc = self.procs.start(f"app-{name}", args)
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/"), what=f"app {name}", proc=proc)
+        return port
+
+    def start_tcp_echo(self, name: str) -> int:
+        port = free_port()
+        proc = self.procs.start(
+            f"app-{name}",
+            [sys.executable, *PYTHON_APP, "tcp-echo", "--port", str(port), "--name", name],
+        )
+
+        def connectable() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+
+        wait_until(connectable, what=f"tcp app {name}", proc=proc)
+        return port
+
+    # -- agents --------------------------------------------------------------------
+    def dataplane_yaml(
+        self,
+        name: str,
+        service: str,
+        app_port: int,
+        *,
+        protocol: str = "http",
+        outbounds: dict[str, int] | None = None,
+        mesh: str = "default",
+    ) -> tuple[str, int]:
+        inbound_port = free_port()
+        doc: dict[str, object] = {
+            "type": "Dataplane",
+            "mesh": mesh,
+            "name": name,
+            "networking": {
+                "address": "127.0.0.1",
+                "inbound": [
+                    {
+                        "port": inbound_port,
+                        "servicePort": app_port,
+                        "tags": {"kuma.io/service": service, "kuma.io/protocol": protocol},
+                    }
+                ],
+                "outbound": [
+                    {"port": port, "tags": {"kuma.io/service": svc}}
+                    for svc, port in (outbounds or {}).items()
+                ],
+            },
+        }
+        return json.dumps(doc, indent=2), inbound_port
+
+    def start_agent(
+        self,
+        name: str,
+        dataplane: str,
+        *,
+        inbound_port: int | None = None,
+        outbound_ports: dict[str, int] | None = None,
+        cp_url: str | None = None,
+        drain_time: str = "1s",
+        extra: list[str] | None = None,
+        wait: bool = True,
+    ) -> Agent:
+        self._agents += 1
+        admin_port, readiness_port = free_port(), free_port()
+        dp_file = self.tmp / f"{name}.dataplane.yaml"
+        dp_file.write_text(dataplane)
+        assert cp_url or self.cp, "start the CP first or pass cp_url"
+        proc = self.procs.start(
+            f"agent-{name}",
+            kumadp_command(
+                "run", "--cp-address", cp_url or (self.cp.url if self.cp else ""),
+                "--dataplane-file", str(dp_file), "--admin-port", str(admin_port),
+                "--readiness-port", str(readiness_port), "--drain-time", drain_time,
+                "--log-level", "debug", *(extra or []),
+            ),
+        )
+        agent = Agent(name, proc, admin_port, readiness_port, inbound_port, outbound_ports or {})
+        if wait:
+            wait_until(agent.ready, timeout=30, what=f"agent {name} ready", proc=proc)
+        return agent
+
+    def start_service(
+        self,
+        name: str,
+        service: str,
+        *,
+        protocol: str = "http",
+        upstream_service: str | None = None,
+        **agent_kwargs: object,
+    ) -> tuple[Agent, int]:
+        """An app plus its sidecar. With ``upstream_service`` the app calls that service
+        through its sidecar's outbound. Returns the agent and the app's port."""
+        outbounds: dict[str, int] = {}
+        upstream = None
+        if upstream_service:
+            outbounds[upstream_service] = free_port()
+            upstream = f"http://127.0.0.1:{outbounds[upstream_service]}"
+        if protocol == "tcp":
+            app_port = self.start_tcp_echo(name)
+        else:
+            app_port = self.start_http_app(name, upstream)
+        doc, inbound_port = self.dataplane_yaml(
+            name, service, app_port, protocol=protocol, outbounds=outbounds
+        )
+        agent = self.start_agent(
+            name, doc, inbound_port=inbound_port, outbound_ports=outbounds, **agent_kwargs  # type: ignore[arg-type]
+        )
+        return agent, app_port
