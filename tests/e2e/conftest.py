@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import MeshEnv
+from kumadp.devtools.mesh import MeshEnv
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from kumadp.devtools.procs import free_port, kumadp_command, wait_until
-from tests.e2e.harness import MeshEnv
+from kumadp.devtools.mesh import MeshEnv
 
 pytestmark = pytest.mark.e2e
 

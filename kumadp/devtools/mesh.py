@@ -1,4 +1,5 @@
-"""End-to-end harness: a real CP, real agents with real Envoys, small real apps."""
+"""A local mesh for the demo, the end-to-end tests and the benchmarks: a real CP, real agents
+with real Envoys, small real apps, all on free 127.0.0.1 ports and all cleaned up."""
 
 from __future__ import annotations
 

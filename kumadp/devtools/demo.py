@@ -1,0 +1,118 @@
+"""``scripts/demo``: a control plane, two apps and their two Envoy sidecars, with traffic.
+
+Everything runs on free 127.0.0.1 ports from a temporary directory and is stopped on exit
+or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from kumadp.devtools.mesh import MeshEnv
+from kumadp.devtools.procs import cleanup_on_signals, wait_until
+
+BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
+
+
+def _style(text: str, code: str) -> str:
+    return f"{code}{text}{RESET}" if sys.stdout.isatty() else text
+
+
+def step(text: str) -> None:
+    print(_style(f"==> {text}", BOLD), flush=True)
+
+
+def info(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+def _stat(admin_port: int, name: str) -> int:
+    text = httpx.get(f"http://127.0.0.1:{admin_port}/stats?filter={name}", timeout=2).text
+    return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if line.strip())
+
+
+def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
+    env = MeshEnv(tmp)
+    try:
+        step("starting the control plane (SQLite store in a temporary directory)")
+        started = time.perf_counter()
+        cp = env.start_cp()
+        info(f"API {cp.url}   xDS + agent channel 127.0.0.1:{cp.dp_port}   "
+             f"diagnostics 127.0.0.1:{cp.diagnostics_port}   "
+             f"({time.perf_counter() - started:.1f}s)")
+
+        step("starting backend-1 (an HTTP app) and its sidecar")
+        started = time.perf_counter()
+        backend, backend_port = env.start_service("backend-1", "backend")
+        info(f"app 127.0.0.1:{backend_port}   sidecar inbound 127.0.0.1:{backend.inbound_port}   "
+             f"Envoy admin :{backend.admin_port}   ready in {time.perf_counter() - started:.1f}s")
+
+        step("starting web-1 (an HTTP app that calls backend) and its sidecar")
+        started = time.perf_counter()
+        web, web_port = env.start_service("web-1", "web", upstream_service="backend")
+        out = web.outbound_ports["backend"]
+        info(f"app 127.0.0.1:{web_port}   sidecar inbound 127.0.0.1:{web.inbound_port}   "
+             f"outbound backend -> 127.0.0.1:{out}   ready in {time.perf_counter() - started:.1f}s")
+        wait_until(lambda: web.cluster_endpoints("backend"), what="backend endpoint at web")
+
+        step(f"sending {requests} requests to web-1's sidecar; web-1 calls backend through the mesh")
+        info(_style("client -> web sidecar -> web-1 -> web sidecar -> backend sidecar -> backend-1",
+                    DIM))
+        failures = 0
+        with httpx.Client(timeout=5) as client:
+            for i in range(1, requests + 1):
+                t0 = time.perf_counter()
+                resp = client.get(f"http://127.0.0.1:{web.inbound_port}/hello/{i}")
+                ms = (time.perf_counter() - t0) * 1000
+                if resp.status_code == 200:
+                    body = resp.json()
+                    upstream = body.get("upstream", {})
+                    info(f"#{i}  {_style('200', GREEN)}  {body['instance']} -> "
+                         f"{upstream.get('instance')}  path {upstream.get('path')}  {ms:.1f} ms")
+                else:
+                    failures += 1
+                    info(f"#{i}  {_style(str(resp.status_code), RED)}  {resp.text[:120]}")
+
+        step("what the control plane and the Envoys saw")
+        items = cp.get("/meshes/default/dataplanes").json()["items"]
+        for item in items:
+            inbound = item["networking"]["inbound"][0]
+            info(f"dataplane {item['name']:<10} service {inbound['tags']['kuma.io/service']:<8} "
+                 f"inbound :{inbound['port']}")
+        info(f"web sidecar: {_stat(web.admin_port, 'cluster.backend.upstream_rq_2xx')} requests "
+             f"sent to cluster 'backend'")
+        info(f"backend sidecar: {_stat(backend.admin_port, 'http.inbound.downstream_rq_2xx')} "
+             f"requests received on its inbound listener")
+        if keep_running:
+            step("everything is still running; press Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+        return 1 if failures else 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        step("stopping everything")
+        env.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="kumadp demo")
+    parser.add_argument("--requests", type=int, default=5)
+    parser.add_argument("--keep-running", action="store_true",
+                        help="leave the mesh running until Ctrl-C")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kumadp-demo-") as tmp, cleanup_on_signals():
+        code = run_demo(Path(tmp), args.requests, args.keep_running)
+    if code == 0:
+        step("done: logs were in the temporary directory, now removed")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
