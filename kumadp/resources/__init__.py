@@ -1,0 +1,45 @@
+"""Kuma universal resources: the typed model, parsing and validation, templating.
+
+The public surface is what this module exports (``__all__``); the submodules are the
+implementation.
+"""
+
+from kumadp.resources.errors import FieldError, ValidationError
+from kumadp.resources.model import (
+    Dataplane,
+    Inbound,
+    Mesh,
+    Networking,
+    Outbound,
+    Resource,
+    TransparentProxying,
+)
+from kumadp.resources.template import load_document, parse_vars, render, render_resource
+from kumadp.resources.validate import (
+    SUPPORTED_TYPES,
+    parse_dataplane,
+    parse_duration,
+    parse_mesh,
+    parse_resource,
+)
+
+__all__ = [
+    "SUPPORTED_TYPES",
+    "Dataplane",
+    "FieldError",
+    "Inbound",
+    "Mesh",
+    "Networking",
+    "Outbound",
+    "Resource",
+    "TransparentProxying",
+    "ValidationError",
+    "load_document",
+    "parse_dataplane",
+    "parse_duration",
+    "parse_mesh",
+    "parse_resource",
+    "parse_vars",
+    "render",
+    "render_resource",
+]

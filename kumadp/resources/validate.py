@@ -1,0 +1,426 @@
+"""Validate Kuma universal resources (parsed YAML/JSON documents) into the typed model.
+
+Every ``parse_*`` function walks the whole document and collects every problem it finds, then
+raises one ``ValidationError`` listing them all, each with the path of the field it is about
+(``networking.inbound[0].port: must be 1-65535``).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kumadp.resources.errors import (
+    ErrorCollector,
+    ValidationError,
+    field_path,
+    index_path,
+    key_path,
+    parse_ip,
+    quoted,
+)
+from kumadp.resources.model import (
+    DATAPLANE_TYPE,
+    MESH_TYPE,
+    PROTOCOL_TAG,
+    PROTOCOLS,
+    SERVICE_TAG,
+    Dataplane,
+    Inbound,
+    Mesh,
+    Networking,
+    Outbound,
+    TransparentProxying,
+)
+
+SUPPORTED_TYPES = (DATAPLANE_TYPE, MESH_TYPE)
+# Accepted and ignored on every resource: the CP's GET output has them, so it can be re-applied.
+_IGNORED = ("creationTime", "modificationTime")
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_NAME = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?")
+_TAG_CHARS = re.compile(r"[a-zA-Z0-9.\-_:/]*")  # Kuma's tag key and value charset
+_DNS_LABEL_RULE = (
+    "1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+)
+_NAME_RULE = "1-253 letters, digits, '-', '.' and '_', starting and ending with a letter or digit"
+_TAG_RULE = "only letters, digits and '.', '-', '_', ':', '/'"
+
+# --- durations ---------------------------------------------------------------------------
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "y": 365 * 86400.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d|y)")
+_DURATION_HELP = "expected e.g. 30s, 1h30m, 500ms, 24h (units: ns, us, ms, s, m, h, d, y)"
+
+
+def parse_duration(value: str) -> float:
+    """A Go-style duration (``30s``, ``1h30m``, ``500ms``; also ``d`` and ``y`` = 365d) in
+    seconds; ``"0"`` is 0. Raises ``ValueError`` naming the bad input."""
+    if not isinstance(value, str):
+        raise ValueError(f"invalid duration {value!r}: {_DURATION_HELP}")
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    if not text:
+        raise ValueError(f'invalid duration "{value}": empty, {_DURATION_HELP}')
+    total, pos = 0.0, 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            missing = re.fullmatch(r"[\d.]+", text[pos:]) is not None
+            problem = "missing unit" if missing else f'unexpected "{text[pos:]}"'
+            raise ValueError(f'invalid duration "{value}": {problem}, {_DURATION_HELP}')
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return total
+
+
+# --- shared checks -----------------------------------------------------------------------
+
+
+def _type(c: ErrorCollector, doc: dict[str, Any], expected: str) -> None:
+    value = doc.get("type")
+    if value is None:
+        c.add("type", f'is required (must be "{expected}")')
+    elif value != expected:
+        c.add("type", f'must be "{expected}", not {quoted(value)}')
+
+
+def _name(c: ErrorCollector, obj: dict[str, Any], parent: str, key: str, dns_label: bool) -> str:
+    """A required resource name; ``dns_label`` for mesh names (Kuma: DNS-1123 label)."""
+    value = c.string(obj, parent, key, required=True)
+    if value is None:
+        return ""
+    if dns_label and (len(value) > 63 or not _DNS_LABEL.fullmatch(value)):
+        c.add(field_path(parent, key), f"must be a DNS-1123 label: {_DNS_LABEL_RULE}")
+    elif not dns_label and (len(value) > 253 or not _NAME.fullmatch(value)):
+        c.add(field_path(parent, key), f"must be {_NAME_RULE}")
+    return value
+
+
+# --- Dataplane ---------------------------------------------------------------------------
+
+_DATAPLANE_FIELDS = ("type", "mesh", "name", "labels", "networking", *_IGNORED)
+_NETWORKING_FIELDS = (
+    "address",
+    "advertisedAddress",
+    "admin",
+    "inbound",
+    "outbound",
+    "transparentProxying",
+)
+_INBOUND_FIELDS = ("port", "servicePort", "serviceAddress", "address", "tags")
+_OUTBOUND_FIELDS = ("port", "address", "tags")
+_TP_FIELDS = ("redirectPortInbound", "redirectPortOutbound")
+# Kuma fields that kumadp does not implement yet: said so, rather than "unknown field".
+_DATAPLANE_UNSUPPORTED = ("metrics", "probes")
+_NETWORKING_UNSUPPORTED = ("gateway",)
+_INBOUND_UNSUPPORTED = ("name", "health", "serviceProbe", "state")
+_OUTBOUND_UNSUPPORTED = ("backendRef",)
+_TP_UNSUPPORTED = (
+    "directAccessServices",
+    "redirectPortInboundV6",
+    "reachableServices",
+    "reachableBackends",
+    "ipFamilyMode",
+)
+
+
+def _tags(c: ErrorCollector, obj: dict[str, Any], parent: str) -> dict[str, str] | None:
+    path = field_path(parent, "tags")
+    if obj.get("tags") is None:
+        c.add(path, f'is required (with at least "{SERVICE_TAG}")')
+        return None
+    tags = c.string_map(obj, parent, "tags", _TAG_CHARS, _TAG_RULE)
+    if tags is None:
+        return None
+    if not tags.get(SERVICE_TAG):
+        c.add(
+            key_path(path, SERVICE_TAG),
+            "must not be empty" if SERVICE_TAG in tags else "is required",
+        )
+        return None
+    protocol = tags.get(PROTOCOL_TAG)
+    if protocol is not None and protocol not in PROTOCOLS:
+        c.add(key_path(path, PROTOCOL_TAG), f"must be one of {', '.join(PROTOCOLS)}")
+        return None
+    return tags
+
+
+def _inbound(c: ErrorCollector, raw: Any, path: str) -> Inbound | None:
+    obj = c.is_object(raw, path)
+    if obj is None:
+        return None
+    c.fields(obj, path, _INBOUND_FIELDS, _INBOUND_UNSUPPORTED)
+    port = c.port(obj, path, "port", required=True)
+    service_port = c.port(obj, path, "servicePort")
+    service_address = c.address(obj, path, "serviceAddress", hostname=False)
+    address = c.address(obj, path, "address", routable=True)
+    tags = _tags(c, obj, path)
+    if port is None or tags is None:
+        return None
+    return Inbound(
+        port=port,
+        tags=tags,
+        service_port=port if service_port is None else service_port,
+        address=address,
+        service_address=service_address,
+    )
+
+
+def _outbound(c: ErrorCollector, raw: Any, path: str) -> Outbound | None:
+    obj = c.is_object(raw, path)
+    if obj is None:
+        return None
+    c.fields(obj, path, _OUTBOUND_FIELDS, _OUTBOUND_UNSUPPORTED)
+    port = c.port(obj, path, "port", required=True)
+    address = c.address(obj, path, "address", hostname=False)
+    tags = _tags(c, obj, path)
+    if port is None or tags is None:
+        return None
+    return Outbound(port=port, tags=tags, address=address or "127.0.0.1")
+
+
+def _transparent_proxying(c: ErrorCollector, obj: dict[str, Any]) -> TransparentProxying | None:
+    path = "networking.transparentProxying"
+    tp = c.mapping(obj, "networking", "transparentProxying")
+    if tp is None:
+        return None
+    c.fields(tp, path, _TP_FIELDS, _TP_UNSUPPORTED)
+    default = TransparentProxying()
+    inbound = c.port(tp, path, "redirectPortInbound") or default.redirect_port_inbound
+    outbound = c.port(tp, path, "redirectPortOutbound") or default.redirect_port_outbound
+    if inbound == outbound:
+        c.add(f"{path}.redirectPortOutbound", f"must differ from redirectPortInbound ({inbound})")
+    return TransparentProxying(redirect_port_inbound=inbound, redirect_port_outbound=outbound)
+
+
+@dataclass(frozen=True)
+class _Socket:
+    """An address and port something listens on, and the field that asks for it."""
+
+    address: str
+    port: int
+    what: str = ""
+
+    def clashes(self, other: _Socket) -> bool:
+        if self.port != other.port:
+            return False
+        a, b = parse_ip(self.address), parse_ip(other.address)
+        if a is not None and b is not None:
+            return a == b or a.is_unspecified or b.is_unspecified
+        return self.address.lower() == other.address.lower()
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+def _check_sockets(c: ErrorCollector, net: Networking) -> None:
+    """Nothing may listen twice on one address and port: the admin API (on 127.0.0.1), the
+    inbound and outbound listeners and, without transparent proxying, an inbound's listener
+    and the application behind it."""
+    used: list[_Socket] = []
+    if net.admin_port is not None:
+        used.append(_Socket("127.0.0.1", net.admin_port, "networking.admin.port"))
+    listeners = [
+        _Socket(i.address or net.address, i.port, f"networking.inbound[{n}]")
+        for n, i in enumerate(net.inbound)
+    ] + [
+        _Socket(o.address, o.port, f"networking.outbound[{n}]") for n, o in enumerate(net.outbound)
+    ]
+    for socket in listeners:
+        earlier = next((u for u in used if u.clashes(socket)), None)
+        if earlier is not None:
+            c.add(f"{socket.what}.port", f"{socket} is already used by {earlier.what}")
+        used.append(socket)
+    if net.transparent_proxying is not None:
+        return  # inbound listeners do not bind their port: traffic is redirected to them
+    for n, inbound in enumerate(net.inbound):
+        listener = _Socket(inbound.address or net.address, inbound.port)
+        app = _Socket(inbound.service_address or "127.0.0.1", inbound.service_port)
+        if listener.clashes(app):
+            c.add(
+                f"networking.inbound[{n}].port",
+                f"the inbound listener and the application would both use {app}; "
+                "set servicePort (or serviceAddress) to where the application listens",
+            )
+
+
+def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
+    path = "networking"
+    obj = c.mapping(doc, "", path, required=True)
+    if obj is None:
+        return None
+    before = len(c.errors)
+    c.fields(obj, path, _NETWORKING_FIELDS, _NETWORKING_UNSUPPORTED)
+    address = c.address(obj, path, "address", required=True, routable=True)
+    advertised = c.address(obj, path, "advertisedAddress", routable=True)
+    admin_port = None
+    admin = c.mapping(obj, path, "admin")
+    if admin is not None:
+        c.fields(admin, "networking.admin", ("port",))
+        admin_port = c.port(admin, "networking.admin", "port")
+    raw_inbound = c.sequence(obj, path, "inbound")
+    if raw_inbound == []:
+        c.add("networking.inbound", "needs at least one inbound (gateways are not supported yet)")
+    inbound = [
+        _inbound(c, raw, index_path("networking.inbound", n))
+        for n, raw in enumerate(raw_inbound or [])
+    ]
+    outbound = [
+        _outbound(c, raw, index_path("networking.outbound", n))
+        for n, raw in enumerate(c.sequence(obj, path, "outbound") or [])
+    ]
+    tp = _transparent_proxying(c, obj)
+    if len(c.errors) > before or address is None:
+        return None
+    net = Networking(
+        address=address,
+        inbound=tuple(i for i in inbound if i is not None),
+        outbound=tuple(o for o in outbound if o is not None),
+        advertised_address=advertised,
+        admin_port=admin_port,
+        transparent_proxying=tp,
+    )
+    _check_sockets(c, net)
+    return net
+
+
+def _document(doc: Any) -> tuple[ErrorCollector, dict[str, Any]]:
+    c = ErrorCollector()
+    obj = c.is_object(doc, "document")
+    c.raise_if_any()
+    assert obj is not None
+    return c, obj
+
+
+def parse_dataplane(doc: Any) -> Dataplane:
+    """A validated ``Dataplane`` from a document (as ``load_document`` returns it)."""
+    c, obj = _document(doc)
+    c.fields(obj, "", _DATAPLANE_FIELDS, _DATAPLANE_UNSUPPORTED)
+    _type(c, obj, DATAPLANE_TYPE)
+    mesh = _name(c, obj, "", "mesh", dns_label=True)
+    name = _name(c, obj, "", "name", dns_label=False)
+    labels = c.string_map(obj, "", "labels")
+    networking = _networking(c, obj)
+    c.raise_if_any()
+    assert networking is not None
+    return Dataplane(mesh=mesh, name=name, networking=networking, labels=labels or {})
+
+
+# --- Mesh ----------------------------------------------------------------------------------
+
+_MESH_FIELDS = ("type", "name", "labels", "mtls", *_IGNORED)
+_MESH_UNSUPPORTED = (
+    "metrics",
+    "logging",
+    "tracing",
+    "networking",
+    "routing",
+    "constraints",
+    "skipCreatingInitialPolicies",
+    "meshServices",
+)
+_BACKEND_FIELDS = ("name", "type", "mode", "dpCert", "conf")
+
+
+def _duration(c: ErrorCollector, obj: dict[str, Any], parent: str, key: str) -> None:
+    value = c.string(obj, parent, key)
+    if value is None:
+        return
+    try:
+        if parse_duration(value) <= 0:
+            c.add(field_path(parent, key), "must be longer than 0")
+    except ValueError as exc:
+        c.add(field_path(parent, key), str(exc))
+
+
+def _backend(c: ErrorCollector, raw: Any, path: str) -> str | None:
+    """Check one mTLS backend; return its name."""
+    obj = c.is_object(raw, path)
+    if obj is None:
+        return None
+    c.fields(obj, path, _BACKEND_FIELDS, ("rootChain",))
+    name = _name(c, obj, path, "name", dns_label=False)
+    kind = c.one_of(obj, path, "type", ("builtin", "provided"), required=True)
+    c.one_of(obj, path, "mode", ("STRICT", "PERMISSIVE"))
+    dp_cert = c.mapping(obj, path, "dpCert")
+    if dp_cert is not None:
+        cert_path = f"{path}.dpCert"
+        c.fields(dp_cert, cert_path, ("rotation",), ("requestTimeout",))
+        rotation = c.mapping(dp_cert, cert_path, "rotation")
+        if rotation is not None:
+            c.fields(rotation, f"{cert_path}.rotation", ("expiration",))
+            _duration(c, rotation, f"{cert_path}.rotation", "expiration")
+    conf = c.mapping(obj, path, "conf")
+    if conf is not None and kind == "builtin":  # "provided" conf: checked when it is used
+        c.fields(conf, f"{path}.conf", ("caCert",))
+        ca_cert = c.mapping(conf, f"{path}.conf", "caCert")
+        if ca_cert is not None:
+            ca_path = f"{path}.conf.caCert"
+            c.fields(ca_cert, ca_path, ("RSAbits", "expiration"))
+            bits = c.integer(ca_cert, ca_path, "RSAbits")
+            if bits is not None and bits < 2048:
+                c.add(f"{ca_path}.RSAbits", "must be at least 2048")
+            _duration(c, ca_cert, ca_path, "expiration")
+    return name or None
+
+
+def _mtls(c: ErrorCollector, doc: dict[str, Any]) -> dict[str, Any] | None:
+    obj = c.mapping(doc, "", "mtls")
+    if obj is None:
+        return None
+    c.fields(obj, "mtls", ("enabledBackend", "backends"), ("skipValidation",))
+    enabled = c.string(obj, "mtls", "enabledBackend")
+    names: dict[str, int] = {}
+    for n, raw in enumerate(c.sequence(obj, "mtls", "backends") or []):
+        path = index_path("mtls.backends", n)
+        name = _backend(c, raw, path)
+        if name is not None and name in names:
+            c.add(f"{path}.name", f'"{name}" is already used by mtls.backends[{names[name]}]')
+        elif name is not None:
+            names[name] = n
+    if enabled and enabled not in names:
+        known = ", ".join(f'"{n}"' for n in names) or "none is defined"
+        c.add("mtls.enabledBackend", f'must name one of mtls.backends ({known}), not "{enabled}"')
+    return copy.deepcopy(obj)
+
+
+def parse_mesh(doc: Any) -> Mesh:
+    """A validated ``Mesh`` from a document (as ``load_document`` returns it)."""
+    c, obj = _document(doc)
+    c.fields(obj, "", _MESH_FIELDS, _MESH_UNSUPPORTED)
+    _type(c, obj, MESH_TYPE)
+    name = _name(c, obj, "", "name", dns_label=True)
+    labels = c.string_map(obj, "", "labels")
+    mtls = _mtls(c, obj)
+    c.raise_if_any()
+    return Mesh(name=name, mtls=mtls, labels=labels or {})
+
+
+def parse_resource(doc: Any) -> Mesh | Dataplane:
+    """A validated resource of any supported type, chosen by the document's ``type``."""
+    supported = ", ".join(SUPPORTED_TYPES)
+    if not isinstance(doc, dict):
+        raise ValidationError.single("document", "must be an object")
+    kind = doc.get("type")
+    if kind == DATAPLANE_TYPE:
+        return parse_dataplane(doc)
+    if kind == MESH_TYPE:
+        return parse_mesh(doc)
+    if kind is None:
+        raise ValidationError.single("type", f"is required (one of {supported})")
+    raise ValidationError.single("type", f"unknown type {quoted(kind)} (supported: {supported})")
