@@ -1,0 +1,70 @@
+"""The control plane's HTTP API (port 5681): resources, ``POST /bootstrap`` and the index."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+import kumadp
+from kumadp.cp.api.bootstrap_route import BootstrapHandler, bootstrap_endpoint
+from kumadp.cp.api.errors import (
+    ApiError,
+    CatchAllMiddleware,
+    api_error_handler,
+    http_exception_handler,
+)
+from kumadp.cp.api.resources import ResourceEndpoints, ResourceKind, default_kinds
+from kumadp.cp.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def index_document() -> dict[str, str]:
+    """What ``GET /`` answers, shaped like Kuma's index."""
+    return {
+        "hostname": socket.gethostname(),
+        "tagline": "kumadp",
+        "version": kumadp.__version__,
+        "product": "kumadp",
+    }
+
+
+def create_app(
+    store: Store,
+    bootstrap: BootstrapHandler | None = None,
+    *,
+    kinds: Sequence[ResourceKind] | None = None,
+) -> Starlette:
+    """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
+    route answers a 404 with a message, which kuma-dp treats as a final error). ``kinds``
+    overrides the served resource kinds (default: Mesh and Dataplane)."""
+    index = index_document()
+
+    async def get_index(request: Request) -> Response:
+        return JSONResponse(index)
+
+    endpoints = ResourceEndpoints(store, default_kinds() if kinds is None else kinds)
+    routes: list[BaseRoute] = [
+        Route("/", get_index, methods=["GET"]),
+        Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),
+        *endpoints.routes(),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(CatchAllMiddleware)],
+        exception_handlers={
+            ApiError: api_error_handler,
+            HTTPException: http_exception_handler,
+        },
+    )
+
+
+__all__ = ["create_app", "index_document"]

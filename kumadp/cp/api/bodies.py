@@ -1,0 +1,104 @@
+"""Request bodies (JSON or YAML, size-limited) and response documents of the HTTP API."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from starlette.requests import Request
+
+from kumadp.cp.api.errors import ApiError
+from kumadp.cp.store.base import StoredResource
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+YAML_MEDIA_TYPES = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/x-yml"}
+)
+_META_KEYS = ("type", "mesh", "name")
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw request body; 413 once it grows past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "Payload Too Large", f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "Payload Too Large", f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON value")
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def decode_document(raw: bytes, media_type: str) -> Any:
+    """Decode a JSON body, or a YAML one when the content type says so or the body is not
+    JSON. Raises a 400 ``ApiError`` naming the parse problem."""
+    if not raw.strip():
+        raise ApiError.bad_request("request body is empty")
+    if media_type not in YAML_MEDIA_TYPES:
+        try:
+            return json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as json_error:
+            if media_type == "application/json":
+                raise ApiError.bad_request(
+                    f"request body is not valid JSON: {json_error}"
+                ) from None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        message = " ".join(str(e).split())
+        raise ApiError.bad_request(f"request body is not valid JSON or YAML: {message}") from None
+
+
+async def read_document(request: Request) -> Any:
+    return decode_document(await read_body(request), _media_type(request))
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as Kuma (Go) prints times."""
+    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def render_resource(res: StoredResource) -> dict[str, Any]:
+    """The stored document with ``creationTime``/``modificationTime`` after its
+    ``type``/``mesh``/``name``, as Kuma's API shows resources."""
+    spec = res.spec
+    out: dict[str, Any] = {k: spec[k] for k in _META_KEYS if k in spec}
+    out["creationTime"] = format_time(res.creation_time)
+    out["modificationTime"] = format_time(res.modification_time)
+    for key, value in spec.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def check_json_representable(doc: dict[str, Any]) -> None:
+    """400 when a document holds values JSON cannot carry (NaN, YAML dates in free-form
+    sections...), rather than a store error later."""
+    try:
+        json.dumps(doc, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ApiError.bad_request(f"resource holds a value JSON cannot represent: {e}") from None
+
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "check_json_representable",
+    "decode_document",
+    "format_time",
+    "read_body",
+    "read_document",
+    "render_resource",
+]

@@ -1,0 +1,219 @@
+"""CRUD routes for resources, Kuma's layout:
+
+- global kinds (Mesh): ``GET /meshes``, ``GET|PUT|DELETE /meshes/{name}``;
+- mesh-scoped kinds (Dataplane): ``GET /meshes/{mesh}/dataplanes``, ``GET /dataplanes`` (every
+  mesh), ``GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}``.
+
+Every kind is described by a ``ResourceKind`` (its type, URL plural, scope and parser), so a
+new kind is one more entry in the list given to ``resource_routes``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from kumadp.cp.api.bodies import check_json_representable, read_document, render_resource
+from kumadp.cp.api.errors import ApiError, Cause
+from kumadp.cp.store.base import ConflictError, Store
+from kumadp.resources import ValidationError
+from kumadp.resources.model import MESH_TYPE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+T = TypeVar("T")
+
+
+class ParsedResource(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    """How the API serves one resource type."""
+
+    type: str  # "Dataplane"
+    plural: str  # URL segment: "dataplanes"
+    mesh_scoped: bool
+    parse: Callable[[Any], ParsedResource]  # raises kumadp.resources.ValidationError
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _query_int(request: Request, key: str, default: int, low: int, high: int | None) -> int:
+    raw = request.query_params.get(key)
+    if raw is None or raw == "":
+        return default
+    limit = f"{low}-{high}" if high is not None else f">= {low}"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low or (high is not None and value > high):
+        message = f"must be an integer {limit}"
+        raise ApiError(400, "Bad Request", f"{key}: {message}", [Cause(key, message)])
+    return value
+
+
+def page(
+    request: Request, items: Sequence[T], render: Callable[[T], Any] = lambda item: item
+) -> dict[str, Any]:
+    """Kuma's list body ``{total, items, next}`` for one page given by ``?size=&offset=``."""
+    size = _query_int(request, "size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    offset = _query_int(request, "offset", 0, 0, None)
+    chunk = items[offset : offset + size]
+    next_url = None
+    if offset + size < len(items):
+        next_url = str(request.url.include_query_params(size=size, offset=offset + size))
+    return {"total": len(items), "items": [render(i) for i in chunk], "next": next_url}
+
+
+def _describe(kind: ResourceKind, mesh: str, name: str) -> str:
+    where = f' in mesh "{mesh}"' if kind.mesh_scoped else ""
+    return f'{kind.type} "{name}"{where}'
+
+
+def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, Any]:
+    """Check the body's ``type``/``name``/``mesh`` against the URL (filling absent ones) and
+    return a copy ready for the parser."""
+    if not isinstance(body, dict):
+        raise ApiError.bad_request("request body must be an object (a resource document)")
+    doc = dict(body)
+    expected = {"type": kind.type, "name": name}
+    if kind.mesh_scoped:
+        expected["mesh"] = mesh
+    for key, value in expected.items():
+        if key not in doc or doc[key] is None:
+            doc[key] = value
+        elif doc[key] != value:
+            where = "this endpoint" if key == "type" else "the URL"
+            got = json.dumps(doc[key], default=str)
+            raise ApiError.invalid_field(key, f'must match {where} ("{value}"), got {got}')
+    return doc
+
+
+class ResourceEndpoints:
+    """The request handlers of every kind, sharing one store."""
+
+    def __init__(self, store: Store, kinds: Sequence[ResourceKind]) -> None:
+        self.store = store
+        self.kinds = tuple(kinds)
+
+    async def _list(self, request: Request, kind: ResourceKind, mesh: str | None) -> Response:
+        resources = await self.store.list(kind.type, mesh)
+        return JSONResponse(page(request, resources, render_resource))
+
+    async def _get(self, kind: ResourceKind, mesh: str, name: str) -> Response:
+        res = await self.store.get(kind.type, mesh, name)
+        if res is None:
+            raise ApiError.not_found(f"{_describe(kind, mesh, name)} not found")
+        return JSONResponse(render_resource(res))
+
+    async def _put(self, request: Request, kind: ResourceKind, mesh: str, name: str) -> Response:
+        doc = _prepare(kind, await read_document(request), mesh, name)
+        try:
+            model = kind.parse(doc)
+        except ValidationError as e:
+            causes = [Cause(err.path, err.reason) for err in e.errors]
+            raise ApiError(400, "Resource is not valid", str(e), causes) from None
+        spec = model.to_dict()
+        check_json_representable(spec)
+        if kind.mesh_scoped and await self.store.get(MESH_TYPE, "", mesh) is None:
+            raise ApiError.invalid_field("mesh", f'mesh "{mesh}" does not exist')
+        try:
+            _, created = await self.store.put(kind.type, mesh, name, spec)
+        except ConflictError as e:
+            raise ApiError(409, "Conflict", str(e)) from None
+        log.info("%s %s", "created" if created else "updated", _describe(kind, mesh, name))
+        return JSONResponse({}, status_code=201 if created else 200)
+
+    async def _delete(self, kind: ResourceKind, mesh: str, name: str) -> Response:
+        if not await self.store.delete(kind.type, mesh, name):
+            raise ApiError.not_found(f"{_describe(kind, mesh, name)} not found")
+        log.info("deleted %s", _describe(kind, mesh, name))
+        if kind.type == MESH_TYPE:
+            # Cascade: the mesh is gone first, so no new resource can be put into it while
+            # its resources are being removed.
+            for scoped in self.kinds:
+                if not scoped.mesh_scoped:
+                    continue
+                for res in await self.store.list(scoped.type, name):
+                    await self.store.delete(scoped.type, name, res.name)
+                    log.info("deleted %s with its mesh", _describe(scoped, name, res.name))
+        return JSONResponse({})
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = []
+        for kind in self.kinds:
+            routes.extend(self._kind_routes(kind))
+        return routes
+
+    def _kind_routes(self, kind: ResourceKind) -> list[BaseRoute]:
+        if kind.mesh_scoped:
+            collection = f"/meshes/{{mesh}}/{kind.plural}"
+
+            def mesh_of(request: Request) -> str:
+                return str(request.path_params["mesh"])
+
+        else:
+            collection = f"/{kind.plural}"
+
+            def mesh_of(request: Request) -> str:
+                return ""
+
+        async def list_one(request: Request) -> Response:
+            return await self._list(request, kind, mesh_of(request))
+
+        async def list_all(request: Request) -> Response:
+            return await self._list(request, kind, None)
+
+        async def item(request: Request) -> Response:
+            mesh, name = mesh_of(request), str(request.path_params["name"])
+            if request.method == "PUT":
+                return await self._put(request, kind, mesh, name)
+            if request.method == "DELETE":
+                return await self._delete(kind, mesh, name)
+            return await self._get(kind, mesh, name)
+
+        routes: list[BaseRoute] = [
+            Route(collection, list_one, methods=["GET"]),
+            Route(f"{collection}/{{name}}", item, methods=["GET", "PUT", "DELETE"]),
+        ]
+        if kind.mesh_scoped:
+            routes.append(Route(f"/{kind.plural}", list_all, methods=["GET"]))
+        return routes
+
+
+def default_kinds() -> list[ResourceKind]:
+    """The kinds kumadp serves today."""
+    from kumadp.resources import parse_dataplane, parse_mesh
+    from kumadp.resources.model import DATAPLANE_TYPE
+
+    return [
+        ResourceKind(MESH_TYPE, "meshes", mesh_scoped=False, parse=parse_mesh),
+        ResourceKind(DATAPLANE_TYPE, "dataplanes", mesh_scoped=True, parse=parse_dataplane),
+    ]
+
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "ResourceEndpoints",
+    "ResourceKind",
+    "default_kinds",
+    "page",
+]
