@@ -1,0 +1,35 @@
+"""Envoy resources from a mesh view: pure generators, one per concern, run by a profile.
+
+Public surface::
+
+    view = build_mesh_view(mesh, dataplanes)
+    resources = generate(view, dataplane)   # type URL -> [protobuf message]
+"""
+
+from kumadp.cp.generate.context import Context, MtlsContext
+from kumadp.cp.generate.profile import (
+    DEFAULT_PROFILE,
+    GenerationError,
+    Generator,
+    generate,
+    run_profile,
+)
+from kumadp.cp.generate.resource_set import ResourceSet
+from kumadp.cp.generate.serialize import resource_to_dict, resources_to_yaml
+from kumadp.cp.generate.view import Endpoint, MeshView, build_mesh_view
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "Context",
+    "Endpoint",
+    "GenerationError",
+    "Generator",
+    "MeshView",
+    "MtlsContext",
+    "ResourceSet",
+    "build_mesh_view",
+    "generate",
+    "resource_to_dict",
+    "resources_to_yaml",
+    "run_profile",
+]

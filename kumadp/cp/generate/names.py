@@ -1,0 +1,46 @@
+"""Names of generated Envoy resources, as Kuma gives them (one place that knows them)."""
+
+from __future__ import annotations
+
+import re
+
+_NOT_STAT_SAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+def inbound_listener(address: str, port: int) -> str:
+    return f"inbound:{address}:{port}"
+
+
+def outbound_listener(address: str, port: int) -> str:
+    return f"outbound:{address}:{port}"
+
+
+def local_cluster(service_port: int) -> str:
+    """The static cluster an inbound forwards to: the application itself."""
+    return f"localhost:{service_port}"
+
+
+def outbound_cluster(service: str) -> str:
+    """The EDS cluster of a service (its ClusterLoadAssignment has the same name)."""
+    return service
+
+
+def inbound_route(service: str) -> str:
+    return f"inbound:{service}"
+
+
+def outbound_route(service: str) -> str:
+    return f"outbound:{service}"
+
+
+def identity_secret(mesh: str) -> str:
+    return f"identity_cert:secret:{mesh}"
+
+
+def mesh_ca_secret(mesh: str) -> str:
+    return f"mesh_ca:secret:{mesh}"
+
+
+def stat_prefix(name: str) -> str:
+    """A stat prefix Envoy will not split: ``localhost:8080`` -> ``localhost_8080``."""
+    return _NOT_STAT_SAFE.sub("_", name)

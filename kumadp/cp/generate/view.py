@@ -1,0 +1,65 @@
+"""The mesh view: what the generators know about one mesh at one moment.
+
+Built once per reconcile from the store's resources, then read by every generator of every
+dataplane of the mesh. Everything in it is sorted, so generation is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kumadp.resources.model import Dataplane, Mesh
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One place a service can be reached: an inbound of some dataplane."""
+
+    address: str
+    port: int
+    tags: dict[str, str]
+    dataplane: str  # name of the dataplane that owns the inbound
+
+
+@dataclass(frozen=True)
+class MeshView:
+    mesh: Mesh
+    dataplanes: tuple[Dataplane, ...]
+    endpoints: dict[str, tuple[Endpoint, ...]]  # service name -> endpoints, sorted
+
+    def endpoints_of(self, service: str) -> tuple[Endpoint, ...]:
+        return self.endpoints.get(service, ())
+
+
+def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str, tuple[tuple[str, str], ...]]:
+    return (
+        endpoint.address,
+        endpoint.port,
+        endpoint.dataplane,
+        tuple(sorted(endpoint.tags.items())),
+    )
+
+
+def build_mesh_view(mesh: Mesh, dataplanes: Iterable[Dataplane]) -> MeshView:
+    """Index every inbound of every dataplane of ``mesh`` by its ``kuma.io/service``.
+
+    Dataplanes of other meshes are ignored. An endpoint's address is the one other
+    dataplanes use to reach the inbound (``advertised_inbound_address``).
+    """
+    members = sorted((dp for dp in dataplanes if dp.mesh == mesh.name), key=lambda dp: dp.name)
+    by_service: dict[str, list[Endpoint]] = {}
+    for dp in members:
+        for inbound in dp.networking.inbound:
+            endpoint = Endpoint(
+                address=dp.advertised_inbound_address(inbound),
+                port=inbound.port,
+                tags=dict(inbound.tags),
+                dataplane=dp.name,
+            )
+            by_service.setdefault(inbound.service, []).append(endpoint)
+    endpoints = {
+        service: tuple(sorted(found, key=_endpoint_key))
+        for service, found in sorted(by_service.items())
+    }
+    return MeshView(mesh=mesh, dataplanes=tuple(members), endpoints=endpoints)
