@@ -85,9 +85,9 @@ class BootstrapService:
         dataplane = await self._dataplane(body)
         if await self._store.get(MESH_TYPE, "", dataplane.mesh) is None:
             raise BootstrapError(422, f'mesh: mesh "{dataplane.mesh}" does not exist')
+        bootstrap = self._render(dataplane, body, host)  # every check before any write
         if body.get("dataplaneResource"):
             await self._register(dataplane)
-        bootstrap = self._render(dataplane, body, host)
         text = yaml.safe_dump(bootstrap, sort_keys=False)
         return {
             "bootstrap": base64.b64encode(text.encode()).decode(),

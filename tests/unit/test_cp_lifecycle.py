@@ -1,0 +1,161 @@
+"""Lifecycle + reconciler: store changes become snapshots; pending, leave and deregistration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from kumadp.cp.lifecycle import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneLifecycle
+from kumadp.cp.reconcile import Reconciler
+from kumadp.cp.server import ensure_default_mesh
+from kumadp.cp.store.memory import MemoryStore
+from kumadp.cp.xds import types
+from kumadp.cp.xds.cache import SnapshotCache
+from kumadp.resources.model import DATAPLANE_TYPE
+
+
+def _dp(name: str, service: str, port: int, *, agent: bool = False, outbound: str = "") -> dict:
+    doc: dict = {
+        "type": "Dataplane",
+        "mesh": "default",
+        "name": name,
+        "networking": {
+            "address": "127.0.0.1",
+            "inbound": [{"port": port, "servicePort": port + 1000,
+                         "tags": {"kuma.io/service": service}}],
+        },
+    }
+    if outbound:
+        doc["networking"]["outbound"] = [{"port": 10000, "tags": {"kuma.io/service": outbound}}]
+    if agent:
+        doc["labels"] = {LIFECYCLE_LABEL: LIFECYCLE_AGENT}
+    return doc
+
+
+@dataclass
+class Env:
+    store: MemoryStore
+    cache: SnapshotCache
+    lifecycle: DataplaneLifecycle
+    reconciler: Reconciler
+
+    def endpoints(self, node_id: str, cluster: str) -> set[int]:
+        snapshot = self.cache.get_snapshot(node_id)
+        assert snapshot is not None
+        cla = snapshot.resources(types.ENDPOINT)[cluster]
+        return {
+            lb.endpoint.address.socket_address.port_value
+            for group in cla.endpoints
+            for lb in group.lb_endpoints
+        }
+
+
+async def _wait(predicate, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    store = MemoryStore()
+    await ensure_default_mesh(store)
+    cache = SnapshotCache()
+    holder: list[Reconciler] = []
+    lifecycle = DataplaneLifecycle(
+        store, deregistration_delay=0.05, on_readiness_change=lambda m: holder[0].mark_dirty(m)
+    )
+    reconciler = Reconciler(store, cache, lifecycle, debounce=0.001)
+    holder.append(reconciler)
+    stop = asyncio.Event()
+    task = asyncio.create_task(reconciler.run(stop))
+    try:
+        yield Env(store, cache, lifecycle, reconciler)
+    finally:
+        stop.set()
+        await task
+        lifecycle.close()
+
+
+async def _connect(env: Env, name: str) -> None:
+    env.lifecycle.stream_opened(("default", name))
+    assert await env.reconciler.node_connected(("default", name))
+
+
+async def test_store_changes_are_pushed_without_polling(env: Env) -> None:
+    await env.store.put(DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001,
+                                                                 outbound="backend"))
+    await _connect(env, "web-1")
+    assert env.endpoints("default.web-1", "backend") == set()
+    await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002))
+    await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
+    await env.store.delete(DATAPLANE_TYPE, "default", "b-1")
+    await _wait(lambda: env.endpoints("default.web-1", "backend") == set())
+
+
+async def test_agent_registered_dataplane_is_an_endpoint_only_after_its_listeners_ack(
+    env: Env,
+) -> None:
+    await env.store.put(DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001,
+                                                                 outbound="backend"))
+    await _connect(env, "web-1")
+    env.lifecycle.registered(("default", "b-1"), created=True)
+    await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002,
+                                                               agent=True))
+    await _connect(env, "b-1")
+    # b-1 gets its own config, but nobody sends it traffic yet.
+    assert env.cache.get_snapshot("default.b-1") is not None
+    await asyncio.sleep(0.02)  # let any (wrong) push happen; asserted below
+    assert env.endpoints("default.web-1", "backend") == set()
+    env.lifecycle.listeners_acked(("default", "b-1"))
+    await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
+
+
+async def test_leave_removes_at_once_but_keeps_the_leaving_envoys_config(env: Env) -> None:
+    await env.store.put(DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001,
+                                                                 outbound="backend"))
+    await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002,
+                                                               agent=True, outbound="web"))
+    await _connect(env, "web-1")
+    await _connect(env, "b-1")
+    await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
+    leaving = env.cache.get_snapshot("default.b-1")
+    assert await env.lifecycle.leave(("default", "b-1"))
+    await _wait(lambda: env.endpoints("default.web-1", "backend") == set())
+    assert env.cache.get_snapshot("default.b-1") is leaving
+
+
+async def test_dropped_agent_is_deregistered_after_the_delay_unless_it_returns(env: Env) -> None:
+    for name, port in (("b-1", 20002), ("b-2", 20003)):
+        await env.store.put(DATAPLANE_TYPE, "default", name, _dp(name, "backend", port,
+                                                                  agent=True))
+        await _connect(env, name)
+    env.lifecycle.stream_closed(("default", "b-1"))
+    env.lifecycle.stream_closed(("default", "b-2"))
+    env.lifecycle.stream_opened(("default", "b-2"))  # came back in time
+
+    async def names() -> set[str]:
+        return {r.name for r in await env.store.list(DATAPLANE_TYPE, "default")}
+
+    deadline = asyncio.get_running_loop().time() + 2
+    while await names() != {"b-2"}:
+        assert asyncio.get_running_loop().time() < deadline, await names()
+        await asyncio.sleep(0.01)
+
+
+async def test_dataplane_created_through_the_api_is_never_deregistered(env: Env) -> None:
+    await env.store.put(DATAPLANE_TYPE, "default", "db-1", _dp("db-1", "db", 20004))
+    await _connect(env, "db-1")
+    env.lifecycle.stream_closed(("default", "db-1"))
+    await asyncio.sleep(0.2)  # well past the 0.05 s delay: nothing may happen
+    assert await env.store.get(DATAPLANE_TYPE, "default", "db-1") is not None
+
+
+async def test_unknown_node_is_refused(env: Env) -> None:
+    env.lifecycle.stream_opened(("default", "ghost"))
+    assert not await env.reconciler.node_connected(("default", "ghost"))
