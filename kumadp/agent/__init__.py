@@ -1,0 +1,16 @@
+"""The data-plane agent (``kumadp run``): one module per concern.
+
+- ``bootstrap``: the CP's ``POST /bootstrap`` client (retries, deadline);
+- ``envoy``: finding the binary, its version, and the Envoy process component;
+- ``admin``: a small client of Envoy's admin API;
+- ``readiness``: the ``/ready`` state, its checker and its HTTP server;
+- ``cp_channel``: the gRPC ``AgentChannel`` (``Leave``) to the CP's DP server;
+- ``identity``: the dataplane resource / name and mesh, and the token, checked locally;
+- ``signals``: the one place signals are handled; ``workdir``: the work directory;
+- ``run``: the composition root, ``AgentConfig`` and ``run_agent``.
+"""
+
+from kumadp.agent.errors import AgentError, ConfigError
+from kumadp.agent.run import AgentConfig, run_agent
+
+__all__ = ["AgentConfig", "AgentError", "ConfigError", "run_agent"]

@@ -1,0 +1,224 @@
+"""The bootstrap client: asks the control plane for this proxy's Envoy bootstrap.
+
+``POST {cp}/bootstrap`` with the JSON body kuma-dp 2.x sends. Answers:
+
+- 200: ``{"bootstrap": <base64 YAML>, "kumaSidecarConfiguration": {...}}``;
+- 404 with an empty body: the CP does not know the dataplane yet; retried;
+- any other 4xx: the request is invalid; fails at once with the CP's message;
+- 5xx, connection errors, timeouts: retried with capped exponential backoff and jitter,
+  until a total deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+import ssl
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from kumadp import __version__
+from kumadp.agent.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 300.0
+
+
+class BootstrapFailed(AgentError):
+    """The control plane did not give a bootstrap (invalid request, or gave up retrying)."""
+
+
+@dataclass(frozen=True)
+class BootstrapRequest:
+    """What the agent tells the CP about itself. ``dataplane_resource`` is the resource
+    as a dict (sent as a JSON string), or None when the CP must already know it."""
+
+    mesh: str
+    name: str
+    proxy_type: str = "dataplane"
+    dataplane_token: str = ""
+    dataplane_token_path: str = ""
+    dataplane_resource: dict[str, Any] | None = None
+    envoy_version: str = ""
+    envoy_build: str = ""
+    envoy_compatible: bool = True
+    ca_cert: str = ""
+    dns_port: int = 0
+    readiness_port: int = 0
+    workdir: str = ""
+    features: tuple[str, ...] = ()
+    dynamic_metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The request body, with kuma-dp 2.x's field names."""
+        resource = ""
+        if self.dataplane_resource is not None:
+            resource = json.dumps(self.dataplane_resource, separators=(",", ":"))
+        return {
+            "mesh": self.mesh,
+            "name": self.name,
+            "proxyType": self.proxy_type,
+            "dataplaneToken": self.dataplane_token,
+            "dataplaneTokenPath": self.dataplane_token_path,
+            "dataplaneResource": resource,
+            "version": {
+                "kumaDp": {
+                    "version": __version__,
+                    "gitTag": f"v{__version__}",
+                    "gitCommit": "unknown",
+                    "buildDate": "unknown",
+                },
+                "envoy": {
+                    "version": self.envoy_version,
+                    "build": self.envoy_build,
+                    "kumaDpCompatible": self.envoy_compatible,
+                },
+            },
+            "caCert": self.ca_cert,
+            "dynamicMetadata": dict(self.dynamic_metadata),
+            "dnsPort": self.dns_port,
+            "readinessPort": self.readiness_port,
+            "appProbeProxyDisabled": True,
+            "operatingSystem": sys.platform,
+            "features": list(self.features),
+            "workdir": self.workdir,
+        }
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    bootstrap_yaml: bytes
+    sidecar_config: dict[str, Any]
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth retrying; the message says how."""
+
+
+class BootstrapClient:
+    """Fetches the bootstrap, retrying as Kuma's agent does, within ``timeout`` seconds."""
+
+    def __init__(
+        self,
+        cp_address: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        request_timeout: float = 10.0,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 5.0,
+        verify: bool | ssl.SSLContext = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.cp_address = cp_address.rstrip("/")
+        self._timeout = timeout
+        self._request_timeout = request_timeout
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._verify = verify
+        self._transport = transport
+
+    async def fetch(self, request: BootstrapRequest) -> BootstrapResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        backoff = self._initial_backoff
+        body = request.to_json()
+        url = f"{self.cp_address}/bootstrap"
+        attempts = 0
+        async with httpx.AsyncClient(verify=self._verify, transport=self._transport) as client:
+            while True:
+                attempts += 1
+                remaining = deadline - loop.time()
+                try:
+                    return await self._attempt(
+                        client, url, body, min(self._request_timeout, max(remaining, 0.1))
+                    )
+                except _Retry as retry:
+                    last_failure = str(retry)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise BootstrapFailed(
+                        f"could not get a bootstrap from the control plane at "
+                        f"{self.cp_address} within {self._timeout:g}s ({attempts} attempts); "
+                        f"last failure: {last_failure}"
+                    )
+                delay = min(backoff * (0.5 + random.random()), remaining)
+                backoff = min(backoff * 2, self._max_backoff)
+                log.debug("bootstrap retry in %.2fs", delay)
+                await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, url: str, body: dict[str, Any], per_request: float
+    ) -> BootstrapResult:
+        try:
+            response = await client.post(
+                url,
+                json=body,
+                headers={"accept": "application/json"},
+                timeout=per_request,
+            )
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            log.info("control plane at %s not reachable (%s), retrying", self.cp_address, reason)
+            raise _Retry(f"{type(exc).__name__}: {reason}") from exc
+        status = response.status_code
+        if status == 200:
+            return _parse_result(response, self.cp_address)
+        text = response.text.strip()
+        if status == 404 and not text:
+            log.info("dataplane not found yet, retrying")
+            raise _Retry("HTTP 404: the control plane does not know the dataplane yet")
+        if 400 <= status < 500:
+            raise BootstrapFailed(
+                f"the control plane at {self.cp_address} rejected the bootstrap request "
+                f"(HTTP {status}): {_error_message(response)}"
+            )
+        message = _error_message(response)
+        log.info("control plane answered HTTP %d (%s), retrying", status, message)
+        raise _Retry(f"HTTP {status}: {message}")
+
+
+def _parse_result(response: httpx.Response, cp_address: str) -> BootstrapResult:
+    try:
+        data = response.json()
+        encoded = data["bootstrap"]
+        config = data.get("kumaSidecarConfiguration") or {}
+        if not isinstance(encoded, str) or not isinstance(config, dict):
+            raise TypeError("unexpected field types")
+        yaml_bytes = base64.b64decode(encoded, validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise BootstrapFailed(
+            f"the control plane at {cp_address} sent an invalid bootstrap response: {exc}"
+        ) from exc
+    return BootstrapResult(bootstrap_yaml=yaml_bytes, sidecar_config=config)
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The CP's explanation: Kuma's error JSON (title, details, causes) or the body text."""
+    text = response.text.strip()
+    try:
+        data = response.json()
+    except ValueError:
+        return text or response.reason_phrase or "no details"
+    if not isinstance(data, dict):
+        return text
+    parts: list[str] = []
+    for key in ("title", "details", "detail"):
+        value = data.get(key)
+        if isinstance(value, str) and value and value not in parts:
+            parts.append(value)
+    causes = data.get("causes") or data.get("invalid_parameters") or []
+    if isinstance(causes, list):
+        for cause in causes:
+            if isinstance(cause, dict):
+                where = cause.get("field", "")
+                why = cause.get("message") or cause.get("reason") or ""
+                parts.append(f"{where}: {why}" if where else str(why))
+    return "; ".join(parts) if parts else text

@@ -1,0 +1,131 @@
+"""The agent's channel to the control plane's DP server (gRPC ``AgentChannel``).
+
+Only ``Leave`` for now: on a graceful shutdown the agent tells the CP to take its dataplane
+out of every other sidecar's endpoints at once. It is best effort: the CP notices the
+dropped ADS stream anyway, so a failure is logged, never raised.
+
+The DP server's address is the one Envoy uses for ADS: the ``ads_cluster`` of the bootstrap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import yaml
+
+from kumadp.api import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+ADS_CLUSTER = "ads_cluster"
+
+
+@dataclass(frozen=True)
+class DpServer:
+    address: str  # "host:port"
+    root_ca: bytes | None = None  # set when the bootstrap's ads_cluster uses TLS
+    tls: bool = False
+    sni: str | None = None
+
+
+def dp_server_from_bootstrap(bootstrap_yaml: bytes) -> DpServer | None:
+    """Where and how to reach the CP's DP server, read from the bootstrap's
+    ``ads_cluster``; None when the bootstrap has no such cluster."""
+    try:
+        doc = yaml.safe_load(bootstrap_yaml)
+        clusters = doc["static_resources"]["clusters"]
+        cluster = next(c for c in clusters if c.get("name") == ADS_CLUSTER)
+        endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+        socket = endpoint["endpoint"]["address"]["socket_address"]
+        host, port = str(socket["address"]), int(socket["port_value"])
+    except (yaml.YAMLError, KeyError, IndexError, TypeError, ValueError, StopIteration):
+        return None
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    transport = cluster.get("transport_socket")
+    if not isinstance(transport, dict):
+        return DpServer(address)
+    tls = transport.get("typed_config") or {}
+    sni = tls.get("sni") if isinstance(tls, dict) else None
+    return DpServer(address, root_ca=_trusted_ca(tls), tls=True, sni=sni)
+
+
+def ads_address_from_bootstrap(bootstrap_yaml: bytes) -> str | None:
+    server = dp_server_from_bootstrap(bootstrap_yaml)
+    return server.address if server else None
+
+
+def _trusted_ca(tls: Any) -> bytes | None:
+    try:
+        source = tls["common_tls_context"]["validation_context"]["trusted_ca"]
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(source, dict):
+        return None
+    if "inline_string" in source:
+        return str(source["inline_string"]).encode()
+    if "inline_bytes" in source:
+        try:
+            return base64.b64decode(source["inline_bytes"])
+        except (binascii.Error, TypeError, ValueError):
+            return None
+    if "filename" in source:
+        try:
+            with open(source["filename"], "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+    return None
+
+
+async def leave(
+    server: DpServer | str,
+    mesh: str,
+    name: str,
+    reason: str,
+    *,
+    token: str | None = None,
+    timeout: float = 2.0,  # noqa: ASYNC109 (the RPC's deadline, passed to gRPC)
+) -> bool:
+    """Tell the CP this dataplane is leaving. True if the CP removed it; False if the CP
+    did not know it or could not be reached (logged, never raised)."""
+    if isinstance(server, str):
+        server = DpServer(server)
+    metadata = (("authorization", token),) if token else None
+    try:
+        if server.tls:
+            options = [("grpc.ssl_target_name_override", server.sni)] if server.sni else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=server.root_ca)
+            channel = grpc.aio.secure_channel(server.address, credentials, options=options)
+        else:
+            channel = grpc.aio.insecure_channel(server.address)
+        async with channel:
+            stub = agent_pb2_grpc.AgentChannelStub(channel)  # type: ignore[no-untyped-call]
+            request = agent_pb2.LeaveRequest(mesh=mesh, name=name, reason=reason)
+            response = await stub.Leave(request, timeout=timeout, metadata=metadata)
+    except grpc.aio.AioRpcError as exc:
+        log.warning(
+            "could not tell the control plane at %s that %s.%s is leaving (%s: %s); "
+            "it will notice the closed stream",
+            server.address,
+            mesh,
+            name,
+            exc.code().name,
+            exc.details(),
+        )
+        return False
+    except Exception as exc:
+        log.warning(
+            "could not tell the control plane at %s that %s.%s is leaving: %s",
+            server.address,
+            mesh,
+            name,
+            exc,
+        )
+        return False
+    log.info("control plane acknowledged leave of %s.%s (removed=%s)", mesh, name, response.removed)
+    return bool(response.removed)

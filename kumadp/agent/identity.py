@@ -1,0 +1,142 @@
+"""Who this proxy is: the dataplane resource (rendered and validated locally) or the
+``--name``/``--mesh`` of one the CP already knows, and the dataplane token."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kumadp.agent.errors import ConfigError
+from kumadp.resources import ValidationError, parse_dataplane, render_resource
+from kumadp.resources.model import DEFAULT_ADMIN_PORT, DEFAULT_MESH, Dataplane
+
+PROXY_TYPES = ("dataplane", "ingress", "egress")
+
+
+@dataclass(frozen=True)
+class Identity:
+    mesh: str
+    name: str
+    proxy_type: str
+    admin_port: int
+    # The document sent to the CP as ``dataplaneResource`` (None: the CP knows it already).
+    resource: dict[str, Any] | None = None
+    dataplane: Dataplane | None = None
+
+
+def load_identity(
+    *,
+    dataplane_file: str | None = None,
+    dataplane_inline: str | None = None,
+    variables: list[str] | tuple[str, ...] = (),
+    name: str | None = None,
+    mesh: str | None = None,
+    proxy_type: str = "dataplane",
+    admin_port: int | None = None,
+) -> Identity:
+    if proxy_type not in PROXY_TYPES:
+        raise ConfigError(f"--proxy-type: must be one of {', '.join(PROXY_TYPES)}")
+    if proxy_type != "dataplane":
+        raise ConfigError(f"--proxy-type {proxy_type}: not supported yet")
+    if admin_port is not None and not 1 <= admin_port <= 65535:
+        raise ConfigError("--admin-port: must be 1-65535")
+    if dataplane_file is not None and dataplane_inline is not None:
+        raise ConfigError("give either --dataplane-file or --dataplane, not both")
+    text, source = _resource_text(dataplane_file, dataplane_inline)
+    if text is None:
+        if variables:
+            raise ConfigError("--dataplane-var needs --dataplane-file or --dataplane")
+        if not name:
+            raise ConfigError(
+                "give a dataplane (--dataplane-file or --dataplane), or the --name (and "
+                "--mesh) of a dataplane the control plane already knows"
+            )
+        return Identity(
+            mesh=mesh or DEFAULT_MESH,
+            name=name,
+            proxy_type=proxy_type,
+            admin_port=admin_port or DEFAULT_ADMIN_PORT,
+        )
+    try:
+        doc = render_resource(text, list(variables), source)
+        dataplane = parse_dataplane(doc)
+    except ValidationError as exc:
+        message = str(exc)
+        if not message.startswith(f"{source}:"):
+            message = f"{source}: {message}"
+        raise ConfigError(message) from exc
+    for flag, given, actual in (("--name", name, dataplane.name), ("--mesh", mesh, dataplane.mesh)):
+        if given and given != actual:
+            raise ConfigError(
+                f"{flag} {given} does not match the dataplane's {actual!r} ({source})"
+            )
+    resource = copy.deepcopy(doc)
+    if admin_port is not None:
+        networking = resource.setdefault("networking", {})
+        networking.setdefault("admin", {})["port"] = admin_port
+    return Identity(
+        mesh=dataplane.mesh,
+        name=dataplane.name,
+        proxy_type=proxy_type,
+        admin_port=admin_port or dataplane.admin_port,
+        resource=resource,
+        dataplane=dataplane,
+    )
+
+
+def _resource_text(file: str | None, inline: str | None) -> tuple[str | None, str]:
+    if inline is not None:
+        return inline, "--dataplane"
+    if file is None:
+        return None, ""
+    if file == "-":
+        return sys.stdin.read(), "stdin"
+    try:
+        return Path(file).read_text(encoding="utf-8"), file
+    except OSError as exc:
+        raise ConfigError(f"--dataplane-file: cannot read {file}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--dataplane-file: {file} is not UTF-8 text") from exc
+
+
+def load_token(token: str | None, token_file: str | None) -> tuple[str, str]:
+    """The dataplane token and the path it came from ("" if inline or none), checked
+    locally: non-empty, one line, shaped like a JWT."""
+    if token is not None and token_file is not None:
+        raise ConfigError("give either --dataplane-token or --dataplane-token-file, not both")
+    if token_file is not None:
+        try:
+            value = Path(token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError(
+                f"--dataplane-token-file: cannot read {token_file}: {reason}"
+            ) from exc
+        check_token(value.strip(), f"--dataplane-token-file {token_file}")
+        return value.strip(), token_file
+    if token is not None:
+        check_token(token.strip(), "--dataplane-token")
+        return token.strip(), ""
+    return "", ""
+
+
+def check_token(token: str, source: str) -> None:
+    if not token:
+        raise ConfigError(f"{source}: the token is empty")
+    if "\n" in token or "\r" in token:
+        raise ConfigError(f"{source}: the token must be one line")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts[:2]):
+        raise ConfigError(f"{source}: not a JWT (expected three dot-separated parts)")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(f"{source}: not a JWT (the header is not base64url JSON)") from exc
+    if not isinstance(header, dict):
+        raise ConfigError(f"{source}: not a JWT (the header is not a JSON object)")

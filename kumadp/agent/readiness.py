@@ -1,0 +1,166 @@
+"""Readiness: the agent's ``GET /ready`` endpoint and the checker that feeds it.
+
+``Readiness`` holds the state: ``NOT_READY`` until Envoy is LIVE and has received its
+listeners, then ``READY``; ``TERMINATING`` (sticky) once shutdown starts. ``ReadinessChecker``
+polls Envoy's admin API (every 0.2 s until ready, then every 1 s). ``ReadinessServer`` is a
+minimal HTTP/1.1 server on loopback answering 200 ``READY`` or 503 ``NOT_READY`` /
+``TERMINATING`` in text/plain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.StrEnum):
+    NOT_READY = "NOT_READY"
+    READY = "READY"
+    TERMINATING = "TERMINATING"
+
+
+class Readiness:
+    def __init__(self) -> None:
+        self._state = State.NOT_READY
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def set_ready(self, ready: bool) -> None:
+        if self._state is State.TERMINATING:
+            return
+        new = State.READY if ready else State.NOT_READY
+        if new is not self._state:
+            log.info("readiness: %s", new)
+            self._state = new
+
+    def set_terminating(self) -> None:
+        if self._state is not State.TERMINATING:
+            log.info("readiness: %s", State.TERMINATING)
+            self._state = State.TERMINATING
+
+
+class AdminProbe(Protocol):
+    async def server_state(self) -> str: ...
+
+    async def listeners_received(self) -> bool: ...
+
+
+class ReadinessChecker:
+    name = "readiness-checker"
+
+    def __init__(
+        self,
+        readiness: Readiness,
+        admin: AdminProbe,
+        *,
+        initial_interval: float = 0.2,
+        interval: float = 1.0,
+    ) -> None:
+        self.readiness = readiness
+        self._admin = admin
+        self._initial_interval = initial_interval
+        self._interval = interval
+
+    async def check(self) -> bool:
+        try:
+            state = await self._admin.server_state()
+            if state != "LIVE":
+                return False
+            return await self._admin.listeners_received()
+        except Exception as exc:
+            log.debug("readiness check failed: %s", exc)
+            return False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and self.readiness.state is not State.TERMINATING:
+            ready = await self.check()
+            self.readiness.set_ready(ready)
+            interval = self._interval if ready else self._initial_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+        await stop.wait()
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
+
+
+class ReadinessServer:
+    """Serves ``/ready`` on ``host:port`` (port 0: any free port, see ``port`` once
+    ``started`` is set)."""
+
+    name = "readiness-server"
+
+    def __init__(
+        self,
+        readiness: Readiness,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        read_timeout: float = 5.0,
+    ) -> None:
+        self.readiness = readiness
+        self.host = host
+        self.port = port
+        self.started = asyncio.Event()
+        self._read_timeout = read_timeout
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"readiness server cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
+            ) from exc
+        self.port = server.sockets[0].getsockname()[1]
+        self.started.set()
+        log.info("readiness server listening on %s:%d", self.host, self.port)
+        async with server:
+            await stop.wait()
+            server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            method, status, body = await asyncio.wait_for(self._answer(reader), self._read_timeout)
+            head = (
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + (b"" if method == "HEAD" else body))
+            await writer.drain()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[str, int, bytes]:
+        request_line = (await reader.readline()).decode("latin-1").strip()
+        while (await reader.readuntil(b"\n")).strip():  # skip headers up to the blank line
+            pass
+        parts = request_line.split()
+        if len(parts) != 3:
+            return "", 400, b"bad request\n"
+        method, target, _ = parts
+        if target.split("?", 1)[0] != "/ready":
+            return method, 404, b"not found\n"
+        if method not in ("GET", "HEAD"):
+            return method, 405, b"method not allowed\n"
+        state = self.readiness.state
+        return method, (200 if state is State.READY else 503), state.value.encode()

