@@ -33,7 +33,9 @@ def info(text: str) -> None:
 
 
 def _stat(admin_port: int, name: str) -> int:
-    text = httpx.get(f"http://127.0.0.1:{admin_port}/stats?filter={name}", timeout=2).text
+    text = httpx.get(
+        f"http://127.0.0.1:{admin_port}/stats", params={"filter": name}, timeout=2
+    ).text
     return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if line.strip())
 
 
@@ -85,9 +87,9 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
             inbound = item["networking"]["inbound"][0]
             info(f"dataplane {item['name']:<10} service {inbound['tags']['kuma.io/service']:<8} "
                  f"inbound :{inbound['port']}")
-        info(f"web sidecar: {_stat(web.admin_port, 'cluster.backend.upstream_rq_2xx')} requests "
+        info(f"web sidecar: {_stat(web.admin_port, r'^cluster\.backend\.upstream_rq_2xx$')} requests "
              f"sent to cluster 'backend'")
-        info(f"backend sidecar: {_stat(backend.admin_port, 'http.inbound.downstream_rq_2xx')} "
+        info(f"backend sidecar: {_stat(backend.admin_port, r'^http\.localhost_.*\.downstream_rq_2xx$')} "
              f"requests received on its inbound listener")
         if keep_running:
             step("everything is still running; press Ctrl-C to stop")

@@ -27,7 +27,7 @@ def serve_http(port: int, name: str, upstream: str | None) -> None:
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             body: dict[str, object] = {"instance": name, "path": self.path}
             status = 200
-            if upstream:
+            if upstream and self.path != "/healthz":  # /healthz never calls the upstream
                 started = time.perf_counter()
                 try:
                     with urllib.request.urlopen(upstream + self.path, timeout=5) as resp:

@@ -127,7 +127,9 @@ class MeshEnv:
         if upstream:
             args += ["--upstream", upstream]
         proc = self.procs.start(f"app-{name}", args)
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/"), what=f"app {name}", proc=proc)
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what=f"app {name}", proc=proc
+        )
         return port
 
     def start_tcp_echo(self, name: str) -> int:
