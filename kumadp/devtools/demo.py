@@ -87,10 +87,10 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
             inbound = item["networking"]["inbound"][0]
             info(f"dataplane {item['name']:<10} service {inbound['tags']['kuma.io/service']:<8} "
                  f"inbound :{inbound['port']}")
-        info(f"web sidecar: {_stat(web.admin_port, r'^cluster\.backend\.upstream_rq_2xx$')} requests "
-             f"sent to cluster 'backend'")
-        info(f"backend sidecar: {_stat(backend.admin_port, r'^http\.localhost_.*\.downstream_rq_2xx$')} "
-             f"requests received on its inbound listener")
+        sent = _stat(web.admin_port, r"^cluster\.backend\.upstream_rq_2xx$")
+        received = _stat(backend.admin_port, r"^http\.localhost_.*\.downstream_rq_2xx$")
+        info(f"web sidecar: {sent} requests sent to cluster 'backend'")
+        info(f"backend sidecar: {received} requests received on its inbound listener")
         if keep_running:
             step("everything is still running; press Ctrl-C to stop")
             while True:
