@@ -107,7 +107,7 @@ def _text_stat(text: str, name: str) -> int:
 def admin_port_from_bootstrap(bootstrap_yaml: bytes) -> int | None:
     """The admin port the CP put in the bootstrap (``admin.address.socket_address``)."""
     try:
-        doc = yaml.safe_load(bootstrap_yaml)
+        doc = yaml.load(bootstrap_yaml, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         port = doc["admin"]["address"]["socket_address"]["port_value"]
         return int(port)
     except (yaml.YAMLError, KeyError, TypeError, ValueError):

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -146,7 +147,8 @@ def bench_convergence(tmp: Path, trials: int = 20) -> list[Figure]:
                 port = free_port()
                 doc = {"type": "Dataplane", "mesh": "default", "name": f"backend-x{i}",
                        "networking": {"address": "127.0.0.1", "inbound": [
-                           {"port": port, "tags": {"kuma.io/service": "backend"}}]}}
+                           {"port": port, "servicePort": port + 1,
+                            "tags": {"kuma.io/service": "backend"}}]}}
                 want = f"127.0.0.1:{port}"
                 t0 = time.monotonic()
                 resp = client.put(f"{cp.url}/meshes/default/dataplanes/backend-x{i}", json=doc)
@@ -175,8 +177,9 @@ BENCHMARKS: dict[str, Callable[[Path], list[Figure]]] = {
 
 
 def machine() -> str:
-    envoy = subprocess.run(["envoy", "--version"], capture_output=True, text=True).stdout
-    version = envoy.strip().split("/")[1] if "/" in envoy else "?"
+    out = subprocess.run(["envoy", "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"version: \S+?/(\d+\.\d+\.\d+)", out)
+    version = found.group(1) if found else "?"
     return (f"{os.cpu_count()} cores, Python {platform.python_version()}, Envoy {version}, "
             f"{platform.system()} {platform.release()}")
 
