@@ -1,6 +1,7 @@
+from typing import ClassVar as _ClassVar
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -12,10 +13,12 @@ class LeaveRequest(_message.Message):
     mesh: str
     name: str
     reason: str
-    def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(
+        self, mesh: str | None = ..., name: str | None = ..., reason: str | None = ...
+    ) -> None: ...
 
 class LeaveResponse(_message.Message):
     __slots__ = ("removed",)
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     removed: bool
-    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, removed: bool | None = ...) -> None: ...

@@ -52,7 +52,7 @@ def run(
 ) -> None:
     """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
     from kumadp.cli.common import fail, setup_logging
-    from kumadp.cp.server import ControlPlaneConfig, run_control_plane
+    from kumadp.cp.server import ControlPlaneConfig
     from kumadp.resources import parse_duration
 
     setup_logging(log_level)

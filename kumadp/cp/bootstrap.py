@@ -120,7 +120,9 @@ class BootstrapService:
                 )
             return dataplane
         if not mesh or not name:
-            raise BootstrapError(422, "mesh and name are required when no dataplaneResource is sent")
+            raise BootstrapError(
+                422, "mesh and name are required when no dataplaneResource is sent"
+            )
         stored = await self._store.get(DATAPLANE_TYPE, mesh, name)
         if stored is None:
             raise BootstrapError(404, "")  # not known yet: kuma-dp retries
@@ -157,9 +159,7 @@ class BootstrapService:
             "proxy_type": "dataplane",
             "version": body.get("version") or {},
             "features": body.get("features") or [],
-            "ads_initial_metadata": (
-                [{"key": "authorization", "value": token}] if token else []
-            ),
+            "ads_initial_metadata": ([{"key": "authorization", "value": token}] if token else []),
             "xds_host": self._params.xds_host or host or "127.0.0.1",
             "xds_port": self._params.xds_port,
         }

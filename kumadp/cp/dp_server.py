@@ -79,7 +79,7 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
     def __init__(self, lifecycle: DataplaneLifecycle) -> None:
         self._lifecycle = lifecycle
 
-    async def Leave(  # noqa: N802 - gRPC method name
+    async def Leave(
         self, request: agent_pb2.LeaveRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.LeaveResponse:
         if not request.mesh or not request.name:

@@ -178,7 +178,9 @@ class Reconciler:
             return cached[1]
         try:
             model: Dataplane | Mesh = (
-                parse_mesh(stored.spec) if stored.type == MESH_TYPE else parse_dataplane(stored.spec)
+                parse_mesh(stored.spec)
+                if stored.type == MESH_TYPE
+                else parse_dataplane(stored.spec)
             )
         except ValidationError as exc:
             log.error("stored %s %s/%s is invalid: %s", stored.type, stored.mesh, stored.name, exc)

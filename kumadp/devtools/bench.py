@@ -28,9 +28,10 @@ import httpx
 import yaml
 
 from kumadp.devtools.mesh import MeshEnv
-from kumadp.devtools.procs import free_port, http_ok, kumadp_command, wait_until
+from kumadp.devtools.procs import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
 
 @dataclass
@@ -72,24 +73,52 @@ def _bare_envoy_config(listen: int, app_port: int, admin: int) -> dict[str, obje
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
-            "listeners": [{
-                "name": "inbound",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.tcp_proxy",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                                 "tcp_proxy.v3.TcpProxy",
-                        "stat_prefix": "inbound", "cluster": "app",
+            "listeners": [
+                {
+                    "name": "inbound",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.tcp_proxy",
+                                    "typed_config": {
+                                        "@type": TCP_PROXY_TYPE,
+                                        "stat_prefix": "inbound",
+                                        "cluster": "app",
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "app",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": "app",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": "127.0.0.1",
+                                                    "port_value": app_port,
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
                     },
-                }]}],
-            }],
-            "clusters": [{
-                "name": "app", "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{
-                    "endpoint": {"address": {"socket_address": {
-                        "address": "127.0.0.1", "port_value": app_port}}}}]}]},
-            }],
+                }
+            ],
         },
     }
 
@@ -110,16 +139,18 @@ def bench_startup(tmp: Path, trials: int = 5) -> list[Figure]:
             cfg = tmp / f"bare-{i}.yaml"
             cfg.write_text(yaml.safe_dump(_bare_envoy_config(listen, app_port, admin)))
             t0 = time.monotonic()
-            proc = env.procs.start(f"bare-{i}", [envoy, "-c", str(cfg), "--disable-hot-restart",
-                                                 "--log-level", "warn"])
+            proc = env.procs.start(
+                f"bare-{i}", [envoy, "-c", str(cfg), "--disable-hot-restart", "--log-level", "warn"]
+            )
             _first_response(listen, t0 + 20)
             bare.append(time.monotonic() - t0)
             proc.stop()
 
             doc, inbound = env.dataplane_yaml(f"app-{i}", "app", app_port, protocol="tcp")
             t0 = time.monotonic()
-            agent = env.start_agent(f"app-{i}", doc, inbound_port=inbound, wait=False,
-                                    drain_time="0s")
+            agent = env.start_agent(
+                f"app-{i}", doc, inbound_port=inbound, wait=False, drain_time="0s"
+            )
             _first_response(inbound, t0 + 30)
             ours.append(time.monotonic() - t0)
             agent.proc.stop()
@@ -127,9 +158,15 @@ def bench_startup(tmp: Path, trials: int = 5) -> list[Figure]:
         env.close()
     med, base = statistics.median(ours), statistics.median(bare)
     return [
-        Figure("startup: kumadp run -> first request (median of %d)" % trials, med * 1000, "ms",
-               base * 1000, "bare Envoy, static config", "<= 1000 ms and <= 8x",
-               med <= 1.0 and med <= 8 * base),
+        Figure(
+            f"startup: kumadp run -> first request (median of {trials})",
+            med * 1000,
+            "ms",
+            base * 1000,
+            "bare Envoy, static config",
+            "<= 1000 ms and <= 8x",
+            med <= 1.0 and med <= 8 * base,
+        ),
     ]
 
 
@@ -145,10 +182,21 @@ def bench_convergence(tmp: Path, trials: int = 20) -> list[Figure]:
         with httpx.Client(timeout=5) as client:
             for i in range(trials):
                 port = free_port()
-                doc = {"type": "Dataplane", "mesh": "default", "name": f"backend-x{i}",
-                       "networking": {"address": "127.0.0.1", "inbound": [
-                           {"port": port, "servicePort": port + 1,
-                            "tags": {"kuma.io/service": "backend"}}]}}
+                doc = {
+                    "type": "Dataplane",
+                    "mesh": "default",
+                    "name": f"backend-x{i}",
+                    "networking": {
+                        "address": "127.0.0.1",
+                        "inbound": [
+                            {
+                                "port": port,
+                                "servicePort": port + 1,
+                                "tags": {"kuma.io/service": "backend"},
+                            }
+                        ],
+                    },
+                }
                 want = f"127.0.0.1:{port}"
                 t0 = time.monotonic()
                 resp = client.put(f"{cp.url}/meshes/default/dataplanes/backend-x{i}", json=doc)
@@ -163,10 +211,24 @@ def bench_convergence(tmp: Path, trials: int = 20) -> list[Figure]:
         env.close()
     p50, p99 = percentile(samples, 50) * 1000, percentile(samples, 99) * 1000
     return [
-        Figure(f"convergence: new endpoint -> running Envoy, p50 ({trials} trials)", p50, "ms",
-               1000.0, "Kuma's default refresh interval (1 s)", "-", True),
-        Figure(f"convergence: new endpoint -> running Envoy, p99 ({trials} trials)", p99, "ms",
-               1000.0, "Kuma's default refresh interval (1 s)", "<= 200 ms", p99 <= 200),
+        Figure(
+            f"convergence: new endpoint -> running Envoy, p50 ({trials} trials)",
+            p50,
+            "ms",
+            1000.0,
+            "Kuma's default refresh interval (1 s)",
+            "-",
+            True,
+        ),
+        Figure(
+            f"convergence: new endpoint -> running Envoy, p99 ({trials} trials)",
+            p99,
+            "ms",
+            1000.0,
+            "Kuma's default refresh interval (1 s)",
+            "<= 200 ms",
+            p99 <= 200,
+        ),
     ]
 
 
@@ -180,8 +242,10 @@ def machine() -> str:
     out = subprocess.run(["envoy", "--version"], capture_output=True, text=True).stdout
     found = re.search(r"version: \S+?/(\d+\.\d+\.\d+)", out)
     version = found.group(1) if found else "?"
-    return (f"{os.cpu_count()} cores, Python {platform.python_version()}, Envoy {version}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, Envoy {version}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def render(figures: list[Figure], skipped: dict[str, str]) -> str:
@@ -198,8 +262,10 @@ def render(figures: list[Figure], skipped: dict[str, str]) -> str:
     for f in figures:
         base = f"{f.baseline:.1f} {f.unit} ({f.baseline_name})" if f.baseline else "-"
         ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
-        lines.append(f"| {f.name} | {f.value:.1f} {f.unit} | {base} | {ratio} | {f.target} | "
-                     f"{'yes' if f.met else 'NO'} |")
+        lines.append(
+            f"| {f.name} | {f.value:.1f} {f.unit} | {base} | {ratio} | {f.target} | "
+            f"{'yes' if f.met else 'NO'} |"
+        )
     for name, why in skipped.items():
         lines.append(f"| {name} | skipped: {why} | | | | |")
     notes = [f"- {f.name}: {f.note}" for f in figures if f.note]
@@ -227,15 +293,19 @@ def main() -> None:
                 continue
         for f in got:
             ratio = f"  ({f.ratio:.2f}x {f.baseline_name})" if f.ratio is not None else ""
-            print(f"    {f.name}: {f.value:.1f} {f.unit}{ratio}  target {f.target}: "
-                  f"{'met' if f.met else 'MISSED'}", flush=True)
+            print(
+                f"    {f.name}: {f.value:.1f} {f.unit}{ratio}  target {f.target}: "
+                f"{'met' if f.met else 'MISSED'}",
+                flush=True,
+            )
         figures += got
     report = render(figures, skipped)
     print(report)
     if not args.no_write:
         (ROOT / "BENCHMARKS.md").write_text(report)
-        (ROOT / "BENCHMARKS.json").write_text(json.dumps(
-            [{**asdict(f), "ratio": f.ratio} for f in figures], indent=2) + "\n")
+        (ROOT / "BENCHMARKS.json").write_text(
+            json.dumps([{**asdict(f), "ratio": f.ratio} for f in figures], indent=2) + "\n"
+        )
     sys.exit(0)
 
 

@@ -45,27 +45,38 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
         step("starting the control plane (SQLite store in a temporary directory)")
         started = time.perf_counter()
         cp = env.start_cp()
-        info(f"API {cp.url}   xDS + agent channel 127.0.0.1:{cp.dp_port}   "
-             f"diagnostics 127.0.0.1:{cp.diagnostics_port}   "
-             f"({time.perf_counter() - started:.1f}s)")
+        info(
+            f"API {cp.url}   xDS + agent channel 127.0.0.1:{cp.dp_port}   "
+            f"diagnostics 127.0.0.1:{cp.diagnostics_port}   "
+            f"({time.perf_counter() - started:.1f}s)"
+        )
 
         step("starting backend-1 (an HTTP app) and its sidecar")
         started = time.perf_counter()
         backend, backend_port = env.start_service("backend-1", "backend")
-        info(f"app 127.0.0.1:{backend_port}   sidecar inbound 127.0.0.1:{backend.inbound_port}   "
-             f"Envoy admin :{backend.admin_port}   ready in {time.perf_counter() - started:.1f}s")
+        info(
+            f"app 127.0.0.1:{backend_port}   sidecar inbound 127.0.0.1:{backend.inbound_port}   "
+            f"Envoy admin :{backend.admin_port}   ready in {time.perf_counter() - started:.1f}s"
+        )
 
         step("starting web-1 (an HTTP app that calls backend) and its sidecar")
         started = time.perf_counter()
         web, web_port = env.start_service("web-1", "web", upstream_service="backend")
         out = web.outbound_ports["backend"]
-        info(f"app 127.0.0.1:{web_port}   sidecar inbound 127.0.0.1:{web.inbound_port}   "
-             f"outbound backend -> 127.0.0.1:{out}   ready in {time.perf_counter() - started:.1f}s")
+        info(
+            f"app 127.0.0.1:{web_port}   sidecar inbound 127.0.0.1:{web.inbound_port}   "
+            f"outbound backend -> 127.0.0.1:{out}   ready in {time.perf_counter() - started:.1f}s"
+        )
         wait_until(lambda: web.cluster_endpoints("backend"), what="backend endpoint at web")
 
-        step(f"sending {requests} requests to web-1's sidecar; web-1 calls backend through the mesh")
-        info(_style("client -> web sidecar -> web-1 -> web sidecar -> backend sidecar -> backend-1",
-                    DIM))
+        step(
+            f"sending {requests} requests to web-1's sidecar; web-1 calls backend through the mesh"
+        )
+        info(
+            _style(
+                "client -> web sidecar -> web-1 -> web sidecar -> backend sidecar -> backend-1", DIM
+            )
+        )
         failures = 0
         with httpx.Client(timeout=5) as client:
             for i in range(1, requests + 1):
@@ -75,8 +86,10 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
                 if resp.status_code == 200:
                     body = resp.json()
                     upstream = body.get("upstream", {})
-                    info(f"#{i}  {_style('200', GREEN)}  {body['instance']} -> "
-                         f"{upstream.get('instance')}  path {upstream.get('path')}  {ms:.1f} ms")
+                    info(
+                        f"#{i}  {_style('200', GREEN)}  {body['instance']} -> "
+                        f"{upstream.get('instance')}  path {upstream.get('path')}  {ms:.1f} ms"
+                    )
                 else:
                     failures += 1
                     info(f"#{i}  {_style(str(resp.status_code), RED)}  {resp.text[:120]}")
@@ -85,8 +98,10 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
         items = cp.get("/meshes/default/dataplanes").json()["items"]
         for item in items:
             inbound = item["networking"]["inbound"][0]
-            info(f"dataplane {item['name']:<10} service {inbound['tags']['kuma.io/service']:<8} "
-                 f"inbound :{inbound['port']}")
+            info(
+                f"dataplane {item['name']:<10} service {inbound['tags']['kuma.io/service']:<8} "
+                f"inbound :{inbound['port']}"
+            )
         sent = _stat(web.admin_port, r"^cluster\.backend\.upstream_rq_2xx$")
         received = _stat(backend.admin_port, r"^http\.localhost_.*\.downstream_rq_2xx$")
         info(f"web sidecar: {sent} requests sent to cluster 'backend'")
@@ -106,8 +121,9 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description="kumadp demo")
     parser.add_argument("--requests", type=int, default=5)
-    parser.add_argument("--keep-running", action="store_true",
-                        help="leave the mesh running until Ctrl-C")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="leave the mesh running until Ctrl-C"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kumadp-demo-") as tmp, cleanup_on_signals():
         code = run_demo(Path(tmp), args.requests, args.keep_running)

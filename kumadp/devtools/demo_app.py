@@ -27,7 +27,7 @@ def serve_http(port: int, name: str, upstream: str | None) -> None:
         # to every keep-alive request.
         disable_nagle_algorithm = True
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             body: dict[str, object] = {"instance": name, "path": self.path}
             status = 200
             if upstream and self.path != "/healthz":  # /healthz never calls the upstream

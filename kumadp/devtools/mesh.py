@@ -62,9 +62,7 @@ class Agent:
 
     def cluster_endpoints(self, cluster: str) -> set[str]:
         """``ip:port`` of the cluster's endpoints as Envoy sees them right now."""
-        resp = httpx.get(
-            f"http://127.0.0.1:{self.admin_port}/clusters?format=json", timeout=2
-        )
+        resp = httpx.get(f"http://127.0.0.1:{self.admin_port}/clusters?format=json", timeout=2)
         resp.raise_for_status()
         out: set[str] = set()
         for status in resp.json().get("cluster_statuses", []):
@@ -104,17 +102,32 @@ class MeshEnv:
         proc = self.procs.start(
             f"cp-{api_port}",
             kumadp_command(
-                "cp", "run", "--store", store, "--data-dir", str(data_dir),
-                "--address", "127.0.0.1", "--api-port", str(api_port),
-                "--dp-port", str(dp_port), "--diagnostics-port", str(diag_port),
-                "--log-level", "debug", *(extra or []),
+                "cp",
+                "run",
+                "--store",
+                store,
+                "--data-dir",
+                str(data_dir),
+                "--address",
+                "127.0.0.1",
+                "--api-port",
+                str(api_port),
+                "--dp-port",
+                str(dp_port),
+                "--diagnostics-port",
+                str(diag_port),
+                "--log-level",
+                "debug",
+                *(extra or []),
             ),
         )
         self.cp = ControlPlane(proc, api_port, dp_port, diag_port, data_dir)
         if wait:
             wait_until(
-                lambda: http_ok(f"http://127.0.0.1:{diag_port}/ready")
-                and http_ok(f"http://127.0.0.1:{api_port}/meshes/default"),
+                lambda: (
+                    http_ok(f"http://127.0.0.1:{diag_port}/ready")
+                    and http_ok(f"http://127.0.0.1:{api_port}/meshes/default")
+                ),
                 what="control plane ready",
                 proc=proc,
             )
@@ -199,10 +212,20 @@ class MeshEnv:
         proc = self.procs.start(
             f"agent-{name}",
             kumadp_command(
-                "run", "--cp-address", cp_url or (self.cp.url if self.cp else ""),
-                "--dataplane-file", str(dp_file), "--admin-port", str(admin_port),
-                "--readiness-port", str(readiness_port), "--drain-time", drain_time,
-                "--log-level", "debug", *(extra or []),
+                "run",
+                "--cp-address",
+                cp_url or (self.cp.url if self.cp else ""),
+                "--dataplane-file",
+                str(dp_file),
+                "--admin-port",
+                str(admin_port),
+                "--readiness-port",
+                str(readiness_port),
+                "--drain-time",
+                drain_time,
+                "--log-level",
+                "debug",
+                *(extra or []),
             ),
         )
         agent = Agent(name, proc, admin_port, readiness_port, inbound_port, outbound_ports or {})
@@ -234,6 +257,10 @@ class MeshEnv:
             name, service, app_port, protocol=protocol, outbounds=outbounds
         )
         agent = self.start_agent(
-            name, doc, inbound_port=inbound_port, outbound_ports=outbounds, **agent_kwargs  # type: ignore[arg-type]
+            name,
+            doc,
+            inbound_port=inbound_port,
+            outbound_ports=outbounds,
+            **agent_kwargs,  # type: ignore[arg-type]
         )
         return agent, app_port

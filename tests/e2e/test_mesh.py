@@ -10,8 +10,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from kumadp.devtools.procs import free_port, kumadp_command, wait_until
 from kumadp.devtools.mesh import MeshEnv
+from kumadp.devtools.procs import free_port, kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -138,9 +138,7 @@ def test_agent_started_before_the_cp_waits_then_succeeds(env: MeshEnv) -> None:
     api_port = free_port()
     app_port = env.start_http_app("backend-1")
     doc, _ = env.dataplane_yaml("backend-1", "backend", app_port)
-    agent = env.start_agent(
-        "backend-1", doc, cp_url=f"http://127.0.0.1:{api_port}", wait=False
-    )
+    agent = env.start_agent("backend-1", doc, cp_url=f"http://127.0.0.1:{api_port}", wait=False)
     wait_until(
         lambda: "retry" in agent.proc.output().lower(), what="agent retrying", proc=agent.proc
     )
@@ -175,9 +173,23 @@ def test_dataplane_from_stdin_with_variables(env: MeshEnv) -> None:
     proc = env.procs.start(
         "agent-stdin",
         kumadp_command(
-            "run", "--cp-address", env.cp.url, "--dataplane-file", "-",
-            "-v", "name=backend-1", "-v", f"port.inbound={inbound}", "-v", f"port.app={app_port}",
-            "--admin-port", str(admin), "--readiness-port", str(ready), "--drain-time", "0s",
+            "run",
+            "--cp-address",
+            env.cp.url,
+            "--dataplane-file",
+            "-",
+            "-v",
+            "name=backend-1",
+            "-v",
+            f"port.inbound={inbound}",
+            "-v",
+            f"port.app={app_port}",
+            "--admin-port",
+            str(admin),
+            "--readiness-port",
+            str(ready),
+            "--drain-time",
+            "0s",
         ),
         stdin=template.encode(),
     )

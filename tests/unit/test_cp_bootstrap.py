@@ -105,9 +105,7 @@ async def test_unknown_mesh_is_rejected() -> None:
     service, _, _ = await _service()
     doc = {**DATAPLANE, "mesh": "payments"}
     with pytest.raises(BootstrapError, match='mesh "payments" does not exist'):
-        await service.handle(
-            _request(mesh="payments", dataplaneResource=json.dumps(doc)), "h"
-        )
+        await service.handle(_request(mesh="payments", dataplaneResource=json.dumps(doc)), "h")
 
 
 @pytest.mark.skipif(shutil.which("envoy") is None, reason="no envoy binary on PATH")
@@ -116,7 +114,7 @@ async def test_rendered_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
     resp = await service.handle(_request(dataplaneToken="t"), "127.0.0.1")
     path = tmp_path / "bootstrap.yaml"
     path.write_bytes(base64.b64decode(resp["bootstrap"]))
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: ASYNC221 - a one-off check, nothing else runs
         ["envoy", "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
         capture_output=True,
         text=True,

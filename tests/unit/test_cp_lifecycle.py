@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -24,8 +24,9 @@ def _dp(name: str, service: str, port: int, *, agent: bool = False, outbound: st
         "name": name,
         "networking": {
             "address": "127.0.0.1",
-            "inbound": [{"port": port, "servicePort": port + 1000,
-                         "tags": {"kuma.io/service": service}}],
+            "inbound": [
+                {"port": port, "servicePort": port + 1000, "tags": {"kuma.io/service": service}}
+            ],
         },
     }
     if outbound:
@@ -53,8 +54,8 @@ class Env:
         }
 
 
-async def _wait(predicate, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait(predicate: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + 2.0
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met")
@@ -88,8 +89,9 @@ async def _connect(env: Env, name: str) -> None:
 
 
 async def test_store_changes_are_pushed_without_polling(env: Env) -> None:
-    await env.store.put(DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001,
-                                                                 outbound="backend"))
+    await env.store.put(
+        DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001, outbound="backend")
+    )
     await _connect(env, "web-1")
     assert env.endpoints("default.web-1", "backend") == set()
     await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002))
@@ -101,12 +103,12 @@ async def test_store_changes_are_pushed_without_polling(env: Env) -> None:
 async def test_agent_registered_dataplane_is_an_endpoint_only_after_its_listeners_ack(
     env: Env,
 ) -> None:
-    await env.store.put(DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001,
-                                                                 outbound="backend"))
+    await env.store.put(
+        DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001, outbound="backend")
+    )
     await _connect(env, "web-1")
     env.lifecycle.registered(("default", "b-1"), created=True)
-    await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002,
-                                                               agent=True))
+    await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002, agent=True))
     await _connect(env, "b-1")
     # b-1 gets its own config, but nobody sends it traffic yet.
     assert env.cache.get_snapshot("default.b-1") is not None
@@ -117,10 +119,12 @@ async def test_agent_registered_dataplane_is_an_endpoint_only_after_its_listener
 
 
 async def test_leave_removes_at_once_but_keeps_the_leaving_envoys_config(env: Env) -> None:
-    await env.store.put(DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001,
-                                                                 outbound="backend"))
-    await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002,
-                                                               agent=True, outbound="web"))
+    await env.store.put(
+        DATAPLANE_TYPE, "default", "web-1", _dp("web-1", "web", 20001, outbound="backend")
+    )
+    await env.store.put(
+        DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002, agent=True, outbound="web")
+    )
     await _connect(env, "web-1")
     await _connect(env, "b-1")
     await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
@@ -132,8 +136,7 @@ async def test_leave_removes_at_once_but_keeps_the_leaving_envoys_config(env: En
 
 async def test_dropped_agent_is_deregistered_after_the_delay_unless_it_returns(env: Env) -> None:
     for name, port in (("b-1", 20002), ("b-2", 20003)):
-        await env.store.put(DATAPLANE_TYPE, "default", name, _dp(name, "backend", port,
-                                                                  agent=True))
+        await env.store.put(DATAPLANE_TYPE, "default", name, _dp(name, "backend", port, agent=True))
         await _connect(env, name)
     env.lifecycle.stream_closed(("default", "b-1"))
     env.lifecycle.stream_closed(("default", "b-2"))
