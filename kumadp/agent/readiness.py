@@ -25,25 +25,55 @@ class State(enum.StrEnum):
 
 
 class Readiness:
+    """READY needs Envoy ready (``set_ready``) and no *blocker*: other components block
+    readiness with a reason (an expired certificate, no name table yet) and unblock it."""
+
     def __init__(self) -> None:
-        self._state = State.NOT_READY
+        self._envoy_ready = False
+        self._terminating = False
+        self._blockers: dict[str, str] = {}
+        self._last_logged = State.NOT_READY
 
     @property
     def state(self) -> State:
-        return self._state
+        if self._terminating:
+            return State.TERMINATING
+        if self._envoy_ready and not self._blockers:
+            return State.READY
+        return State.NOT_READY
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the agent is not ready (empty when READY)."""
+        if self._terminating:
+            return ["shutting down"]
+        reasons = [] if self._envoy_ready else ["Envoy is not LIVE with its listeners yet"]
+        return reasons + [f"{key}: {reason}" for key, reason in sorted(self._blockers.items())]
 
     def set_ready(self, ready: bool) -> None:
-        if self._state is State.TERMINATING:
-            return
-        new = State.READY if ready else State.NOT_READY
-        if new is not self._state:
-            log.info("readiness: %s", new)
-            self._state = new
+        self._envoy_ready = ready
+        self._log_change()
+
+    def block(self, key: str, reason: str) -> None:
+        if self._blockers.get(key) != reason:
+            log.warning("readiness blocked by %s: %s", key, reason)
+        self._blockers[key] = reason
+        self._log_change()
+
+    def unblock(self, key: str) -> None:
+        if self._blockers.pop(key, None) is not None:
+            log.info("readiness no longer blocked by %s", key)
+        self._log_change()
 
     def set_terminating(self) -> None:
-        if self._state is not State.TERMINATING:
-            log.info("readiness: %s", State.TERMINATING)
-            self._state = State.TERMINATING
+        self._terminating = True
+        self._log_change()
+
+    def _log_change(self) -> None:
+        state = self.state
+        if state is not self._last_logged:
+            log.info("readiness: %s", state)
+            self._last_logged = state
 
 
 class AdminProbe(Protocol):
@@ -163,4 +193,7 @@ class ReadinessServer:
         if method not in ("GET", "HEAD"):
             return method, 405, b"method not allowed\n"
         state = self.readiness.state
-        return method, (200 if state is State.READY else 503), state.value.encode()
+        body = state.value
+        if "verbose" in target.partition("?")[2].split("&"):
+            body += "".join(f"\n{reason}" for reason in self.readiness.reasons)
+        return method, (200 if state is State.READY else 503), body.encode()

@@ -39,6 +39,16 @@ class AgentChannelStub:
                 request_serializer=kumadp_dot_api_dot_agent__pb2.LeaveRequest.SerializeToString,
                 response_deserializer=kumadp_dot_api_dot_agent__pb2.LeaveResponse.FromString,
                 _registered_method=True)
+        self.SignCertificate = channel.unary_unary(
+                '/kumadp.agent.v1.AgentChannel/SignCertificate',
+                request_serializer=kumadp_dot_api_dot_agent__pb2.SignCertificateRequest.SerializeToString,
+                response_deserializer=kumadp_dot_api_dot_agent__pb2.SignCertificateResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/kumadp.agent.v1.AgentChannel/Watch',
+                request_serializer=kumadp_dot_api_dot_agent__pb2.WatchRequest.SerializeToString,
+                response_deserializer=kumadp_dot_api_dot_agent__pb2.AgentUpdate.FromString,
+                _registered_method=True)
 
 
 class AgentChannelServicer:
@@ -52,6 +62,22 @@ class AgentChannelServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignCertificate(self, request, context):
+        """mTLS: sign a CSR made by the agent (the private key never leaves the agent). The CP
+        signs only the identities this dataplane may claim: its own inbound services and tags.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """Long-lived: the CP pushes what the agent needs besides Envoy's own xDS. The first
+        message carries the full state; later ones carry what changed (unset = unchanged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentChannelServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +85,16 @@ def add_AgentChannelServicer_to_server(servicer, server):
                     servicer.Leave,
                     request_deserializer=kumadp_dot_api_dot_agent__pb2.LeaveRequest.FromString,
                     response_serializer=kumadp_dot_api_dot_agent__pb2.LeaveResponse.SerializeToString,
+            ),
+            'SignCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignCertificate,
+                    request_deserializer=kumadp_dot_api_dot_agent__pb2.SignCertificateRequest.FromString,
+                    response_serializer=kumadp_dot_api_dot_agent__pb2.SignCertificateResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=kumadp_dot_api_dot_agent__pb2.WatchRequest.FromString,
+                    response_serializer=kumadp_dot_api_dot_agent__pb2.AgentUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,6 +124,60 @@ class AgentChannel:
             '/kumadp.agent.v1.AgentChannel/Leave',
             kumadp_dot_api_dot_agent__pb2.LeaveRequest.SerializeToString,
             kumadp_dot_api_dot_agent__pb2.LeaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumadp.agent.v1.AgentChannel/SignCertificate',
+            kumadp_dot_api_dot_agent__pb2.SignCertificateRequest.SerializeToString,
+            kumadp_dot_api_dot_agent__pb2.SignCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kumadp.agent.v1.AgentChannel/Watch',
+            kumadp_dot_api_dot_agent__pb2.WatchRequest.SerializeToString,
+            kumadp_dot_api_dot_agent__pb2.AgentUpdate.FromString,
             options,
             channel_credentials,
             insecure,
