@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from urllib.parse import urlsplit
 from kumadp.agent.admin import AdminError, EnvoyAdmin, admin_port_from_bootstrap
 from kumadp.agent.bootstrap import BootstrapClient, BootstrapRequest
 from kumadp.agent.cp_channel import DpServer, dp_server_from_bootstrap, leave
+from kumadp.agent.cp_watch import CpLink, CpSigner, CpWatch
+from kumadp.agent.dns import DnsServer
 from kumadp.agent.envoy import (
     LOG_LEVELS,
     EnvoyOptions,
@@ -34,10 +37,16 @@ from kumadp.agent.envoy import (
 )
 from kumadp.agent.errors import AgentError, ConfigError
 from kumadp.agent.identity import Identity, load_identity, load_token
+from kumadp.agent.nametable import NameTable
 from kumadp.agent.readiness import Readiness, ReadinessChecker, ReadinessServer
+from kumadp.agent.rotation import CertificateManager
+from kumadp.agent.sds import SdsServer
 from kumadp.agent.signals import SignalWatcher
 from kumadp.agent.workdir import BOOTSTRAP_FILE, work_dir, write_private
 from kumadp.lifecycle import Component, ComponentFailed, supervise
+
+BIND_OUTBOUNDS = "bind-outbounds"
+SDS_SOCKET = "sds.sock"
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,9 @@ class AgentConfig:
     admin_port: int | None = None  # overrides the dataplane's networking.admin.port
     readiness_port: int = 9902
     dns_port: int = 15053
+    dns_enabled: bool = True
+    dns_upstreams: list[str] = field(default_factory=list)  # HOST:PORT; default resolv.conf
+    bind_outbounds: bool = False
     # control plane
     bootstrap_timeout: float = 300.0
     leave_timeout: float = 2.0
@@ -147,6 +159,7 @@ class _Agent:
         self.version = version
         self.sidecar_config: dict[str, Any] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.features: tuple[str, ...] = (BIND_OUTBOUNDS,) if config.bind_outbounds else ()
 
     async def fetch_bootstrap(self, token: str, token_path: str, ca_cert: str) -> bytes | None:
         """The bootstrap YAML, or None when a signal arrived first."""
@@ -166,13 +179,18 @@ class _Agent:
             envoy_build=self.version.build,
             envoy_compatible=self.version.compatible,
             ca_cert=ca_cert,
-            dns_port=config.dns_port,
+            dns_port=config.dns_port if config.dns_enabled else 0,
             readiness_port=config.readiness_port,
             workdir=str(self.workdir),
+            features=self.features,
         )
         log.info(
             "asking %s for the bootstrap of %s.%s", config.cp_address, identity.mesh, identity.name
         )
+        if not ca_cert:
+            _explain_cp_trust(config.cp_address)
+            if config.cp_address.startswith("https:"):
+                request = dataclasses.replace(request, ca_cert=_system_trust_bundle())
         fetch = asyncio.create_task(client.fetch(request), name="bootstrap")
         signal = asyncio.create_task(self.signals.wait(1), name="signal")
         try:
@@ -209,6 +227,7 @@ class _Agent:
         async with EnvoyAdmin(admin_port) as admin:
             self.signals.on_drain = lambda: self._spawn(_drain(admin))
             components: list[Component] = [
+                *self._mesh_components(readiness, dp_server, token),
                 envoy,
                 ReadinessServer(readiness, config.readiness_port),
                 ReadinessChecker(readiness, admin),
@@ -248,6 +267,40 @@ class _Agent:
                     await supervisor
                 for task in list(self._background):
                     task.cancel()
+
+    def _mesh_components(
+        self, readiness: Readiness, dp_server: DpServer | None, token: str
+    ) -> list[Component]:
+        """SDS + certificate rotation, the DNS resolver, and the CP watch that feeds them."""
+        config, identity = self.config, self.identity
+        sds = SdsServer(self.workdir / SDS_SOCKET)
+        components: list[Component] = [sds]
+        self.names = NameTable()
+        if config.dns_enabled:
+            upstreams = [_host_port(u) for u in config.dns_upstreams] or None
+            self.dns = DnsServer(
+                self.names,
+                host="127.0.0.1",
+                port=config.dns_port,
+                upstreams=upstreams,
+                readiness=readiness,
+            )
+            components.append(self.dns)
+        if dp_server is None:
+            log.warning("the bootstrap names no DP server: no mTLS certificates, no DNS table")
+            return components
+        link = CpLink(dp_server, identity.mesh, identity.name, token)
+        self.certificates = CertificateManager(
+            identity.mesh, identity.name, CpSigner(link), sds, readiness
+        )
+        self.watch = CpWatch(
+            link,
+            features=list(self.features),
+            on_identity=self.certificates.on_identity,
+            on_names=self.names.update_from_proto,
+        )
+        components += [self.certificates, self.watch]
+        return components
 
     async def _shutdown(
         self,
@@ -299,6 +352,42 @@ async def _drain(admin: EnvoyAdmin) -> None:
         await admin.drain_listeners(inbound_only=True, graceful=True)
     except AdminError as exc:
         log.warning("could not drain Envoy's listeners: %s", exc)
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--dns-upstream: {value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _system_trust_bundle() -> str:
+    """The system's CA bundle as PEM, so Envoy verifies the DP server like the agent did."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def _explain_cp_trust(cp_address: str) -> None:
+    url = urlsplit(cp_address)
+    if url.scheme == "https":
+        log.info("verifying the DP server with the system trust store (no --ca-cert-file)")
+        return
+    host = url.hostname or ""
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    if loopback:
+        log.info(
+            "trusting the DP server CA carried by the bootstrap: it came over plain http on "
+            "loopback, the same trust as the http channel itself (--ca-cert-file to pin one)"
+        )
+    else:
+        log.warning(
+            "trusting the DP server CA carried by a bootstrap that came over plain http from "
+            "%s: anyone on the path could swap it; use https or --ca-cert-file",
+            host,
+        )
 
 
 def _raise_failure(supervisor: asyncio.Task[None]) -> None:

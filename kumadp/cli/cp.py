@@ -48,6 +48,31 @@ def run(
     deregistration_delay: Annotated[
         str, typer.Option(envvar="KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY")
     ] = "10s",
+    dp_auth: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMA_DP_SERVER_AUTH_TYPE",
+            help="dpToken (agents must present a dataplane token) or none",
+        ),
+    ] = "dpToken",
+    tls_cert_file: Annotated[
+        Path | None,
+        typer.Option(envvar="KUMA_GENERAL_TLS_CERT_FILE", help="DP server certificate (PEM)"),
+    ] = None,
+    tls_key_file: Annotated[
+        Path | None,
+        typer.Option(envvar="KUMA_GENERAL_TLS_KEY_FILE", help="DP server private key (PEM)"),
+    ] = None,
+    vip_cidr: Annotated[
+        str, typer.Option(envvar="KUMA_DNS_SERVER_CIDR", help="CIDR of the services' VIPs")
+    ] = "240.0.0.0/4",
+    loopback_cidr: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMADP_LOOPBACK_CIDR",
+            help="CIDR of per-service loopback addresses for agents with --bind-outbounds",
+        ),
+    ] = "127.1.0.0/16",
     log_level: Annotated[str, typer.Option(envvar="KUMA_LOG_LEVEL")] = "info",
 ) -> None:
     """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
@@ -56,6 +81,8 @@ def run(
     from kumadp.resources import parse_duration
 
     setup_logging(log_level)
+    if dp_auth not in ("dpToken", "none"):
+        fail(f"--dp-auth: must be dpToken or none, got {dp_auth!r}")
     if store not in ("sqlite", "memory"):
         fail(f"--store: must be sqlite or memory (postgres: later), got {store!r}")
     try:
@@ -74,6 +101,11 @@ def run(
         diagnostics_port=diagnostics_port,
         xds_host=xds_host,
         deregistration_delay=delay,
+        dp_auth=dp_auth,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        vip_cidr=vip_cidr,
+        loopback_cidr=loopback_cidr,
     )
     try:
         asyncio.run(_main(config))

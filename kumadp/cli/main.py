@@ -24,10 +24,12 @@ def version() -> None:
 def _register_subcommands() -> None:
     # Each sub-command module exposes register(app); imported here so that nothing imports
     # the CLI and the CLI stays a thin layer over the packages.
-    from kumadp.cli import cp, run
+    from kumadp.cli import cp, ctl, run, tproxy
 
     run.register(app)
     cp.register(app)
+    ctl.register(app)
+    tproxy.register(app)
 
 
 def main() -> None:

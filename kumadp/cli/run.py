@@ -169,6 +169,29 @@ def run(
             help="Port of the .mesh DNS resolver.",
         ),
     ] = 15053,
+    dns_enabled: Annotated[
+        bool,
+        typer.Option(
+            "--dns-enabled/--no-dns-enabled",
+            envvar="KUMA_DNS_ENABLED",
+            help="Serve <service>.mesh names on --dns-port.",
+        ),
+    ] = True,
+    dns_upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="HOST:PORT of a resolver for names outside .mesh (default: /etc/resolv.conf)."
+        ),
+    ] = None,
+    bind_outbounds: Annotated[
+        bool,
+        typer.Option(
+            "--bind-outbounds",
+            envvar="KUMA_DATAPLANE_RUNTIME_BIND_OUTBOUNDS",
+            help="Envoy binds each service's outbound to a loopback address that "
+            "<service>.mesh resolves to: no iptables needed.",
+        ),
+    ] = False,
     log_level: Annotated[
         str, typer.Option(envvar="KUMA_LOG_LEVEL", help="The agent's own log level.")
     ] = "info",
@@ -200,6 +223,9 @@ def run(
         readiness_port=parse_port_flag("--readiness-port", readiness_port, allow_zero=True) or 0,
         dns_port=parse_port_flag("--dns-port", dns_port, allow_zero=True) or 0,
         bootstrap_timeout=parse_duration_flag("--bootstrap-timeout", bootstrap_timeout),
+        dns_enabled=dns_enabled,
+        dns_upstreams=list(dns_upstream or []),
+        bind_outbounds=bind_outbounds,
     )
     from kumadp.resources import ValidationError
 

@@ -8,6 +8,7 @@ when the agent leaves (or its connection has been gone for the deregistration de
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 
 from kumadp.cp.api.bootstrap_route import BootstrapError
+from kumadp.cp.auth import AuthError, DpAuth
 from kumadp.cp.lifecycle import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneLifecycle
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane
@@ -46,7 +48,8 @@ def load_template() -> Any:
 def render_template(template: Any, variables: dict[str, Any]) -> Any:
     """Replace every string that is exactly ``{{ name }}`` with ``variables[name]``."""
     if isinstance(template, dict):
-        return {k: render_template(v, variables) for k, v in template.items()}
+        rendered = {k: render_template(v, variables) for k, v in template.items()}
+        return {k: v for k, v in rendered.items() if v is not None}
     if isinstance(template, list):
         return [render_template(v, variables) for v in template]
     if isinstance(template, str) and template.startswith("{{") and template.endswith("}}"):
@@ -63,15 +66,25 @@ class BootstrapParams:
 
     xds_port: int
     xds_host: str | None = None  # None: the host the agent used to reach the HTTP API
+    # PEM of the CA that signed the DP server's certificate; None: the DP server is plaintext.
+    dp_server_ca_pem: bytes | None = None
+
+
+SDS_SOCKET = "sds.sock"
 
 
 class BootstrapService:
     def __init__(
-        self, store: Store, params: BootstrapParams, lifecycle: DataplaneLifecycle | None = None
+        self,
+        store: Store,
+        params: BootstrapParams,
+        lifecycle: DataplaneLifecycle | None = None,
+        auth: DpAuth | None = None,
     ) -> None:
         self._store = store
         self._params = params
         self._lifecycle = lifecycle
+        self._auth = auth
 
     async def handle(self, body: dict[str, Any], host: str) -> dict[str, Any]:
         for key in _STRING_FIELDS:
@@ -83,6 +96,13 @@ class BootstrapService:
         if proxy_type != "dataplane":
             raise BootstrapError(422, f"proxyType: {proxy_type} is not supported yet by kumadp")
         dataplane = await self._dataplane(body)
+        if self._auth is not None:
+            try:
+                await self._auth.check(body.get("dataplaneToken"), dataplane.mesh, dataplane.name)
+            except AuthError as exc:
+                # Kuma answers 422 for a missing token; a bad one is 401.
+                status = 401 if body.get("dataplaneToken") else 422
+                raise BootstrapError(status, str(exc)) from exc
         if await self._store.get(MESH_TYPE, "", dataplane.mesh) is None:
             raise BootstrapError(422, f'mesh: mesh "{dataplane.mesh}" does not exist')
         bootstrap = self._render(dataplane, body, host)  # every check before any write
@@ -148,6 +168,10 @@ class BootstrapService:
         dns_port = _port(body.get("dnsPort"), "dnsPort")
         readiness_port = _port(body.get("readinessPort"), "readinessPort")
         services = dataplane.services
+        xds_host = self._params.xds_host or host or "127.0.0.1"
+        workdir = body.get("workdir") or ""
+        if not isinstance(workdir, str):
+            raise BootstrapError(400, "workdir: must be a string")
         variables: dict[str, Any] = {
             "node_id": f"{dataplane.mesh}.{dataplane.name}",
             "node_cluster": services[0] if services else dataplane.name,
@@ -160,10 +184,45 @@ class BootstrapService:
             "version": body.get("version") or {},
             "features": body.get("features") or [],
             "ads_initial_metadata": ([{"key": "authorization", "value": token}] if token else []),
-            "xds_host": self._params.xds_host or host or "127.0.0.1",
+            "xds_host": xds_host,
             "xds_port": self._params.xds_port,
+            "ads_transport_socket": self._ads_tls(xds_host, body.get("caCert") or ""),
+            "sds_socket": str(Path(workdir) / SDS_SOCKET) if workdir else None,
         }
-        return render_template(load_template(), variables)
+        rendered = render_template(load_template(), variables)
+        if not workdir:  # an agent that did not say where it lives gets no SDS cluster
+            clusters = rendered["static_resources"]["clusters"]
+            clusters[:] = [c for c in clusters if c.get("name") != "sds_cluster"]
+        return rendered
+
+    def _ads_tls(self, sni: str, agent_ca: str) -> dict[str, Any] | None:
+        """TLS to the DP server: verify with the CA the agent gave, else the CP's own CA."""
+        ca = agent_ca or (self._params.dp_server_ca_pem or b"").decode()
+        if self._params.dp_server_ca_pem is None:
+            return None
+        return {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                "UpstreamTlsContext",
+                "sni": sni,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "validation_context": {
+                        "trusted_ca": {"inline_string": ca},
+                        "match_typed_subject_alt_names": [_san_matcher(sni)],
+                    },
+                },
+            },
+        }
+
+
+def _san_matcher(host: str) -> dict[str, Any]:
+    try:
+        ipaddress.ip_address(host)
+        return {"san_type": "IP_ADDRESS", "matcher": {"exact": host}}
+    except ValueError:
+        return {"san_type": "DNS", "matcher": {"exact": host}}
 
 
 def _port(value: Any, field: str) -> int | None:

@@ -1,7 +1,9 @@
-"""The CP's "DP server" on 5678: Envoy's ADS stream and the agent channel, on one gRPC server.
+"""The CP's "DP server" on 5678: Envoy's ADS stream and the agent channel, on one gRPC server
+with TLS (the CP's own certificate).
 
-This is glue: xDS stream events feed the dataplane lifecycle and the reconciler; the
-agent channel's ``Leave`` feeds the lifecycle. Protocol logic lives in ``kumadp.cp.xds``.
+This is glue: xDS stream events feed authentication, the dataplane lifecycle and the
+reconciler. Protocol logic lives in ``kumadp.cp.xds``; the agent channel in
+``kumadp.cp.agent_service``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from google.protobuf.json_format import MessageToDict
 
-from kumadp.api import agent_pb2, agent_pb2_grpc
+from kumadp.api import agent_pb2_grpc
+from kumadp.cp.agent_service import AgentChannelService
+from kumadp.cp.auth import AuthError, DpAuth, token_from_metadata
 from kumadp.cp.lifecycle import DataplaneLifecycle, parse_node_id
 from kumadp.cp.reconcile import Reconciler
+from kumadp.cp.server_tls import ServerCertificate
 from kumadp.cp.xds import types as xds_types
 from kumadp.cp.xds.cache import SnapshotCache
 from kumadp.cp.xds.grpc_adapter import add_ads_to_server
@@ -24,14 +30,28 @@ from kumadp.cp.xds.server import AdsServer, StreamRejected
 log = logging.getLogger(__name__)
 
 
-class XdsCallbacks:
-    """Connects ADS stream events to the lifecycle and the reconciler."""
+def node_features(node: Any) -> frozenset[str]:
+    """``features`` from the Envoy node metadata the bootstrap set."""
+    try:
+        metadata = MessageToDict(node.metadata) if node is not None else {}
+    except Exception:  # pragma: no cover - defensive: metadata is a Struct
+        return frozenset()
+    features = metadata.get("features") or []
+    return frozenset(f for f in features if isinstance(f, str))
 
-    def __init__(self, lifecycle: DataplaneLifecycle, reconciler: Reconciler) -> None:
+
+class XdsCallbacks:
+    """Connects ADS stream events to authentication, the lifecycle and the reconciler."""
+
+    def __init__(
+        self, lifecycle: DataplaneLifecycle, reconciler: Reconciler, auth: DpAuth | None = None
+    ) -> None:
         self._lifecycle = lifecycle
         self._reconciler = reconciler
+        self._auth = auth
         self.nacks = 0
         self.acks = 0
+        self.streams = 0
 
     async def on_stream_open(
         self, stream_id: int, node_id: str, node: Any, metadata: Mapping[str, str]
@@ -42,9 +62,15 @@ class XdsCallbacks:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f'node id "{node_id}" is not "<mesh>.<name>"',
             )
+        if self._auth is not None:
+            try:
+                await self._auth.check(token_from_metadata(metadata), *key)
+            except AuthError as exc:
+                log.warning("xDS stream of %s refused: %s", node_id, exc)
+                raise StreamRejected(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
         self._lifecycle.stream_opened(key)
         try:
-            known = await self._reconciler.node_connected(key)
+            known = await self._reconciler.node_connected(key, node_features(node))
         except BaseException:
             await self.on_stream_closed(stream_id, node_id)
             raise
@@ -54,12 +80,14 @@ class XdsCallbacks:
                 grpc.StatusCode.NOT_FOUND,
                 f"dataplane {node_id} is not known to this control plane (bootstrap first)",
             )
+        self.streams += 1
         log.info("xDS stream %d opened by %s", stream_id, node_id)
 
     async def on_stream_closed(self, stream_id: int, node_id: str) -> None:
         key = parse_node_id(node_id)
         if key is None:
             return
+        self.streams = max(0, self.streams - 1)
         self._lifecycle.stream_closed(key)
         self._reconciler.node_disconnected(key)
         log.info("xDS stream %d of %s closed", stream_id, node_id)
@@ -75,19 +103,6 @@ class XdsCallbacks:
         self.nacks += 1
 
 
-class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
-    def __init__(self, lifecycle: DataplaneLifecycle) -> None:
-        self._lifecycle = lifecycle
-
-    async def Leave(
-        self, request: agent_pb2.LeaveRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.LeaveResponse:
-        if not request.mesh or not request.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mesh and name are required")
-        removed = await self._lifecycle.leave((request.mesh, request.name))
-        return agent_pb2.LeaveResponse(removed=removed)
-
-
 class DpServer:
     """Component: the gRPC server on the DP port."""
 
@@ -101,12 +116,16 @@ class DpServer:
         cache: SnapshotCache,
         lifecycle: DataplaneLifecycle,
         reconciler: Reconciler,
+        agent_channel: AgentChannelService,
+        auth: DpAuth | None = None,
+        tls: ServerCertificate | None = None,
     ) -> None:
         self._address = address
         self._port = port
-        self.callbacks = XdsCallbacks(lifecycle, reconciler)
+        self._tls = tls
+        self.callbacks = XdsCallbacks(lifecycle, reconciler, auth)
         self._ads = AdsServer(cache, self.callbacks)
-        self._agent = AgentChannelService(lifecycle)
+        self._agent = agent_channel
         self.bound_port: int | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -121,11 +140,19 @@ class DpServer:
         add_ads_to_server(server, self._ads)
         agent_pb2_grpc.add_AgentChannelServicer_to_server(self._agent, server)
         target = f"{self._address}:{self._port}"
-        self.bound_port = server.add_insecure_port(target)
+        if self._tls is not None:
+            credentials = grpc.ssl_server_credentials([(self._tls.key_pem, self._tls.cert_pem)])
+            self.bound_port = server.add_secure_port(target, credentials)
+        else:
+            self.bound_port = server.add_insecure_port(target)
         if not self.bound_port:
             raise OSError(f"cannot listen on {target} (DP server)")
         await server.start()
-        log.info("DP server (ADS + agent channel) listening on %s", target)
+        log.info(
+            "DP server (ADS + agent channel) listening on %s (%s)",
+            target,
+            "TLS" if self._tls else "plaintext",
+        )
         try:
             await stop.wait()
         finally:

@@ -1,27 +1,38 @@
-"""Store changes -> mesh views -> generated resources -> snapshots in the xDS cache.
+"""Store changes -> mesh state -> generated resources -> snapshots; and agent state -> hub.
 
 Driven by store change events, debounced per mesh; never by a polling tick. Generation is
-pure (``kumadp.cp.generate``); this module only decides *which* nodes to regenerate and keeps
-parsed resources cached by version so a change costs one parse, not one per dataplane.
+pure (``kumadp.cp.generate``); this module decides *which* nodes to regenerate, gathers what
+generation needs (policies, VIPs, mTLS) once per mesh, and keeps parsed resources cached by
+store version so a change costs one parse, not one per dataplane.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 
+from kumadp.api import agent_pb2
+from kumadp.cp.agent_hub import BIND_OUTBOUNDS, AgentHub
+from kumadp.cp.ca import CA, MeshCAs
 from kumadp.cp.generate import generate
+from kumadp.cp.generate.context import MtlsContext, mtls_context_for
 from kumadp.cp.generate.view import MeshView, build_mesh_view
 from kumadp.cp.lifecycle import DataplaneLifecycle, NodeKey
+from kumadp.cp.nametable import build_name_table
 from kumadp.cp.store.base import ChangeEvent, Store, StoredResource
+from kumadp.cp.vips import VipAllocator, VipMap, VipPoolExhaustedError
 from kumadp.cp.xds.cache import SnapshotCache
 from kumadp.cp.xds.snapshot import Snapshot
-from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
+from kumadp.resources import ValidationError, parse_resource
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
 
 log = logging.getLogger(__name__)
+
+POLICY_TYPES = ("MeshTrafficPermission",)
+_WATCHED_TYPES = {MESH_TYPE, DATAPLANE_TYPE, *POLICY_TYPES}
 
 
 @dataclass
@@ -30,7 +41,26 @@ class ReconcileStats:
     snapshots_set: int = 0
     last_generation_seconds: float = 0.0
     errors: int = 0
-    by_mesh: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    features: frozenset[str] = frozenset()
+
+    @property
+    def bind_outbounds(self) -> bool:
+        return BIND_OUTBOUNDS in self.features
+
+
+@dataclass
+class MeshState:
+    mesh: Mesh
+    view: MeshView
+    all_dataplanes: dict[str, Dataplane]  # incl. pending ones
+    vips: VipMap | None
+    mtls: MtlsContext | None
+    ca: CA | None
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -42,42 +72,54 @@ class Reconciler:
         cache: SnapshotCache,
         lifecycle: DataplaneLifecycle,
         *,
+        vips: VipAllocator | None = None,
+        cas: MeshCAs | None = None,
+        hub: AgentHub | None = None,
         debounce: float = 0.01,
     ) -> None:
         self._store = store
         self._cache = cache
         self._lifecycle = lifecycle
+        self._vips = vips
+        self._cas = cas
+        self._hub = hub
         self._debounce = debounce
         self._connected: dict[str, set[str]] = {}  # mesh -> names with an open stream
+        self._options: dict[NodeKey, NodeOptions] = {}
         self._dirty: set[str] = set()
+        self._deleted_meshes: set[str] = set()
         self._wake = asyncio.Event()
-        self._parsed: dict[tuple[str, str, str], tuple[int, Dataplane | Mesh]] = {}
+        self._parsed: dict[tuple[str, str, str], tuple[int, object]] = {}
         self._lock = asyncio.Lock()
         self.stats = ReconcileStats()
 
     # -- inputs ------------------------------------------------------------------------
     def on_store_change(self, event: ChangeEvent) -> None:
         if event.type == MESH_TYPE:
+            if event.op == "delete":
+                self._deleted_meshes.add(event.name)
             self.mark_dirty(event.name)
-        elif event.type == DATAPLANE_TYPE:
+        elif event.type in _WATCHED_TYPES:
             self.mark_dirty(event.mesh)
 
     def mark_dirty(self, mesh: str) -> None:
         self._dirty.add(mesh)
         self._wake.set()
 
-    async def node_connected(self, key: NodeKey) -> bool:
+    async def node_connected(self, key: NodeKey, features: frozenset[str] = frozenset()) -> bool:
         """A stream opened: make sure the node has a snapshot. False if it is unknown."""
         mesh, name = key
         self._connected.setdefault(mesh, set()).add(name)
+        self._options[key] = NodeOptions(features)
         async with self._lock:
-            view = await self._view(mesh)
-            if view is None:
+            state = await self._mesh_state(mesh)
+            if state is None:
                 return False
-            dataplane = await self._dataplane(mesh, name)
+            dataplane = state.all_dataplanes.get(name)
             if dataplane is None:
                 return False
-            self._generate_for(view, dataplane)
+            self._generate_for(state, dataplane)
+            self._publish(state)
         return True
 
     def node_disconnected(self, key: NodeKey) -> None:
@@ -86,6 +128,14 @@ class Reconciler:
             names = self._connected.get(mesh)
             if names is not None:
                 names.discard(name)
+            self._options.pop(key, None)
+
+    async def refresh_agent_state(self, mesh: str) -> None:
+        """Make sure the hub has the mesh's state (a Watch stream is starting)."""
+        async with self._lock:
+            state = await self._mesh_state(mesh)
+            if state is not None:
+                self._publish(state)
 
     # -- the loop ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -101,6 +151,7 @@ class Reconciler:
                 await asyncio.sleep(self._debounce)  # coalesce a burst of changes
                 self._wake.clear()
                 dirty, self._dirty = self._dirty, set()
+                await self._forget_deleted_meshes()
                 for mesh in sorted(dirty):
                     try:
                         await self.reconcile_mesh(mesh)
@@ -113,77 +164,140 @@ class Reconciler:
 
     async def reconcile_mesh(self, mesh: str) -> None:
         async with self._lock:
-            names = sorted(self._connected.get(mesh, ()))
-            if not names:
+            state = await self._mesh_state(mesh)
+            if state is None:
                 return
-            view = await self._view(mesh)
-            if view is None:
-                return
-            by_name = {dp.name: dp for dp in view.dataplanes}
-            for name in names:
-                dataplane = by_name.get(name) or await self._dataplane(mesh, name)
+            for name in sorted(self._connected.get(mesh, ())):
+                dataplane = state.all_dataplanes.get(name)
                 if dataplane is None:
                     # Gone from the store (left, or deleted): its Envoy keeps its last
                     # config so in-flight requests finish while it drains.
                     continue
-                self._generate_for(view, dataplane)
+                self._generate_for(state, dataplane)
+            self._publish(state)
+
+    async def _forget_deleted_meshes(self) -> None:
+        """A deleted mesh takes its CAs and VIPs with it (a re-created one starts afresh)."""
+        deleted, self._deleted_meshes = self._deleted_meshes, set()
+        for mesh in deleted:
+            if await self._store.get(MESH_TYPE, "", mesh) is not None:
+                continue  # re-created meanwhile
+            try:
+                if self._cas is not None:
+                    await self._cas.delete_mesh(mesh)
+                if self._vips is not None:
+                    await self._vips.forget(mesh)
+            except Exception:
+                log.exception("cleaning up after mesh %s failed", mesh)
 
     # -- helpers -----------------------------------------------------------------------
-    def _generate_for(self, view: MeshView, dataplane: Dataplane) -> None:
+    def _generate_for(self, state: MeshState, dataplane: Dataplane) -> None:
         node_id = f"{dataplane.mesh}.{dataplane.name}"
+        options = self._options.get((dataplane.mesh, dataplane.name), NodeOptions())
+        vips = (
+            state.vips.addresses(loopback=options.bind_outbounds) if state.vips is not None else {}
+        )
         started = time.perf_counter()
         try:
-            snapshot = Snapshot.build(generate(view, dataplane))
+            snapshot = Snapshot.build(
+                generate(
+                    state.view,
+                    dataplane,
+                    mtls=state.mtls,
+                    vips=vips,
+                    bind_outbounds=options.bind_outbounds,
+                    transparent_proxy=dataplane.networking.transparent_proxying is not None,
+                )
+            )
         except Exception:
             self.stats.errors += 1
             log.exception("generating config for %s failed; it keeps its last config", node_id)
             return
         self.stats.generations += 1
         self.stats.last_generation_seconds = time.perf_counter() - started
-        self._cache.set_snapshot(node_id, snapshot)
-        self.stats.snapshots_set += 1
+        if self._cache.set_snapshot(node_id, snapshot) is not False:
+            self.stats.snapshots_set += 1
 
-    async def _view(self, mesh_name: str) -> MeshView | None:
+    def _publish(self, state: MeshState) -> None:
+        if self._hub is None:
+            return
+        mesh = state.mesh.name
+        if state.vips is not None:
+            for loopback in (False, True):
+                self._hub.publish_names(
+                    mesh, loopback, build_name_table(state.vips, loopback=loopback)
+                )
+        for dataplane in state.all_dataplanes.values():
+            self._hub.publish_identity(mesh, dataplane.name, _identity(state, dataplane))
+
+    async def _mesh_state(self, mesh_name: str) -> MeshState | None:
         stored_mesh = await self._store.get(MESH_TYPE, "", mesh_name)
         if stored_mesh is None:
             return None
         mesh = self._parse(stored_mesh)
-        assert isinstance(mesh, Mesh)
-        dataplanes: list[Dataplane] = []
+        if not isinstance(mesh, Mesh):
+            return None
+        all_dataplanes: dict[str, Dataplane] = {}
+        serving: list[Dataplane] = []
         live: set[tuple[str, str, str]] = set()
         for stored in await self._store.list(DATAPLANE_TYPE, mesh_name):
             live.add((stored.type, stored.mesh, stored.name))
             dataplane = self._parse(stored)
             if not isinstance(dataplane, Dataplane):
                 continue
-            if self._lifecycle.is_pending((mesh_name, dataplane.name)):
-                continue  # its listeners are not up yet: not an endpoint for anyone
-            dataplanes.append(dataplane)
-        for key in [k for k in self._parsed if k[0] == DATAPLANE_TYPE and k[1] == mesh_name]:
+            all_dataplanes[dataplane.name] = dataplane
+            if not self._lifecycle.is_pending((mesh_name, dataplane.name)):
+                serving.append(dataplane)  # pending: its listeners are not up yet
+        policies: list[object] = []
+        for policy_type in POLICY_TYPES:
+            for stored in await self._store.list(policy_type, mesh_name):
+                live.add((stored.type, stored.mesh, stored.name))
+                policy = self._parse(stored)
+                if policy is not None:
+                    policies.append(policy)
+        for key in [k for k in self._parsed if k[1] == mesh_name and k[0] != MESH_TYPE]:
             if key not in live:
                 del self._parsed[key]
-        return build_mesh_view(mesh, dataplanes)
+        view = build_mesh_view(mesh, serving, policies)  # type: ignore[arg-type]
+        vips = None
+        if self._vips is not None:
+            services = {s for dp in all_dataplanes.values() for s in dp.services}
+            try:
+                vips = await self._vips.sync(mesh_name, services)
+            except VipPoolExhaustedError as exc:
+                log.error("%s; the services without an address get no name", exc)
+                vips = exc.partial
+        mtls = mtls_context_for(mesh)
+        ca = await self._cas.ca_for(mesh) if (self._cas is not None and mtls) else None
+        return MeshState(mesh, view, all_dataplanes, vips, mtls, ca)
 
-    async def _dataplane(self, mesh: str, name: str) -> Dataplane | None:
-        stored = await self._store.get(DATAPLANE_TYPE, mesh, name)
-        if stored is None:
-            return None
-        parsed = self._parse(stored)
-        return parsed if isinstance(parsed, Dataplane) else None
-
-    def _parse(self, stored: StoredResource) -> Dataplane | Mesh | None:
+    def _parse(self, stored: StoredResource) -> object | None:
         key = (stored.type, stored.mesh, stored.name)
         cached = self._parsed.get(key)
         if cached is not None and cached[0] == stored.version:
             return cached[1]
         try:
-            model: Dataplane | Mesh = (
-                parse_mesh(stored.spec)
-                if stored.type == MESH_TYPE
-                else parse_dataplane(stored.spec)
-            )
+            model = parse_resource(stored.spec)
         except ValidationError as exc:
             log.error("stored %s %s/%s is invalid: %s", stored.type, stored.mesh, stored.name, exc)
             return None
         self._parsed[key] = (stored.version, model)
         return model
+
+
+def _identity(state: MeshState, dataplane: Dataplane) -> agent_pb2.MeshIdentity:
+    services = sorted(dataplane.services)
+    enabled = state.mtls is not None and state.ca is not None
+    backend = state.ca.backend if (enabled and state.ca) else ""
+    fingerprint = state.ca.fingerprint if (enabled and state.ca) else ""
+    tags = sorted({f"{k}={v}" for i in dataplane.networking.inbound for k, v in i.tags.items()})
+    digest = hashlib.sha256(
+        "|".join([str(enabled), backend, fingerprint, *services, *tags]).encode()
+    ).hexdigest()[:16]
+    return agent_pb2.MeshIdentity(
+        mtls_enabled=enabled,
+        backend=backend,
+        ca_fingerprint=fingerprint,
+        services=services,
+        generation=digest,
+    )

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from kumadp.cp.agent_hub import AgentHub
+from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import create_app
+from kumadp.cp.api.resources import create_default_policies
+from kumadp.cp.api.tokens import token_routes
+from kumadp.cp.auth import DpAuth
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
+from kumadp.cp.ca import MeshCAs
 from kumadp.cp.diagnostics import create_diagnostics_app
 from kumadp.cp.dp_server import DpServer
 from kumadp.cp.http_server import HttpServer
 from kumadp.cp.lifecycle import DataplaneLifecycle
 from kumadp.cp.reconcile import Reconciler
+from kumadp.cp.server_tls import (
+    ServerCertificate,
+    ensure_server_certificate,
+    load_server_certificate,
+)
 from kumadp.cp.store import open_store
 from kumadp.cp.store.base import Store
+from kumadp.cp.tokens import TokenIssuer
+from kumadp.cp.vips import VipAllocator
 from kumadp.cp.xds.cache import SnapshotCache
 from kumadp.lifecycle import Component, supervise
 from kumadp.resources.model import DEFAULT_MESH, MESH_TYPE, Mesh
@@ -35,12 +48,31 @@ class ControlPlaneConfig:
     xds_host: str | None = None  # host written into bootstraps; default: the one agents used
     deregistration_delay: float = 10.0
     debounce: float = 0.01
+    dp_auth: str = "dpToken"
+    tls_cert_file: Path | None = None  # the DP server's certificate; default: generated
+    tls_key_file: Path | None = None
+    dp_server_tls: bool = True
+    vip_cidr: str = "240.0.0.0/4"
+    loopback_cidr: str = "127.1.0.0/16"
+    hostnames: list[str] = field(default_factory=list)
 
 
 async def ensure_default_mesh(store: Store) -> None:
     if await store.get(MESH_TYPE, "", DEFAULT_MESH) is None:
         await store.put(MESH_TYPE, "", DEFAULT_MESH, Mesh(name=DEFAULT_MESH).to_dict(), 0)
         log.info('created the "%s" mesh', DEFAULT_MESH)
+        await create_default_policies(store, DEFAULT_MESH)  # allow-all, as Kuma
+
+
+def server_certificate(config: ControlPlaneConfig) -> ServerCertificate | None:
+    if not config.dp_server_tls:
+        return None
+    if config.tls_cert_file or config.tls_key_file:
+        if not (config.tls_cert_file and config.tls_key_file):
+            raise ValueError("--tls-cert-file and --tls-key-file go together")
+        return load_server_certificate(config.tls_cert_file, config.tls_key_file)
+    hosts = [h for h in [config.xds_host, config.address, *config.hostnames] if h]
+    return ensure_server_certificate(config.data_dir, [h for h in hosts if h != "0.0.0.0"])
 
 
 class ControlPlane:
@@ -48,16 +80,43 @@ class ControlPlane:
         self.config = config
         self.store = store
         self.cache = SnapshotCache()
+        self.hub = AgentHub()
+        self.tokens = TokenIssuer(store)
+        self.auth = DpAuth(config.dp_auth, self.tokens)
+        self.cas = MeshCAs(store)
+        self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
+        self.tls = server_certificate(config)
         self.lifecycle = DataplaneLifecycle(
             store,
             deregistration_delay=config.deregistration_delay,
             on_readiness_change=lambda mesh: self.reconciler.mark_dirty(mesh),
         )
-        self.reconciler = Reconciler(store, self.cache, self.lifecycle, debounce=config.debounce)
+        self.reconciler = Reconciler(
+            store,
+            self.cache,
+            self.lifecycle,
+            vips=self.vips,
+            cas=self.cas,
+            hub=self.hub,
+            debounce=config.debounce,
+        )
         bootstrap = BootstrapService(
             store,
-            BootstrapParams(xds_port=config.dp_port, xds_host=config.xds_host),
+            BootstrapParams(
+                xds_port=config.dp_port,
+                xds_host=config.xds_host,
+                dp_server_ca_pem=self.tls.ca_pem if self.tls else None,
+            ),
             self.lifecycle,
+            self.auth,
+        )
+        agent_channel = AgentChannelService(
+            store=store,
+            lifecycle=self.lifecycle,
+            auth=self.auth,
+            cas=self.cas,
+            hub=self.hub,
+            refresh_agent_state=self.reconciler.refresh_agent_state,
         )
         self.dp_server = DpServer(
             address=config.address,
@@ -65,11 +124,19 @@ class ControlPlane:
             cache=self.cache,
             lifecycle=self.lifecycle,
             reconciler=self.reconciler,
+            agent_channel=agent_channel,
+            auth=self.auth,
+            tls=self.tls,
+        )
+        api = create_app(
+            store,
+            bootstrap,
+            extra_routes=token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
         )
         self.components: list[Component] = [
             self.reconciler,
             self.dp_server,
-            HttpServer("api-server", create_app(store, bootstrap), config.address, config.api_port),
+            HttpServer("api-server", api, config.address, config.api_port),
             HttpServer(
                 "diagnostics",
                 create_diagnostics_app(lambda: True),
@@ -92,8 +159,17 @@ async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> 
     try:
         await ensure_default_mesh(store)
         cp = ControlPlane(config, store)
+        if cp.tls is not None:
+            where = f" (also at {cp.tls.ca_path})" if cp.tls.ca_path else ""
+            log.info(
+                "DP server CA%s; agents can fetch it from GET /certs/dp-server-ca.pem:\n%s",
+                where,
+                cp.tls.ca_pem.decode().strip(),
+            )
+        if config.dp_auth == "none":
+            log.warning("--dp-auth none: any process that can reach the CP may join a mesh")
         log.info(
-            "control plane up: API :%d, DP server :%d, diagnostics :%d, store %s",
+            "control plane starting: API :%d, DP server :%d, diagnostics :%d, store %s",
             config.api_port,
             config.dp_port,
             config.diagnostics_port,

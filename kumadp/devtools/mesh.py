@@ -30,6 +30,15 @@ class ControlPlane:
     dp_port: int
     diagnostics_port: int
     data_dir: Path
+    dp_auth: str = "dpToken"
+
+    def token(self, name: str, mesh: str = "default") -> str:
+        """A dataplane token from the CP (issuing is allowed from loopback)."""
+        resp = httpx.post(
+            self.url + "/tokens/dataplane", json={"mesh": mesh, "name": name}, timeout=5
+        )
+        resp.raise_for_status()
+        return resp.text.strip()
 
     @property
     def url(self) -> str:
@@ -52,6 +61,7 @@ class Agent:
     readiness_port: int
     inbound_port: int | None = None
     outbound_ports: dict[str, int] = field(default_factory=dict)
+    dns_port: int | None = None
 
     def ready(self) -> bool:
         try:
@@ -95,6 +105,7 @@ class MeshEnv:
         wait: bool = True,
         extra: list[str] | None = None,
         data_dir: Path | None = None,
+        dp_auth: str = "dpToken",
     ) -> ControlPlane:
         api_port = api_port or free_port()
         dp_port, diag_port = free_port(), free_port()
@@ -203,12 +214,19 @@ class MeshEnv:
         drain_time: str = "1s",
         extra: list[str] | None = None,
         wait: bool = True,
+        mesh: str = "default",
+        token: bool = True,
     ) -> Agent:
         self._agents += 1
-        admin_port, readiness_port = free_port(), free_port()
+        admin_port, readiness_port, dns_port = free_port(), free_port(), free_port()
         dp_file = self.tmp / f"{name}.dataplane.yaml"
         dp_file.write_text(dataplane)
         assert cp_url or self.cp, "start the CP first or pass cp_url"
+        extra = ["--dns-port", str(dns_port), *(extra or [])]
+        if token and self.cp is not None and self.cp.dp_auth == "dpToken" and cp_url is None:
+            token_file = self.tmp / f"{name}.token"
+            token_file.write_text(self.cp.token(name, mesh))
+            extra += ["--dataplane-token-file", str(token_file)]
         proc = self.procs.start(
             f"agent-{name}",
             kumadp_command(
@@ -228,7 +246,9 @@ class MeshEnv:
                 *(extra or []),
             ),
         )
-        agent = Agent(name, proc, admin_port, readiness_port, inbound_port, outbound_ports or {})
+        agent = Agent(
+            name, proc, admin_port, readiness_port, inbound_port, outbound_ports or {}, dns_port
+        )
         if wait:
             wait_until(agent.ready, timeout=30, what=f"agent {name} ready", proc=proc)
         return agent

@@ -14,6 +14,11 @@ from kumadp.resources.model import (
     Resource,
     TransparentProxying,
 )
+from kumadp.resources.policies import (
+    MeshTrafficPermission,
+    default_traffic_permission,
+    parse_mesh_traffic_permission,
+)
 from kumadp.resources.template import load_document, parse_vars, render, render_resource
 from kumadp.resources.validate import (
     SUPPORTED_TYPES,
@@ -29,15 +34,18 @@ __all__ = [
     "FieldError",
     "Inbound",
     "Mesh",
+    "MeshTrafficPermission",
     "Networking",
     "Outbound",
     "Resource",
     "TransparentProxying",
     "ValidationError",
+    "default_traffic_permission",
     "load_document",
     "parse_dataplane",
     "parse_duration",
     "parse_mesh",
+    "parse_mesh_traffic_permission",
     "parse_resource",
     "parse_vars",
     "render",

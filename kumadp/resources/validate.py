@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kumadp.resources.errors import (
     ErrorCollector,
@@ -35,7 +35,11 @@ from kumadp.resources.model import (
     TransparentProxying,
 )
 
-SUPPORTED_TYPES = (DATAPLANE_TYPE, MESH_TYPE)
+if TYPE_CHECKING:
+    from kumadp.resources.policies import MeshTrafficPermission
+
+MESH_TRAFFIC_PERMISSION_TYPE = "MeshTrafficPermission"  # model: kumadp.resources.policies
+SUPPORTED_TYPES = (DATAPLANE_TYPE, MESH_TYPE, MESH_TRAFFIC_PERMISSION_TYPE)
 # Accepted and ignored on every resource: the CP's GET output has them, so it can be re-applied.
 _IGNORED = ("creationTime", "modificationTime")
 
@@ -411,7 +415,7 @@ def parse_mesh(doc: Any) -> Mesh:
     return Mesh(name=name, mtls=mtls, labels=labels or {})
 
 
-def parse_resource(doc: Any) -> Mesh | Dataplane:
+def parse_resource(doc: Any) -> Mesh | Dataplane | MeshTrafficPermission:
     """A validated resource of any supported type, chosen by the document's ``type``."""
     supported = ", ".join(SUPPORTED_TYPES)
     if not isinstance(doc, dict):
@@ -421,6 +425,10 @@ def parse_resource(doc: Any) -> Mesh | Dataplane:
         return parse_dataplane(doc)
     if kind == MESH_TYPE:
         return parse_mesh(doc)
+    if kind == MESH_TRAFFIC_PERMISSION_TYPE:
+        from kumadp.resources.policies import parse_mesh_traffic_permission  # imports this
+
+        return parse_mesh_traffic_permission(doc)
     if kind is None:
         raise ValidationError.single("type", f"is required (one of {supported})")
     raise ValidationError.single("type", f"unknown type {quoted(kind)} (supported: {supported})")

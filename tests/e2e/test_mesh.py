@@ -142,7 +142,7 @@ def test_agent_started_before_the_cp_waits_then_succeeds(env: MeshEnv) -> None:
     wait_until(
         lambda: "retry" in agent.proc.output().lower(), what="agent retrying", proc=agent.proc
     )
-    env.start_cp(api_port=api_port)
+    env.start_cp(api_port=api_port, dp_auth="none")  # no CP yet to issue a token
     wait_until(agent.ready, timeout=30, what="agent ready after the CP came up", proc=agent.proc)
 
 

@@ -132,6 +132,9 @@ def config(world: World, tmp_path: Path, readiness_port: int, **kw: object) -> A
         "readiness_port": readiness_port,
         "envoy_stop_timeout": 2.0,
         "bootstrap_timeout": 5.0,
+        # The fake CP has no Watch stream, so no name table would ever arrive; the DNS
+        # resolver has its own tests.
+        "dns_enabled": False,
     }
     defaults.update(kw)
     return AgentConfig(**defaults)  # type: ignore[arg-type]
@@ -195,7 +198,7 @@ async def test_graceful_shutdown_sequence(
         assert request["dataplaneResource"] == ""
         assert request["dataplaneToken"] == TOKEN
         assert request["readinessPort"] == unused_tcp_port
-        assert request["dnsPort"] == 15053
+        assert request["dnsPort"] == 0  # DNS is off in these tests
         assert request["workdir"] == str(wd)
 
         signalled = time.monotonic()
@@ -375,7 +378,7 @@ async def test_cli_runs_and_stops_on_sigterm(
     proc = await cli(
         "--cp-address", world.cp.url, "--name", "web-1",
         "--readiness-port", str(unused_tcp_port), "--work-dir", str(tmp_path / "wd"),
-        "--drain-time", "100ms",
+        "--drain-time", "100ms", "--no-dns-enabled",
         env={"KUMA_DATAPLANE_RUNTIME_BINARY_PATH": str(FAKE / "envoy-sleep.sh"),
              "KUMA_DATAPLANE_MESH": "default"},
     )  # fmt: skip

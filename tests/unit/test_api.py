@@ -141,7 +141,11 @@ async def test_identical_put_emits_no_event(client: httpx.AsyncClient, store: Me
     store.subscribe(events.append)
     assert (await put_json(client, "/meshes/m", mesh_doc("m"))).status_code == 201
     assert (await put_json(client, "/meshes/m", mesh_doc("m"))).status_code == 200
-    assert [e.op for e in events] == ["create"]
+    # The first PUT creates the mesh and its default policy; the identical second one nothing.
+    assert [(e.op, e.type) for e in events] == [
+        ("create", "Mesh"),
+        ("create", "MeshTrafficPermission"),
+    ]
 
 
 async def test_put_yaml(client: httpx.AsyncClient) -> None:

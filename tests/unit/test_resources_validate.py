@@ -590,9 +590,12 @@ def test_parse_resource_dispatches_on_type() -> None:
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({"type": "ZoneIngress"}, 'type: unknown type "ZoneIngress" (supported: Dataplane, Mesh)'),
-        ({"type": 3}, "type: unknown type 3 (supported: Dataplane, Mesh)"),
-        ({"name": "x"}, "type: is required (one of Dataplane, Mesh)"),
+        (
+            {"type": "ZoneIngress"},
+            'type: unknown type "ZoneIngress" (supported: Dataplane, Mesh, MeshTrafficPermission)',
+        ),
+        ({"type": 3}, "type: unknown type 3 (supported: Dataplane, Mesh, MeshTrafficPermission)"),
+        ({"name": "x"}, "type: is required (one of Dataplane, Mesh, MeshTrafficPermission)"),
         ([], "document: must be an object"),
     ],
 )

@@ -42,6 +42,7 @@ def create_app(
     bootstrap: BootstrapHandler | None = None,
     *,
     kinds: Sequence[ResourceKind] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
     route answers a 404 with a message, which kuma-dp treats as a final error). ``kinds``
@@ -56,6 +57,7 @@ def create_app(
         Route("/", get_index, methods=["GET"]),
         Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),
         *endpoints.routes(),
+        *extra_routes,
     ]
     return Starlette(
         routes=routes,

@@ -2,7 +2,10 @@
 
 - global kinds (Mesh): ``GET /meshes``, ``GET|PUT|DELETE /meshes/{name}``;
 - mesh-scoped kinds (Dataplane): ``GET /meshes/{mesh}/dataplanes``, ``GET /dataplanes`` (every
-  mesh), ``GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}``.
+  mesh), ``GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}``; MeshTrafficPermission likewise
+  under ``meshtrafficpermissions``.
+
+Creating a mesh (``PUT /meshes/{name}``, not an update) also creates its default policies.
 
 Every kind is described by a ``ResourceKind`` (its type, URL plural, scope and parser), so a
 new kind is one more entry in the list given to ``resource_routes``.
@@ -23,8 +26,9 @@ from starlette.routing import BaseRoute, Route
 from kumadp.cp.api.bodies import check_json_representable, read_document, render_resource
 from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.store.base import ConflictError, Store
-from kumadp.resources import ValidationError
+from kumadp.resources import ValidationError, default_traffic_permission
 from kumadp.resources.model import MESH_TYPE
+from kumadp.resources.validate import MESH_TRAFFIC_PERMISSION_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +143,12 @@ class ResourceEndpoints:
         except ConflictError as e:
             raise ApiError(409, "Conflict", str(e)) from None
         log.info("%s %s", "created" if created else "updated", _describe(kind, mesh, name))
+        if created and kind.type == MESH_TYPE and self._serves(MESH_TRAFFIC_PERMISSION_TYPE):
+            await create_default_policies(self.store, name)
         return JSONResponse({}, status_code=201 if created else 200)
+
+    def _serves(self, type: str) -> bool:
+        return any(kind.type == type for kind in self.kinds)
 
     async def _delete(self, kind: ResourceKind, mesh: str, name: str) -> Response:
         if not await self.store.delete(kind.type, mesh, name):
@@ -198,14 +207,32 @@ class ResourceEndpoints:
         return routes
 
 
+async def create_default_policies(store: Store, mesh: str) -> None:
+    """What Kuma creates with a new mesh: a MeshTrafficPermission ``allow-all-<mesh>``, so
+    that a mesh made by the CP lets every service call every other. Left alone if a
+    policy of that name already exists."""
+    policy = default_traffic_permission(mesh)
+    try:
+        await store.put(policy.type, mesh, policy.name, policy.to_dict(), 0)
+    except ConflictError:
+        return
+    log.info('created MeshTrafficPermission "%s" in mesh "%s"', policy.name, mesh)
+
+
 def default_kinds() -> list[ResourceKind]:
     """The kinds kumadp serves today."""
-    from kumadp.resources import parse_dataplane, parse_mesh
+    from kumadp.resources import parse_dataplane, parse_mesh, parse_mesh_traffic_permission
     from kumadp.resources.model import DATAPLANE_TYPE
 
     return [
         ResourceKind(MESH_TYPE, "meshes", mesh_scoped=False, parse=parse_mesh),
         ResourceKind(DATAPLANE_TYPE, "dataplanes", mesh_scoped=True, parse=parse_dataplane),
+        ResourceKind(
+            MESH_TRAFFIC_PERMISSION_TYPE,
+            "meshtrafficpermissions",
+            mesh_scoped=True,
+            parse=parse_mesh_traffic_permission,
+        ),
     ]
 
 
@@ -214,6 +241,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "ResourceEndpoints",
     "ResourceKind",
+    "create_default_policies",
     "default_kinds",
     "page",
 ]

@@ -2,11 +2,11 @@
 
 Public surface::
 
-    view = build_mesh_view(mesh, dataplanes)
-    resources = generate(view, dataplane)   # type URL -> [protobuf message]
+    view = build_mesh_view(mesh, dataplanes, policies)
+    resources = generate(view, dataplane, mtls=mtls_context_for(mesh))  # type URL -> [message]
 """
 
-from kumadp.cp.generate.context import Context, MtlsContext
+from kumadp.cp.generate.context import Context, MtlsContext, mtls_context_for
 from kumadp.cp.generate.profile import (
     DEFAULT_PROFILE,
     GenerationError,
@@ -29,6 +29,7 @@ __all__ = [
     "ResourceSet",
     "build_mesh_view",
     "generate",
+    "mtls_context_for",
     "resource_to_dict",
     "resources_to_yaml",
     "run_profile",

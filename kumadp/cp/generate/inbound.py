@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import clusters, listeners, names, protocol
+from kumadp.cp.generate import clusters, listeners, names, protocol, rbac, tls
 from kumadp.cp.generate.context import Context
 
 DEFAULT_SERVICE_ADDRESS = "127.0.0.1"
@@ -37,10 +37,24 @@ class InboundGenerator:
                 route_name=names.inbound_route(inbound.service),
                 virtual_host=inbound.service,
             )
-            yield listeners.listener(
+            listener = listeners.listener(
                 names.inbound_listener(address, inbound.port),
                 address,
                 inbound.port,
                 listeners.INBOUND,
                 filters,
             )
+            if ctx.mtls is not None:
+                permissions = rbac.inbound_rbac_filter(
+                    ctx.view.traffic_permissions,
+                    ctx.mesh,
+                    inbound.service,
+                    inbound.tags,
+                    stat_prefix=f"{names.stat_prefix(listener.name)}.",
+                )
+                tls.terminate_mtls(listener, ctx.mtls, ctx.mesh, proto, [permissions])
+            if dataplane.networking.transparent_proxying is not None:
+                # iptables sends inbound traffic to inbound:passthrough (transparent.py), which
+                # hands it to this listener; the application may bind the port itself.
+                listener.bind_to_port.value = False
+            yield listener

@@ -15,6 +15,16 @@ def outbound_listener(address: str, port: int) -> str:
     return f"outbound:{address}:{port}"
 
 
+def outbound_passthrough(family: str = "ipv4") -> str:
+    """Transparent proxy: the outbound passthrough listener and its ORIGINAL_DST cluster."""
+    return f"outbound:passthrough:{family}"
+
+
+def inbound_passthrough(family: str = "ipv4") -> str:
+    """Transparent proxy: the inbound passthrough listener and its ORIGINAL_DST cluster."""
+    return f"inbound:passthrough:{family}"
+
+
 def local_cluster(service_port: int) -> str:
     """The static cluster an inbound forwards to: the application itself."""
     return f"localhost:{service_port}"

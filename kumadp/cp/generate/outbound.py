@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from envoy.config.listener.v3.listener_components_pb2 import Filter
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import clusters, listeners, names, protocol
+from kumadp.cp.generate import clusters, listeners, names, protocol, tls
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.view import MeshView
 from kumadp.resources.model import PROTOCOL_TAG
@@ -19,6 +20,31 @@ def service_protocol(view: MeshView, service: str) -> str:
     )
 
 
+def service_filters(service: str, proto: str) -> list[Filter]:
+    """The filters of an outbound listener to ``service`` (shared by every generator that
+    makes one, e.g. explicit outbounds and VIPs)."""
+    return listeners.proxy_filters(
+        proto,
+        stat_prefix=names.stat_prefix(service),
+        cluster=names.outbound_cluster(service),
+        route_name=names.outbound_route(service),
+        virtual_host=service,
+    )
+
+
+def service_cluster(ctx: Context, service: str, proto: str) -> Iterator[Message]:
+    """The EDS cluster of ``service`` and its endpoints. Every generator that routes to a
+    service yields them from here, so the copies are identical and the ResourceSet keeps one."""
+    cluster_name = names.outbound_cluster(service)
+    cluster = clusters.eds_cluster(cluster_name)
+    if protocol.uses_http2(proto):
+        clusters.use_http2(cluster)
+    if ctx.mtls is not None:
+        tls.originate_mtls(cluster, ctx.mtls, ctx.mesh, service)
+    yield cluster
+    yield clusters.service_load_assignment(cluster_name, ctx.view.endpoints_of(service))
+
+
 class OutboundGenerator:
     name = "outbound"
 
@@ -27,26 +53,13 @@ class OutboundGenerator:
         for outbound in ctx.dataplane.networking.outbound:
             service = outbound.service
             proto = services.setdefault(service, service_protocol(ctx.view, service))
-            cluster_name = names.outbound_cluster(service)
-            filters = listeners.proxy_filters(
-                proto,
-                stat_prefix=names.stat_prefix(service),
-                cluster=cluster_name,
-                route_name=names.outbound_route(service),
-                virtual_host=service,
-            )
             yield listeners.listener(
                 names.outbound_listener(outbound.address, outbound.port),
                 outbound.address,
                 outbound.port,
                 listeners.OUTBOUND,
-                filters,
+                service_filters(service, proto),
             )
 
         for service, proto in sorted(services.items()):
-            cluster_name = names.outbound_cluster(service)
-            cluster = clusters.eds_cluster(cluster_name)
-            if protocol.uses_http2(proto):
-                clusters.use_http2(cluster)
-            yield cluster
-            yield clusters.service_load_assignment(cluster_name, ctx.view.endpoints_of(service))
+            yield from service_cluster(ctx, service, proto)

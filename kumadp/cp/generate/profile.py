@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from google.protobuf.message import Message
 
-from kumadp.cp.generate.context import Context
+from kumadp.cp.generate.context import Context, MtlsContext
 from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import OutboundGenerator
 from kumadp.cp.generate.resource_set import ResourceSet
+from kumadp.cp.generate.transparent import TransparentProxyGenerator
 from kumadp.cp.generate.view import MeshView
+from kumadp.cp.generate.vip import VipOutboundGenerator
 from kumadp.resources.model import Dataplane
 
 
@@ -35,7 +37,12 @@ class GenerationError(Exception):
 
 # Order matters only for readability of errors and for later generators that build on
 # what earlier ones made; resources are keyed by name, so the output is the same.
-DEFAULT_PROFILE: tuple[Generator, ...] = (InboundGenerator(), OutboundGenerator())
+DEFAULT_PROFILE: tuple[Generator, ...] = (
+    InboundGenerator(),
+    OutboundGenerator(),
+    VipOutboundGenerator(),
+    TransparentProxyGenerator(),
+)
 
 
 def run_profile(ctx: Context, profile: Sequence[Generator] = DEFAULT_PROFILE) -> ResourceSet:
@@ -51,8 +58,27 @@ def run_profile(ctx: Context, profile: Sequence[Generator] = DEFAULT_PROFILE) ->
 
 
 def generate(
-    view: MeshView, dataplane: Dataplane, *, profile: Sequence[Generator] = DEFAULT_PROFILE
+    view: MeshView,
+    dataplane: Dataplane,
+    *,
+    profile: Sequence[Generator] = DEFAULT_PROFILE,
+    mtls: MtlsContext | None = None,
+    vips: Mapping[str, str] | None = None,
+    bind_outbounds: bool = False,
+    transparent_proxy: bool = False,
 ) -> dict[str, list[Message]]:
     """Envoy resources for ``dataplane``: type URL -> resources sorted by name; every type
-    URL of ``kumadp.cp.xds.types.ADS_ORDER`` is present, possibly with an empty list."""
-    return run_profile(Context(view=view, dataplane=dataplane), profile).to_dict()
+    URL of ``kumadp.cp.xds.types.ADS_ORDER`` is present, possibly with an empty list.
+
+    ``vips``: service -> the address this dataplane reaches it on (``VipMap.addresses``,
+    loopback addresses under ``bind_outbounds``); see ``kumadp.cp.generate.vip``.
+    ``mtls``: the mesh's mTLS (``mtls_context_for(mesh)``); None: plaintext."""
+    ctx = Context(
+        view=view,
+        dataplane=dataplane,
+        mtls=mtls,
+        vips=vips or {},
+        bind_outbounds=bind_outbounds,
+        transparent_proxy=transparent_proxy,
+    )
+    return run_profile(ctx, profile).to_dict()

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kumadp.resources.model import Dataplane, Mesh
+from kumadp.resources.policies import MeshTrafficPermission
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class MeshView:
     mesh: Mesh
     dataplanes: tuple[Dataplane, ...]
     endpoints: dict[str, tuple[Endpoint, ...]]  # service name -> endpoints, sorted
+    traffic_permissions: tuple[MeshTrafficPermission, ...] = ()  # sorted by name
 
     def endpoints_of(self, service: str) -> tuple[Endpoint, ...]:
         return self.endpoints.get(service, ())
@@ -41,10 +43,15 @@ def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str, tuple[tuple[str, s
     )
 
 
-def build_mesh_view(mesh: Mesh, dataplanes: Iterable[Dataplane]) -> MeshView:
-    """Index every inbound of every dataplane of ``mesh`` by its ``kuma.io/service``.
+def build_mesh_view(
+    mesh: Mesh,
+    dataplanes: Iterable[Dataplane],
+    policies: Iterable[MeshTrafficPermission] = (),
+) -> MeshView:
+    """Index every inbound of every dataplane of ``mesh`` by its ``kuma.io/service``, and
+    keep the mesh's policies (``MeshTrafficPermission``s, sorted by name).
 
-    Dataplanes of other meshes are ignored. An endpoint's address is the one other
+    Dataplanes and policies of other meshes are ignored. An endpoint's address is the one other
     dataplanes use to reach the inbound (``advertised_inbound_address``).
     """
     members = sorted((dp for dp in dataplanes if dp.mesh == mesh.name), key=lambda dp: dp.name)
@@ -62,4 +69,13 @@ def build_mesh_view(mesh: Mesh, dataplanes: Iterable[Dataplane]) -> MeshView:
         service: tuple(sorted(found, key=_endpoint_key))
         for service, found in sorted(by_service.items())
     }
-    return MeshView(mesh=mesh, dataplanes=tuple(members), endpoints=endpoints)
+    permissions = sorted(
+        (p for p in policies if isinstance(p, MeshTrafficPermission) and p.mesh == mesh.name),
+        key=lambda p: p.name,
+    )
+    return MeshView(
+        mesh=mesh,
+        dataplanes=tuple(members),
+        endpoints=endpoints,
+        traffic_permissions=tuple(permissions),
+    )

@@ -1,0 +1,161 @@
+"""The agent's long-lived side of the agent channel: ``Watch`` (identity and name table
+pushed by the CP) and ``SignCertificate`` for the certificate manager.
+
+The watch reconnects with capped backoff forever: losing the CP is not an outage; the
+sidecar keeps serving with what it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from kumadp.agent.cp_channel import DpServer
+
+log = logging.getLogger(__name__)
+
+
+def open_channel(server: DpServer) -> Any:
+    """A grpc.aio channel to the CP's DP server (TLS when the bootstrap says so)."""
+    import grpc
+
+    if server.tls:
+        options = [("grpc.ssl_target_name_override", server.sni)] if server.sni else None
+        credentials = grpc.ssl_channel_credentials(root_certificates=server.root_ca)
+        return grpc.aio.secure_channel(server.address, credentials, options=options)
+    return grpc.aio.insecure_channel(server.address)
+
+
+class CpLink:
+    """One channel to the CP shared by the watch and the signer."""
+
+    def __init__(self, server: DpServer, mesh: str, name: str, token: str) -> None:
+        self.server = server
+        self.mesh = mesh
+        self.name = name
+        self.metadata = (("authorization", token),) if token else ()
+        self._channel: Any = None
+
+    def stub(self) -> Any:
+        from kumadp.api import agent_pb2_grpc
+
+        if self._channel is None:
+            self._channel = open_channel(self.server)
+        return agent_pb2_grpc.AgentChannelStub(self._channel)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+class CpSigner:
+    """``SignCertificate`` over the agent channel (the certificate manager's signer)."""
+
+    def __init__(self, link: CpLink, timeout: float = 10.0) -> None:
+        self._link = link
+        self._timeout = timeout
+
+    async def sign(self, csr_pem: bytes) -> Any:
+        import grpc
+
+        from kumadp.api import agent_pb2
+
+        request = agent_pb2.SignCertificateRequest(
+            mesh=self._link.mesh, name=self._link.name, csr_pem=csr_pem
+        )
+        try:
+            return await self._link.stub().SignCertificate(
+                request, timeout=self._timeout, metadata=self._link.metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise RuntimeError(f"{exc.code().name}: {exc.details()}") from exc
+
+
+class CpWatch:
+    """Component: keeps a ``Watch`` stream open and dispatches what the CP pushes."""
+
+    name = "cp-watch"
+
+    def __init__(
+        self,
+        link: CpLink,
+        *,
+        features: list[str],
+        on_identity: Callable[[Any], None],
+        on_names: Callable[[Any], None],
+        initial_backoff: float = 0.2,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._link = link
+        self._features = features
+        self._on_identity = on_identity
+        self._on_names = on_names
+        self._initial = initial_backoff
+        self._max = max_backoff
+        self.connected = False
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.updates = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = self._initial
+        stop_task = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                watch = asyncio.ensure_future(self._watch_once())
+                await asyncio.wait({watch, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                if not watch.done():
+                    watch.cancel()
+                    await asyncio.gather(watch, return_exceptions=True)
+                    break
+                self.connected = False
+                error = watch.exception()
+                got_updates = watch.result() if error is None else False
+                self.last_error = str(error) if error else "stream ended"
+                if got_updates:
+                    backoff = self._initial
+                self.reconnects += 1
+                delay = backoff * (0.5 + random.random())
+                backoff = min(backoff * 2, self._max)
+                log.warning(
+                    "lost the control plane's watch stream (%s); reconnecting in %.1fs "
+                    "(Envoy keeps serving its last config)",
+                    self.last_error,
+                    delay,
+                )
+                await asyncio.wait({stop_task}, timeout=delay)
+        finally:
+            stop_task.cancel()
+            self.connected = False
+            await self._link.close()
+
+    async def _watch_once(self) -> bool:
+        import grpc
+
+        from kumadp.api import agent_pb2
+
+        request = agent_pb2.WatchRequest(
+            mesh=self._link.mesh, name=self._link.name, features=self._features
+        )
+        got = False
+        try:
+            stream = self._link.stub().Watch(request, metadata=self._link.metadata)
+            async for update in stream:
+                if not self.connected:
+                    log.info("watching the control plane for identity and name updates")
+                self.connected = True
+                got = True
+                self.updates += 1
+                if update.HasField("identity"):
+                    self._on_identity(update.identity)
+                if update.HasField("names"):
+                    self._on_names(update.names)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                log.error("the control plane refused the agent channel: %s", exc.details())
+            raise RuntimeError(f"{exc.code().name}: {exc.details()}") from exc
+        return got

@@ -1,0 +1,128 @@
+"""The agent channel (``kumadp.agent.v1.AgentChannel``) on the DP server: Leave,
+SignCertificate and Watch, each authenticated with the dataplane token."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+from kumadp.api import agent_pb2, agent_pb2_grpc
+from kumadp.cp.agent_hub import AgentHub
+from kumadp.cp.auth import AuthError, DpAuth, allowed_services, token_from_metadata
+from kumadp.cp.ca import CAError, MeshCAs
+from kumadp.cp.certs import SigningError, sign_dataplane_csr
+from kumadp.cp.lifecycle import DataplaneLifecycle
+from kumadp.cp.store.base import Store
+from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
+from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
+
+log = logging.getLogger(__name__)
+
+
+class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
+    def __init__(
+        self,
+        *,
+        store: Store,
+        lifecycle: DataplaneLifecycle,
+        auth: DpAuth,
+        cas: MeshCAs,
+        hub: AgentHub,
+        refresh_agent_state: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._lifecycle = lifecycle
+        self._auth = auth
+        self._cas = cas
+        self._hub = hub
+        self._refresh = refresh_agent_state
+        self.signed = 0
+
+    async def _authenticate(
+        self, context: grpc.aio.ServicerContext, mesh: str, name: str
+    ) -> set[str] | None:
+        if not mesh or not name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mesh and name are required")
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        try:
+            claims = await self._auth.check(token_from_metadata(metadata), mesh, name)
+        except AuthError as exc:
+            log.warning("agent channel: %s", exc)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        return allowed_services(claims)
+
+    async def Leave(
+        self, request: agent_pb2.LeaveRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.LeaveResponse:
+        await self._authenticate(context, request.mesh, request.name)
+        removed = await self._lifecycle.leave((request.mesh, request.name))
+        return agent_pb2.LeaveResponse(removed=removed)
+
+    async def SignCertificate(
+        self, request: agent_pb2.SignCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.SignCertificateResponse:
+        mesh_name, name = request.mesh, request.name
+        services = await self._authenticate(context, mesh_name, name)
+        stored_dp = await self._store.get(DATAPLANE_TYPE, mesh_name, name)
+        stored_mesh = await self._store.get(MESH_TYPE, "", mesh_name)
+        if stored_dp is None or stored_mesh is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"dataplane {mesh_name}.{name} is not registered"
+            )
+        assert stored_dp is not None and stored_mesh is not None
+        try:
+            mesh = parse_mesh(stored_mesh.spec)
+            dataplane = parse_dataplane(stored_dp.spec)
+        except ValidationError as exc:  # pragma: no cover - the store only holds valid data
+            await context.abort(grpc.StatusCode.INTERNAL, f"stored resource is invalid: {exc}")
+            raise
+        try:
+            ca = await self._cas.ca_for(mesh)
+        except CAError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        if ca is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f'mTLS is not enabled on mesh "{mesh_name}"'
+            )
+        assert ca is not None
+        try:
+            # RSA CAs sign in milliseconds: keep the event loop free.
+            signed = await asyncio.to_thread(
+                sign_dataplane_csr,
+                ca,
+                mesh,
+                dataplane,
+                request.csr_pem,
+                allowed_services=services,
+            )
+        except SigningError as exc:
+            log.warning("refused to sign a certificate for %s.%s: %s", mesh_name, name, exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise
+        self.signed += 1
+        log.info(
+            "signed a certificate for %s.%s (%s), valid until %s",
+            mesh_name,
+            name,
+            ", ".join(signed.uris),
+            signed.not_after.isoformat(),
+        )
+        return agent_pb2.SignCertificateResponse(
+            certificate_pem=signed.certificate_pem,
+            ca_bundle_pem=signed.ca_bundle_pem,
+            backend=signed.backend,
+            not_before_unix=int(signed.not_before.timestamp()),
+            not_after_unix=int(signed.not_after.timestamp()),
+        )
+
+    async def Watch(
+        self, request: agent_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.AgentUpdate]:
+        await self._authenticate(context, request.mesh, request.name)
+        await self._refresh(request.mesh)
+        async for update in self._hub.watch(request.mesh, request.name, list(request.features)):
+            yield update

@@ -1,0 +1,169 @@
+"""Transparent-proxy generator: passthrough listeners and clusters, golden files (cases 3N,
+inputs ``3N.*.tproxy.yaml`` so that the plain golden test does not pick them up), Envoy's
+own validation, and nothing at all for dataplanes without ``transparentProxying``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.listener.v3.listener_pb2 import Listener
+from google.protobuf.json_format import MessageToJson
+from google.protobuf.message import Message
+
+from kumadp.cp.generate import (
+    DEFAULT_PROFILE,
+    Context,
+    build_mesh_view,
+    generate,
+    resources_to_yaml,
+)
+from kumadp.cp.generate.transparent import TransparentProxyGenerator
+from kumadp.cp.xds import types
+from kumadp.resources import Mesh, parse_dataplane
+from kumadp.resources.model import Dataplane
+
+TESTDATA = Path(__file__).parent / "testdata" / "generate"
+SUFFIX = ".tproxy.yaml"
+CASES = sorted(p.name.removesuffix(SUFFIX) for p in TESTDATA.glob(f"3?.*{SUFFIX}"))
+
+
+def _load_case(case: str) -> dict[str, list[Message]]:
+    doc = yaml.safe_load((TESTDATA / f"{case}{SUFFIX}").read_text())
+    dataplanes = [parse_dataplane(d) for d in doc["dataplanes"]]
+    view = build_mesh_view(Mesh(name=doc["mesh"]), dataplanes)
+    (target,) = (dp for dp in dataplanes if dp.name == doc["target"])
+    return generate(
+        view,
+        target,
+        vips=doc.get("vips") or {},
+        transparent_proxy=target.networking.transparent_proxying is not None,
+    )
+
+
+def _by_name(resources: dict[str, list[Message]], type_url: str) -> dict[str, Any]:
+    return {r.name: r for r in resources[type_url]}  # type: ignore[attr-defined]
+
+
+def _dataplane(transparent: dict[str, Any] | None) -> Dataplane:
+    networking: dict[str, Any] = {
+        "address": "10.0.0.1",
+        "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}],
+    }
+    if transparent is not None:
+        networking["transparentProxying"] = transparent
+    return parse_dataplane(
+        {"type": "Dataplane", "mesh": "default", "name": "web-1", "networking": networking}
+    )
+
+
+# --- golden files ---
+
+
+def test_cases_are_there() -> None:
+    assert len(CASES) >= 3
+    assert all(case[:2].isdigit() and 30 <= int(case[:2]) <= 39 for case in CASES)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str) -> None:
+    actual = resources_to_yaml(_load_case(case))
+    golden = TESTDATA / f"{case}.golden.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(actual)
+    assert golden.exists(), f"no golden file {golden.name}: run with UPDATE_GOLDEN=1"
+    assert actual == golden.read_text()
+
+
+def _envoy_binary() -> str | None:
+    found = shutil.which("envoy")
+    if found:
+        return found
+    beside_python = Path(sys.executable).parent / "envoy"
+    return str(beside_python) if beside_python.exists() else None
+
+
+def _static_bootstrap(resources: dict[str, list[Message]]) -> Bootstrap:
+    """The snapshot as static resources: EDS clusters become STATIC with their endpoints."""
+    assignments = {a.cluster_name: a for a in resources[types.ENDPOINT]}  # type: ignore[attr-defined]
+    bootstrap = Bootstrap()
+    for generated in resources[types.CLUSTER]:
+        cluster = bootstrap.static_resources.clusters.add()
+        cluster.CopyFrom(generated)
+        if cluster.type == Cluster.EDS:
+            cluster.ClearField("eds_cluster_config")
+            cluster.type = Cluster.STATIC
+            cluster.load_assignment.CopyFrom(assignments[cluster.name])
+    for listener in resources[types.LISTENER]:
+        bootstrap.static_resources.listeners.add().CopyFrom(listener)
+    return bootstrap
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
+    envoy = _envoy_binary()
+    if envoy is None:
+        pytest.skip("no envoy binary in PATH or beside the Python interpreter")
+    config = tmp_path / "envoy.json"
+    config.write_text(MessageToJson(_static_bootstrap(_load_case(case))))
+    result = subprocess.run(
+        [envoy, "--mode", "validate", "-c", str(config), "-l", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- behaviour ---
+
+
+def test_in_the_default_profile() -> None:
+    assert any(isinstance(g, TransparentProxyGenerator) for g in DEFAULT_PROFILE)
+
+
+def test_nothing_without_transparent_proxying() -> None:
+    dp = _dataplane(None)
+    view = build_mesh_view(Mesh(name="default"), [dp])
+    assert list(TransparentProxyGenerator().generate(Context(view=view, dataplane=dp))) == []
+    (listener,) = generate(view, dp)[types.LISTENER]
+    assert not listener.HasField("bind_to_port")  # binds, as before
+
+
+def test_passthrough_listeners_and_clusters() -> None:
+    dp = _dataplane({"redirectPortInbound": 16006, "redirectPortOutbound": 16001})
+    resources = generate(build_mesh_view(Mesh(name="default"), [dp]), dp)
+    listeners = _by_name(resources, types.LISTENER)
+    clusters = _by_name(resources, types.CLUSTER)
+    assert sorted(listeners) == [
+        "inbound:10.0.0.1:8080",
+        "inbound:passthrough:ipv4",
+        "outbound:passthrough:ipv4",
+    ]
+    for name, port in (("outbound:passthrough:ipv4", 16001), ("inbound:passthrough:ipv4", 16006)):
+        listener: Listener = listeners[name]
+        assert listener.address.socket_address.address == "0.0.0.0"
+        assert listener.address.socket_address.port_value == port
+        assert listener.use_original_dst.value is True
+        assert [f.name for f in listener.listener_filters] == [
+            "envoy.filters.listener.original_dst"
+        ]
+        (chain,) = listener.filter_chains
+        assert chain.filters[0].name == "envoy.filters.network.tcp_proxy"
+        cluster: Cluster = clusters[name]
+        assert cluster.type == Cluster.ORIGINAL_DST
+        assert cluster.lb_policy == Cluster.CLUSTER_PROVIDED
+    inbound_source = clusters["inbound:passthrough:ipv4"].upstream_bind_config.source_address
+    assert (inbound_source.address, inbound_source.port_value) == ("127.0.0.6", 0)
+    assert not clusters["outbound:passthrough:ipv4"].HasField("upstream_bind_config")
+    # The application's own listener is reached through the inbound passthrough.
+    assert listeners["inbound:10.0.0.1:8080"].bind_to_port.value is False
