@@ -127,12 +127,14 @@ class MeshEnv:
                 str(dp_port),
                 "--diagnostics-port",
                 str(diag_port),
+                "--dp-auth",
+                dp_auth,
                 "--log-level",
                 "debug",
                 *(extra or []),
             ),
         )
-        self.cp = ControlPlane(proc, api_port, dp_port, diag_port, data_dir)
+        self.cp = ControlPlane(proc, api_port, dp_port, diag_port, data_dir, dp_auth)
         if wait:
             wait_until(
                 lambda: (
@@ -222,7 +224,8 @@ class MeshEnv:
         dp_file = self.tmp / f"{name}.dataplane.yaml"
         dp_file.write_text(dataplane)
         assert cp_url or self.cp, "start the CP first or pass cp_url"
-        extra = ["--dns-port", str(dns_port), *(extra or [])]
+        work_dir = self.tmp / f"{name}-wd"
+        extra = ["--dns-port", str(dns_port), "--work-dir", str(work_dir), *(extra or [])]
         if token and self.cp is not None and self.cp.dp_auth == "dpToken" and cp_url is None:
             token_file = self.tmp / f"{name}.token"
             token_file.write_text(self.cp.token(name, mesh))

@@ -170,6 +170,8 @@ def test_dataplane_from_stdin_with_variables(env: MeshEnv) -> None:
     )
     admin, ready = free_port(), free_port()
     assert env.cp is not None
+    token = env.tmp / "stdin.token"
+    token.write_text(env.cp.token("backend-1"))
     proc = env.procs.start(
         "agent-stdin",
         kumadp_command(
@@ -188,6 +190,10 @@ def test_dataplane_from_stdin_with_variables(env: MeshEnv) -> None:
             str(admin),
             "--readiness-port",
             str(ready),
+            "--dns-port",
+            str(free_port()),
+            "--dataplane-token-file",
+            str(token),
             "--drain-time",
             "0s",
         ),

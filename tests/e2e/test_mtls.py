@@ -118,11 +118,15 @@ def foreign_client_context(tmp: Path) -> ssl.SSLContext:
 
 def talks(port: int, ctx: ssl.SSLContext | None) -> bool:
     """True if an HTTP request on this connection gets any HTTP answer back."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
-            sock = ctx.wrap_socket(raw) if ctx else raw
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return sock.recv(100).startswith(b"HTTP/")
+            if ctx is None:
+                raw.sendall(request)
+                return raw.recv(100).startswith(b"HTTP/")
+            with ctx.wrap_socket(raw) as tls:
+                tls.sendall(request)
+                return tls.recv(100).startswith(b"HTTP/")
     except (OSError, ssl.SSLError):
         return False
 
@@ -151,24 +155,30 @@ def test_mtls_identities_and_refusals(env: MeshEnv, tmp_path: Path) -> None:
     envoy_certs = httpx.get(f"http://127.0.0.1:{backend.admin_port}/certs", timeout=5).json()
     assert envoy_certs["certificates"], envoy_certs
     db = sqlite3.connect(env.cp.data_dir / "kumadp.db")  # type: ignore[union-attr]
-    stored = "\n".join(str(row) for row in db.execute("select * from resources"))
+    specs = [json.loads(row[0]) for row in db.execute("select spec from resources")]
     db.close()
     public = cert.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    for blob in stored.split("-----BEGIN "):
-        if "PRIVATE KEY" in blob[:40]:
-            pem = ("-----BEGIN " + blob).split("-----END")[0]
-            pem += "-----END " + blob.split("-----END ")[1].split("-----")[0] + "-----\n"
-            key = serialization.load_pem_private_key(pem.replace("\\n", "\n").encode(), None)
-            assert (
-                key.public_key().public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-                != public
-            ), "the dataplane's private key is in the CP store"
+    stored_keys = [
+        serialization.load_pem_private_key(value.encode(), None)
+        for spec in specs
+        for value in spec.values()
+        if isinstance(value, str) and "PRIVATE KEY-----" in value
+    ]
+    assert stored_keys, "expected the CA and token signing keys in the store"
+    for key in stored_keys:
+        assert (
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            != public
+        ), "the dataplane's private key is in the CP store"
+    # Nor in any file of the agents (their work dirs, bootstraps, sockets are all in tmp).
     for path in Path(env.tmp).rglob("*"):
-        if path.is_file() and path.suffix not in (".log",) and "foreign" not in path.name:
+        if "cp-data" in path.parts or path.suffix == ".log" or "foreign" in path.name:
+            continue
+        if path.is_file():
             assert b"PRIVATE KEY" not in path.read_bytes(), path
 
 
