@@ -39,6 +39,17 @@ def _stat(admin_port: int, name: str) -> int:
     return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if line.strip())
 
 
+def _identity(admin_port: int) -> tuple[list[str], str]:
+    """SPIFFE/kuma URIs and expiry of the certificate Envoy serves (admin ``/certs``)."""
+    certs = httpx.get(f"http://127.0.0.1:{admin_port}/certs", timeout=2).json()
+    for entry in certs.get("certificates", []):
+        for cert in entry.get("cert_chain", []):
+            uris = [san["uri"] for san in cert.get("subject_alt_names", []) if "uri" in san]
+            if uris:
+                return [u for u in uris if u.startswith("spiffe://")], cert["expiration_time"]
+    return ["(no certificate)"], "-"
+
+
 def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
     env = MeshEnv(tmp)
     try:
@@ -51,6 +62,19 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
             f"({time.perf_counter() - started:.1f}s)"
         )
 
+        step('turning on mutual TLS for mesh "default" (builtin CA, 24h certificates)')
+        mesh = {
+            "type": "Mesh",
+            "name": "default",
+            "mtls": {
+                "enabledBackend": "ca-1",
+                "backends": [{"name": "ca-1", "type": "builtin"}],
+            },
+        }
+        httpx.put(f"{cp.url}/meshes/default", json=mesh, timeout=5).raise_for_status()
+        info("each agent makes its own key, sends only a CSR, and serves the certificate to")
+        info("its Envoy over a local socket: no private key crosses the network")
+
         step("starting backend-1 (an HTTP app) and its sidecar")
         started = time.perf_counter()
         backend, backend_port = env.start_service("backend-1", "backend")
@@ -59,40 +83,52 @@ def run_demo(tmp: Path, requests: int, keep_running: bool) -> int:
             f"Envoy admin :{backend.admin_port}   ready in {time.perf_counter() - started:.1f}s"
         )
 
-        step("starting web-1 (an HTTP app that calls backend) and its sidecar")
+        step("starting web-1 (an HTTP app that calls http://backend.mesh) and its sidecar")
         started = time.perf_counter()
-        web, web_port = env.start_service("web-1", "web", upstream_service="backend")
-        out = web.outbound_ports["backend"]
+        web, web_port = env.start_service("web-1", "web", upstream_service="backend", by_name=True)
         info(
             f"app 127.0.0.1:{web_port}   sidecar inbound 127.0.0.1:{web.inbound_port}   "
-            f"outbound backend -> 127.0.0.1:{out}   ready in {time.perf_counter() - started:.1f}s"
+            f".mesh resolver 127.0.0.1:{web.dns_port}   "
+            f"ready in {time.perf_counter() - started:.1f}s"
         )
         wait_until(lambda: web.cluster_endpoints("backend"), what="backend endpoint at web")
 
-        step(
-            f"sending {requests} requests to web-1's sidecar; web-1 calls backend through the mesh"
-        )
+        step(f"sending {requests} requests to web-1; web-1 calls http://backend.mesh")
+        info(_style("client -> web-1 -> web sidecar =(mTLS)=> backend sidecar -> backend-1", DIM))
         info(
             _style(
-                "client -> web sidecar -> web-1 -> web sidecar -> backend sidecar -> backend-1", DIM
+                "(web-1's own inbound now takes mTLS only, so the demo calls the app locally, "
+                "as a process on its host would)",
+                DIM,
             )
         )
         failures = 0
         with httpx.Client(timeout=5) as client:
             for i in range(1, requests + 1):
                 t0 = time.perf_counter()
-                resp = client.get(f"http://127.0.0.1:{web.inbound_port}/hello/{i}")
+                try:
+                    resp = client.get(f"http://127.0.0.1:{web_port}/hello/{i}")
+                except httpx.HTTPError as exc:
+                    failures += 1
+                    info(f"#{i}  {_style('failed', RED)}  {exc!r}")
+                    continue
                 ms = (time.perf_counter() - t0) * 1000
                 if resp.status_code == 200:
                     body = resp.json()
                     upstream = body.get("upstream", {})
+                    resolved = ", ".join(f"{k} = {v}" for k, v in body.get("resolved", {}).items())
                     info(
                         f"#{i}  {_style('200', GREEN)}  {body['instance']} -> "
-                        f"{upstream.get('instance')}  path {upstream.get('path')}  {ms:.1f} ms"
+                        f"{upstream.get('instance')}  ({resolved})  {ms:.1f} ms"
                     )
                 else:
                     failures += 1
                     info(f"#{i}  {_style(str(resp.status_code), RED)}  {resp.text[:120]}")
+
+        step("identities: the certificate each Envoy presents (made by its agent)")
+        for name, agent in (("backend-1", backend), ("web-1", web)):
+            uris, expires = _identity(agent.admin_port)
+            info(f"{name:<10} {', '.join(uris)}   expires {expires}")
 
         step("what the control plane and the Envoys saw")
         items = cp.get("/meshes/default/dataplanes").json()["items"]

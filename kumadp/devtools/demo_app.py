@@ -2,11 +2,15 @@
 
     python -m kumadp.devtools.demo_app http --port 8080 --name backend-1
     python -m kumadp.devtools.demo_app http --port 8081 --name web-1 --upstream http://127.0.0.1:10001
+    python -m kumadp.devtools.demo_app http --port 8081 --name web-1 \
+        --upstream http://backend.mesh --resolver 127.0.0.1:15053
     python -m kumadp.devtools.demo_app tcp-echo --port 9000 --name echo-1
 
 ``http`` answers ``GET /`` with JSON naming the instance; with ``--upstream`` it first calls
-the upstream (through its sidecar) and includes that answer. ``tcp-echo`` echoes each line
-prefixed with the instance name.
+the upstream (through its sidecar) and includes that answer. ``--resolver`` resolves the
+upstream's host name with that DNS server (the sidecar's ``.mesh`` resolver) instead of the
+system's, as an application would after pointing its resolv.conf at the sidecar.
+``tcp-echo`` echoes each line prefixed with the instance name.
 """
 
 from __future__ import annotations
@@ -16,11 +20,24 @@ import json
 import socketserver
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def serve_http(port: int, name: str, upstream: str | None) -> None:
+def resolve(host: str, resolver: str) -> str:
+    """The first A record for ``host`` from the DNS server at ``resolver`` (HOST:PORT)."""
+    from dnslib import QTYPE, DNSRecord
+
+    server, _, server_port = resolver.rpartition(":")
+    reply = DNSRecord.parse(DNSRecord.question(host, "A").send(server, int(server_port), timeout=2))
+    for rr in reply.rr:
+        if rr.rtype == QTYPE.A:
+            return str(rr.rdata)
+    raise OSError(f"{host}: no address from {resolver}")
+
+
+def serve_http(port: int, name: str, upstream: str | None, resolver: str | None = None) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body are separate writes: without this, Nagle + delayed ACK add 40 ms
@@ -33,7 +50,17 @@ def serve_http(port: int, name: str, upstream: str | None) -> None:
             if upstream and self.path != "/healthz":  # /healthz never calls the upstream
                 started = time.perf_counter()
                 try:
-                    with urllib.request.urlopen(upstream + self.path, timeout=5) as resp:
+                    url, headers = upstream + self.path, {}
+                    if resolver:
+                        parts = urllib.parse.urlsplit(upstream)
+                        host = parts.hostname or ""
+                        address = resolve(host, resolver)
+                        body["resolved"] = {host: address}
+                        netloc = address + (f":{parts.port}" if parts.port else "")
+                        url = parts._replace(netloc=netloc).geturl() + self.path
+                        headers["host"] = parts.netloc
+                    request = urllib.request.Request(url, headers=headers)
+                    with urllib.request.urlopen(request, timeout=5) as resp:
                         body["upstream"] = json.loads(resp.read())
                 except (urllib.error.URLError, OSError, ValueError) as exc:
                     status = 502
@@ -72,10 +99,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--upstream")
+    parser.add_argument("--resolver", help="HOST:PORT of the DNS server for --upstream")
     args = parser.parse_args()
     try:
         if args.kind == "http":
-            serve_http(args.port, args.name, args.upstream)
+            serve_http(args.port, args.name, args.upstream, args.resolver)
         else:
             serve_tcp_echo(args.port, args.name)
     except KeyboardInterrupt:

@@ -100,10 +100,23 @@ class UpstreamServer:
                 if answer is not None:
                     self.transport.sendto(answer, addr)
 
-        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
+        wanted = self.port
+        for attempt in range(20):
+            # UDP and TCP must share one port number: with port 0 the UDP socket picks it and
+            # the TCP bind may find it taken; then try another.
+            transport, _ = await loop.create_datagram_endpoint(
+                Udp, local_addr=(self.host, wanted)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+                break
+            except OSError:
+                transport.close()
+                if wanted or attempt == 19:
+                    raise
+        self.port = port
         try:
-            self.port = transport.get_extra_info("sockname")[1]
-            tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
             handlers = self._handlers
             self.started.set()
             async with tcp:

@@ -147,11 +147,15 @@ class MeshEnv:
         return self.cp
 
     # -- applications --------------------------------------------------------------
-    def start_http_app(self, name: str, upstream: str | None = None) -> int:
+    def start_http_app(
+        self, name: str, upstream: str | None = None, resolver: str | None = None
+    ) -> int:
         port = free_port()
         args = [sys.executable, *PYTHON_APP, "http", "--port", str(port), "--name", name]
         if upstream:
             args += ["--upstream", upstream]
+        if resolver:
+            args += ["--resolver", resolver]
         proc = self.procs.start(f"app-{name}", args)
         wait_until(
             lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what=f"app {name}", proc=proc
@@ -218,9 +222,11 @@ class MeshEnv:
         wait: bool = True,
         mesh: str = "default",
         token: bool = True,
+        dns_port: int | None = None,
     ) -> Agent:
         self._agents += 1
-        admin_port, readiness_port, dns_port = free_port(), free_port(), free_port()
+        admin_port, readiness_port = free_port(), free_port()
+        dns_port = dns_port or free_port()
         dp_file = self.tmp / f"{name}.dataplane.yaml"
         dp_file.write_text(dataplane)
         assert cp_url or self.cp, "start the CP first or pass cp_url"
@@ -263,19 +269,30 @@ class MeshEnv:
         *,
         protocol: str = "http",
         upstream_service: str | None = None,
+        by_name: bool = False,
         **agent_kwargs: object,
     ) -> tuple[Agent, int]:
         """An app plus its sidecar. With ``upstream_service`` the app calls that service
-        through its sidecar's outbound. Returns the agent and the app's port."""
+        through its sidecar: on an explicit outbound port, or with ``by_name`` as
+        ``http://<service>.mesh`` resolved by the sidecar's resolver (bind-outbounds).
+        Returns the agent and the app's port."""
         outbounds: dict[str, int] = {}
-        upstream = None
-        if upstream_service:
+        upstream = resolver = None
+        if by_name:
+            dns_port = free_port()
+            agent_kwargs["dns_port"] = dns_port
+            extra = list(agent_kwargs.get("extra") or [])  # type: ignore[call-overload]
+            agent_kwargs["extra"] = [*extra, "--bind-outbounds"]
+            resolver = f"127.0.0.1:{dns_port}"
+            if upstream_service:
+                upstream = f"http://{upstream_service}.mesh"
+        elif upstream_service:
             outbounds[upstream_service] = free_port()
             upstream = f"http://127.0.0.1:{outbounds[upstream_service]}"
         if protocol == "tcp":
             app_port = self.start_tcp_echo(name)
         else:
-            app_port = self.start_http_app(name, upstream)
+            app_port = self.start_http_app(name, upstream, resolver)
         doc, inbound_port = self.dataplane_yaml(
             name, service, app_port, protocol=protocol, outbounds=outbounds
         )
