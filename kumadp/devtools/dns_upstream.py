@@ -104,9 +104,7 @@ class UpstreamServer:
         for attempt in range(20):
             # UDP and TCP must share one port number: with port 0 the UDP socket picks it and
             # the TCP bind may find it taken; then try another.
-            transport, _ = await loop.create_datagram_endpoint(
-                Udp, local_addr=(self.host, wanted)
-            )
+            transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, wanted))
             port = transport.get_extra_info("sockname")[1]
             try:
                 tcp = await asyncio.start_server(self._serve_tcp, self.host, port)

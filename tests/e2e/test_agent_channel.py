@@ -27,16 +27,15 @@ DATAPLANE = {
 }
 
 
-async def _sign(env: MeshEnv, token: str, csr: bytes) -> agent_pb2.SignCertificateResponse:
+async def _sign(
+    env: MeshEnv, ca: bytes, token: str, csr: bytes
+) -> agent_pb2.SignCertificateResponse:
     assert env.cp is not None
-    ca = httpx.get(env.cp.url + "/certs/dp-server-ca.pem", timeout=5).content
     credentials = grpc.ssl_channel_credentials(root_certificates=ca)
     async with grpc.aio.secure_channel(f"127.0.0.1:{env.cp.dp_port}", credentials) as channel:
         stub = agent_pb2_grpc.AgentChannelStub(channel)  # type: ignore[no-untyped-call]
         request = agent_pb2.SignCertificateRequest(mesh="default", name="web-1", csr_pem=csr)
-        return await stub.SignCertificate(
-            request, metadata=(("authorization", token),), timeout=10
-        )
+        return await stub.SignCertificate(request, metadata=(("authorization", token),), timeout=10)
 
 
 def test_bad_csrs_and_tokens_are_refused_with_reasons(env: MeshEnv) -> None:
@@ -44,15 +43,20 @@ def test_bad_csrs_and_tokens_are_refused_with_reasons(env: MeshEnv) -> None:
     enable_mtls(env)
     token = cp.token("web-1")
     # Register web-1 the way an agent does.
-    body = {"mesh": "default", "name": "web-1", "dataplaneToken": token,
-            "dataplaneResource": json.dumps(DATAPLANE)}
+    body = {
+        "mesh": "default",
+        "name": "web-1",
+        "dataplaneToken": token,
+        "dataplaneResource": json.dumps(DATAPLANE),
+    }
     assert httpx.post(cp.url + "/bootstrap", json=body, timeout=10).status_code == 200
 
     key = generate_key()
+    ca = httpx.get(cp.url + "/certs/dp-server-ca.pem", timeout=5).content
 
     def refused(csr: bytes, tok: str) -> grpc.aio.AioRpcError:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            asyncio.run(_sign(env, tok, csr))
+            asyncio.run(_sign(env, ca, tok, csr))
         return info.value
 
     foreign = refused(make_csr(key, "default", ["backend"]), token)
@@ -68,7 +72,7 @@ def test_bad_csrs_and_tokens_are_refused_with_reasons(env: MeshEnv) -> None:
     assert "token is for mesh" in (other.details() or "")
 
     # The CP is fine and signs the right request.
-    signed = asyncio.run(_sign(env, token, make_csr(key, "default", ["web"])))
+    signed = asyncio.run(_sign(env, ca, token, make_csr(key, "default", ["web"])))
     assert b"BEGIN CERTIFICATE" in signed.certificate_pem and signed.backend == "ca-1"
     log = cp.proc.output()
     assert "refused to sign a certificate for default.web-1" in log
