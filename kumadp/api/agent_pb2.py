@@ -24,31 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kumadp/api/agent.proto\x12\x0fkumadp.agent.v1\":\n\x0cLeaveRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\" \n\rLeaveResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"E\n\x16SignCertificateRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x8b\x01\n\x17SignCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x17\n\x0fnot_before_unix\x18\x04 \x01(\x03\x12\x16\n\x0enot_after_unix\x18\x05 \x01(\x03\"<\n\x0cWatchRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\"i\n\x0b\x41gentUpdate\x12/\n\x08identity\x18\x01 \x01(\x0b\x32\x1d.kumadp.agent.v1.MeshIdentity\x12)\n\x05names\x18\x02 \x01(\x0b\x32\x1a.kumadp.agent.v1.NameTable\"s\n\x0cMeshIdentity\x12\x14\n\x0cmtls_enabled\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\x12\x10\n\x08services\x18\x04 \x03(\t\x12\x12\n\ngeneration\x18\x05 \x01(\t\"_\n\tNameTable\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\x12,\n\x07records\x18\x03 \x03(\x0b\x32\x1b.kumadp.agent.v1.NameRecord\"6\n\nNameRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04ipv4\x18\x02 \x03(\t\x12\x0c\n\x04ipv6\x18\x03 \x03(\t2\x84\x02\n\x0c\x41gentChannel\x12\x46\n\x05Leave\x12\x1d.kumadp.agent.v1.LeaveRequest\x1a\x1e.kumadp.agent.v1.LeaveResponse\x12\x64\n\x0fSignCertificate\x12\'.kumadp.agent.v1.SignCertificateRequest\x1a(.kumadp.agent.v1.SignCertificateResponse\x12\x46\n\x05Watch\x12\x1d.kumadp.agent.v1.WatchRequest\x1a\x1c.kumadp.agent.v1.AgentUpdate0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16kumadp/api/agent.proto\x12\x0fkumadp.agent.v1\"A\n\rInsightReport\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cinsight_json\x18\x03 \x01(\t\"\x0c\n\nInsightAck\":\n\x0cLeaveRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\" \n\rLeaveResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"E\n\x16SignCertificateRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x8b\x01\n\x17SignCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x17\n\x0fnot_before_unix\x18\x04 \x01(\x03\x12\x16\n\x0enot_after_unix\x18\x05 \x01(\x03\"<\n\x0cWatchRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\"i\n\x0b\x41gentUpdate\x12/\n\x08identity\x18\x01 \x01(\x0b\x32\x1d.kumadp.agent.v1.MeshIdentity\x12)\n\x05names\x18\x02 \x01(\x0b\x32\x1a.kumadp.agent.v1.NameTable\"s\n\x0cMeshIdentity\x12\x14\n\x0cmtls_enabled\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\x12\x10\n\x08services\x18\x04 \x03(\t\x12\x12\n\ngeneration\x18\x05 \x01(\t\"_\n\tNameTable\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\x12,\n\x07records\x18\x03 \x03(\x0b\x32\x1b.kumadp.agent.v1.NameRecord\"6\n\nNameRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04ipv4\x18\x02 \x03(\t\x12\x0c\n\x04ipv6\x18\x03 \x03(\t2\xd2\x02\n\x0c\x41gentChannel\x12\x46\n\x05Leave\x12\x1d.kumadp.agent.v1.LeaveRequest\x1a\x1e.kumadp.agent.v1.LeaveResponse\x12\x64\n\x0fSignCertificate\x12\'.kumadp.agent.v1.SignCertificateRequest\x1a(.kumadp.agent.v1.SignCertificateResponse\x12\x46\n\x05Watch\x12\x1d.kumadp.agent.v1.WatchRequest\x1a\x1c.kumadp.agent.v1.AgentUpdate0\x01\x12L\n\rReportInsight\x12\x1e.kumadp.agent.v1.InsightReport\x1a\x1b.kumadp.agent.v1.InsightAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kumadp.api.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEAVEREQUEST']._serialized_start=43
-  _globals['_LEAVEREQUEST']._serialized_end=101
-  _globals['_LEAVERESPONSE']._serialized_start=103
-  _globals['_LEAVERESPONSE']._serialized_end=135
-  _globals['_SIGNCERTIFICATEREQUEST']._serialized_start=137
-  _globals['_SIGNCERTIFICATEREQUEST']._serialized_end=206
-  _globals['_SIGNCERTIFICATERESPONSE']._serialized_start=209
-  _globals['_SIGNCERTIFICATERESPONSE']._serialized_end=348
-  _globals['_WATCHREQUEST']._serialized_start=350
-  _globals['_WATCHREQUEST']._serialized_end=410
-  _globals['_AGENTUPDATE']._serialized_start=412
-  _globals['_AGENTUPDATE']._serialized_end=517
-  _globals['_MESHIDENTITY']._serialized_start=519
-  _globals['_MESHIDENTITY']._serialized_end=634
-  _globals['_NAMETABLE']._serialized_start=636
-  _globals['_NAMETABLE']._serialized_end=731
-  _globals['_NAMERECORD']._serialized_start=733
-  _globals['_NAMERECORD']._serialized_end=787
-  _globals['_AGENTCHANNEL']._serialized_start=790
-  _globals['_AGENTCHANNEL']._serialized_end=1050
+  _globals['_INSIGHTREPORT']._serialized_start=43
+  _globals['_INSIGHTREPORT']._serialized_end=108
+  _globals['_INSIGHTACK']._serialized_start=110
+  _globals['_INSIGHTACK']._serialized_end=122
+  _globals['_LEAVEREQUEST']._serialized_start=124
+  _globals['_LEAVEREQUEST']._serialized_end=182
+  _globals['_LEAVERESPONSE']._serialized_start=184
+  _globals['_LEAVERESPONSE']._serialized_end=216
+  _globals['_SIGNCERTIFICATEREQUEST']._serialized_start=218
+  _globals['_SIGNCERTIFICATEREQUEST']._serialized_end=287
+  _globals['_SIGNCERTIFICATERESPONSE']._serialized_start=290
+  _globals['_SIGNCERTIFICATERESPONSE']._serialized_end=429
+  _globals['_WATCHREQUEST']._serialized_start=431
+  _globals['_WATCHREQUEST']._serialized_end=491
+  _globals['_AGENTUPDATE']._serialized_start=493
+  _globals['_AGENTUPDATE']._serialized_end=598
+  _globals['_MESHIDENTITY']._serialized_start=600
+  _globals['_MESHIDENTITY']._serialized_end=715
+  _globals['_NAMETABLE']._serialized_start=717
+  _globals['_NAMETABLE']._serialized_end=812
+  _globals['_NAMERECORD']._serialized_start=814
+  _globals['_NAMERECORD']._serialized_end=868
+  _globals['_AGENTCHANNEL']._serialized_start=871
+  _globals['_AGENTCHANNEL']._serialized_end=1209
 # @@protoc_insertion_point(module_scope)

@@ -1,12 +1,24 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class InsightReport(_message.Message):
+    __slots__ = ("mesh", "name", "insight_json")
+    MESH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INSIGHT_JSON_FIELD_NUMBER: _ClassVar[int]
+    mesh: str
+    name: str
+    insight_json: str
+    def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., insight_json: _Optional[str] = ...) -> None: ...
+
+class InsightAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class LeaveRequest(_message.Message):
     __slots__ = ("mesh", "name", "reason")
@@ -16,30 +28,26 @@ class LeaveRequest(_message.Message):
     mesh: str
     name: str
     reason: str
-    def __init__(
-        self, mesh: str | None = ..., name: str | None = ..., reason: str | None = ...
-    ) -> None: ...
+    def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class LeaveResponse(_message.Message):
     __slots__ = ("removed",)
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     removed: bool
-    def __init__(self, removed: bool | None = ...) -> None: ...
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
 
 class SignCertificateRequest(_message.Message):
-    __slots__ = ("csr_pem", "mesh", "name")
+    __slots__ = ("mesh", "name", "csr_pem")
     MESH_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CSR_PEM_FIELD_NUMBER: _ClassVar[int]
     mesh: str
     name: str
     csr_pem: bytes
-    def __init__(
-        self, mesh: str | None = ..., name: str | None = ..., csr_pem: bytes | None = ...
-    ) -> None: ...
+    def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., csr_pem: _Optional[bytes] = ...) -> None: ...
 
 class SignCertificateResponse(_message.Message):
-    __slots__ = ("backend", "ca_bundle_pem", "certificate_pem", "not_after_unix", "not_before_unix")
+    __slots__ = ("certificate_pem", "ca_bundle_pem", "backend", "not_before_unix", "not_after_unix")
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     CA_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -50,26 +58,17 @@ class SignCertificateResponse(_message.Message):
     backend: str
     not_before_unix: int
     not_after_unix: int
-    def __init__(
-        self,
-        certificate_pem: bytes | None = ...,
-        ca_bundle_pem: bytes | None = ...,
-        backend: str | None = ...,
-        not_before_unix: int | None = ...,
-        not_after_unix: int | None = ...,
-    ) -> None: ...
+    def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_bundle_pem: _Optional[bytes] = ..., backend: _Optional[str] = ..., not_before_unix: _Optional[int] = ..., not_after_unix: _Optional[int] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("features", "mesh", "name")
+    __slots__ = ("mesh", "name", "features")
     MESH_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     mesh: str
     name: str
     features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self, mesh: str | None = ..., name: str | None = ..., features: _Iterable[str] | None = ...
-    ) -> None: ...
+    def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentUpdate(_message.Message):
     __slots__ = ("identity", "names")
@@ -77,14 +76,10 @@ class AgentUpdate(_message.Message):
     NAMES_FIELD_NUMBER: _ClassVar[int]
     identity: MeshIdentity
     names: NameTable
-    def __init__(
-        self,
-        identity: MeshIdentity | _Mapping | None = ...,
-        names: NameTable | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, identity: _Optional[_Union[MeshIdentity, _Mapping]] = ..., names: _Optional[_Union[NameTable, _Mapping]] = ...) -> None: ...
 
 class MeshIdentity(_message.Message):
-    __slots__ = ("backend", "ca_fingerprint", "generation", "mtls_enabled", "services")
+    __slots__ = ("mtls_enabled", "backend", "ca_fingerprint", "services", "generation")
     MTLS_ENABLED_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     CA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
@@ -95,41 +90,24 @@ class MeshIdentity(_message.Message):
     ca_fingerprint: str
     services: _containers.RepeatedScalarFieldContainer[str]
     generation: str
-    def __init__(
-        self,
-        mtls_enabled: bool | None = ...,
-        backend: str | None = ...,
-        ca_fingerprint: str | None = ...,
-        services: _Iterable[str] | None = ...,
-        generation: str | None = ...,
-    ) -> None: ...
+    def __init__(self, mtls_enabled: _Optional[bool] = ..., backend: _Optional[str] = ..., ca_fingerprint: _Optional[str] = ..., services: _Optional[_Iterable[str]] = ..., generation: _Optional[str] = ...) -> None: ...
 
 class NameTable(_message.Message):
-    __slots__ = ("records", "ttl_seconds", "version")
+    __slots__ = ("version", "ttl_seconds", "records")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     ttl_seconds: int
     records: _containers.RepeatedCompositeFieldContainer[NameRecord]
-    def __init__(
-        self,
-        version: str | None = ...,
-        ttl_seconds: int | None = ...,
-        records: _Iterable[NameRecord | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, version: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., records: _Optional[_Iterable[_Union[NameRecord, _Mapping]]] = ...) -> None: ...
 
 class NameRecord(_message.Message):
-    __slots__ = ("ipv4", "ipv6", "name")
+    __slots__ = ("name", "ipv4", "ipv6")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IPV4_FIELD_NUMBER: _ClassVar[int]
     IPV6_FIELD_NUMBER: _ClassVar[int]
     name: str
     ipv4: _containers.RepeatedScalarFieldContainer[str]
     ipv6: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        name: str | None = ...,
-        ipv4: _Iterable[str] | None = ...,
-        ipv6: _Iterable[str] | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., ipv4: _Optional[_Iterable[str]] = ..., ipv6: _Optional[_Iterable[str]] = ...) -> None: ...

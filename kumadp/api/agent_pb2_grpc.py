@@ -49,6 +49,11 @@ class AgentChannelStub:
                 request_serializer=kumadp_dot_api_dot_agent__pb2.WatchRequest.SerializeToString,
                 response_deserializer=kumadp_dot_api_dot_agent__pb2.AgentUpdate.FromString,
                 _registered_method=True)
+        self.ReportInsight = channel.unary_unary(
+                '/kumadp.agent.v1.AgentChannel/ReportInsight',
+                request_serializer=kumadp_dot_api_dot_agent__pb2.InsightReport.SerializeToString,
+                response_deserializer=kumadp_dot_api_dot_agent__pb2.InsightAck.FromString,
+                _registered_method=True)
 
 
 class AgentChannelServicer:
@@ -78,6 +83,13 @@ class AgentChannelServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportInsight(self, request, context):
+        """Diagnostics: the agent's part of the DataplaneInsight, on change and at least every 10 s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentChannelServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +107,11 @@ def add_AgentChannelServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=kumadp_dot_api_dot_agent__pb2.WatchRequest.FromString,
                     response_serializer=kumadp_dot_api_dot_agent__pb2.AgentUpdate.SerializeToString,
+            ),
+            'ReportInsight': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportInsight,
+                    request_deserializer=kumadp_dot_api_dot_agent__pb2.InsightReport.FromString,
+                    response_serializer=kumadp_dot_api_dot_agent__pb2.InsightAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +195,33 @@ class AgentChannel:
             '/kumadp.agent.v1.AgentChannel/Watch',
             kumadp_dot_api_dot_agent__pb2.WatchRequest.SerializeToString,
             kumadp_dot_api_dot_agent__pb2.AgentUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportInsight(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumadp.agent.v1.AgentChannel/ReportInsight',
+            kumadp_dot_api_dot_agent__pb2.InsightReport.SerializeToString,
+            kumadp_dot_api_dot_agent__pb2.InsightAck.FromString,
             options,
             channel_credentials,
             insecure,
