@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
-from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from kumadp.cp import generate as gen
@@ -35,8 +29,8 @@ from kumadp.cp.generate.outbound import service_protocol
 from kumadp.cp.generate.protocol import common_protocol
 from kumadp.cp.xds import types
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
+from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 
-TESTDATA = Path(__file__).parent / "testdata" / "generate"
 CASES = sorted(p.name.removesuffix(".input.yaml") for p in TESTDATA.glob("*.input.yaml"))
 
 
@@ -104,11 +98,7 @@ def _by_name(resources: dict[str, list[Message]], type_url: str) -> dict[str, An
 def test_golden(case: str) -> None:
     view, target = _load_case(case)
     actual = resources_to_yaml(generate(view, target))
-    golden = TESTDATA / f"{case}.golden.yaml"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.write_text(actual)
-    assert golden.exists(), f"no golden file {golden.name}: run with UPDATE_GOLDEN=1"
-    assert actual == golden.read_text()
+    check_golden(case, actual)
 
 
 def test_cases_are_there() -> None:
@@ -118,47 +108,10 @@ def test_cases_are_there() -> None:
 # --- Envoy's own opinion ---
 
 
-def _envoy_binary() -> str | None:
-    found = shutil.which("envoy")
-    if found:
-        return found
-    beside_python = Path(sys.executable).parent / "envoy"
-    return str(beside_python) if beside_python.exists() else None
-
-
-def _static_bootstrap(resources: dict[str, list[Message]]) -> Bootstrap:
-    """The snapshot as static resources: EDS clusters become STATIC with their endpoints."""
-    assignments = _by_name(resources, types.ENDPOINT)
-    bootstrap = Bootstrap()
-    for generated in resources[types.CLUSTER]:
-        cluster = bootstrap.static_resources.clusters.add()
-        cluster.CopyFrom(generated)
-        if cluster.type == Cluster.EDS:
-            cluster.ClearField("eds_cluster_config")
-            cluster.type = Cluster.STATIC
-            cluster.load_assignment.CopyFrom(assignments.pop(cluster.name))
-    assert not assignments, f"endpoints without a cluster: {sorted(assignments)}"
-    for listener in resources[types.LISTENER]:
-        bootstrap.static_resources.listeners.add().CopyFrom(listener)
-    return bootstrap
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    envoy = _envoy_binary()
-    if envoy is None:
-        pytest.skip("no envoy binary in PATH or beside the Python interpreter")
     view, target = _load_case(case)
-    config = tmp_path / "envoy.json"
-    config.write_text(MessageToJson(_static_bootstrap(generate(view, target))))
-    result = subprocess.run(
-        [envoy, "--mode", "validate", "-c", str(config), "-l", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_envoy_accepts(generate(view, target), tmp_path)
 
 
 # --- behaviour ---

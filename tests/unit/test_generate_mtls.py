@@ -3,24 +3,18 @@ and MeshTrafficPermission semantics (rbac.py) checked by evaluating the RBAC pri
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_components_pb2 import Filter
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from kumadp.cp.generate import (
@@ -30,7 +24,6 @@ from kumadp.cp.generate import (
     mtls_context_for,
     rbac,
     resources_to_yaml,
-    tls,
 )
 from kumadp.cp.generate.resource_set import name_of
 from kumadp.cp.xds import types
@@ -48,8 +41,8 @@ from kumadp.resources.policies import (
     TargetRef,
     default_traffic_permission,
 )
+from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 
-TESTDATA = Path(__file__).parent / "testdata" / "generate"
 INPUT_SUFFIX = ".mtls-input.yaml"
 CASES = sorted(p.name.removesuffix(INPUT_SUFFIX) for p in TESTDATA.glob(f"*{INPUT_SUFFIX}"))
 
@@ -118,11 +111,7 @@ def _subset(**tags: str) -> TargetRef:
 def test_golden(case: str) -> None:
     resources, _ = _load_case(case)
     actual = resources_to_yaml(resources)
-    golden = TESTDATA / f"{case}.golden.yaml"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.write_text(actual)
-    assert golden.exists(), f"no golden file {golden.name}: run with UPDATE_GOLDEN=1"
-    assert actual == golden.read_text()
+    check_golden(case, actual)
 
 
 def test_cases_are_there() -> None:
@@ -132,57 +121,10 @@ def test_cases_are_there() -> None:
 # --- Envoy's own opinion ---
 
 
-def _envoy_binary() -> str | None:
-    found = shutil.which("envoy")
-    if found:
-        return found
-    beside_python = Path(sys.executable).parent / "envoy"
-    return str(beside_python) if beside_python.exists() else None
-
-
-def _static_bootstrap(resources: Resources, sds_socket: Path) -> Bootstrap:
-    """The snapshot as static resources, plus the ``sds_cluster`` the agent's bootstrap has
-    (a Unix socket nobody listens on: validate mode does not connect)."""
-    assignments = _by_name(resources, types.ENDPOINT)
-    bootstrap = Bootstrap()
-    bootstrap.node.id = "default.dp-1"  # SDS needs both, as Kuma's bootstrap sets them
-    bootstrap.node.cluster = "service"
-    sds = bootstrap.static_resources.clusters.add()
-    sds.name = tls.SDS_CLUSTER
-    sds.type = Cluster.STATIC
-    sds.connect_timeout.seconds = 1
-    sds.load_assignment.cluster_name = tls.SDS_CLUSTER
-    endpoint = sds.load_assignment.endpoints.add().lb_endpoints.add().endpoint
-    endpoint.address.pipe.path = str(sds_socket)
-    sds.http2_protocol_options.SetInParent()
-    for generated in resources[types.CLUSTER]:
-        cluster = bootstrap.static_resources.clusters.add()
-        cluster.CopyFrom(generated)
-        if cluster.type == Cluster.EDS:
-            cluster.ClearField("eds_cluster_config")
-            cluster.type = Cluster.STATIC
-            cluster.load_assignment.CopyFrom(assignments.pop(cluster.name))
-    for listener in resources[types.LISTENER]:
-        bootstrap.static_resources.listeners.add().CopyFrom(listener)
-    return bootstrap
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    envoy = _envoy_binary()
-    if envoy is None:
-        pytest.skip("no envoy binary in PATH or beside the Python interpreter")
     resources, _ = _load_case(case)
-    config = tmp_path / "envoy.json"
-    config.write_text(MessageToJson(_static_bootstrap(resources, tmp_path / "sds.sock")))
-    result = subprocess.run(
-        [envoy, "--mode", "validate", "-c", str(config), "-l", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_envoy_accepts(resources, tmp_path)
 
 
 # --- mtls_context_for ---

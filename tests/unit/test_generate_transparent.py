@@ -4,19 +4,13 @@ own validation, and nothing at all for dataplanes without ``transparentProxying`
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
-from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from kumadp.cp.generate import (
@@ -30,8 +24,8 @@ from kumadp.cp.generate.transparent import TransparentProxyGenerator
 from kumadp.cp.xds import types
 from kumadp.resources import Mesh, parse_dataplane
 from kumadp.resources.model import Dataplane
+from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 
-TESTDATA = Path(__file__).parent / "testdata" / "generate"
 SUFFIX = ".tproxy.yaml"
 CASES = sorted(p.name.removesuffix(SUFFIX) for p in TESTDATA.glob(f"3?.*{SUFFIX}"))
 
@@ -76,52 +70,12 @@ def test_cases_are_there() -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_golden(case: str) -> None:
     actual = resources_to_yaml(_load_case(case))
-    golden = TESTDATA / f"{case}.golden.yaml"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.write_text(actual)
-    assert golden.exists(), f"no golden file {golden.name}: run with UPDATE_GOLDEN=1"
-    assert actual == golden.read_text()
-
-
-def _envoy_binary() -> str | None:
-    found = shutil.which("envoy")
-    if found:
-        return found
-    beside_python = Path(sys.executable).parent / "envoy"
-    return str(beside_python) if beside_python.exists() else None
-
-
-def _static_bootstrap(resources: dict[str, list[Message]]) -> Bootstrap:
-    """The snapshot as static resources: EDS clusters become STATIC with their endpoints."""
-    assignments = {a.cluster_name: a for a in resources[types.ENDPOINT]}  # type: ignore[attr-defined]
-    bootstrap = Bootstrap()
-    for generated in resources[types.CLUSTER]:
-        cluster = bootstrap.static_resources.clusters.add()
-        cluster.CopyFrom(generated)
-        if cluster.type == Cluster.EDS:
-            cluster.ClearField("eds_cluster_config")
-            cluster.type = Cluster.STATIC
-            cluster.load_assignment.CopyFrom(assignments[cluster.name])
-    for listener in resources[types.LISTENER]:
-        bootstrap.static_resources.listeners.add().CopyFrom(listener)
-    return bootstrap
+    check_golden(case, actual)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    envoy = _envoy_binary()
-    if envoy is None:
-        pytest.skip("no envoy binary in PATH or beside the Python interpreter")
-    config = tmp_path / "envoy.json"
-    config.write_text(MessageToJson(_static_bootstrap(_load_case(case))))
-    result = subprocess.run(
-        [envoy, "--mode", "validate", "-c", str(config), "-l", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_envoy_accepts(_load_case(case), tmp_path)
 
 
 # --- behaviour ---

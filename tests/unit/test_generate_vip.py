@@ -7,15 +7,12 @@ address) and the ``bindOutbounds`` / ``transparentProxy`` switches.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from envoy.config.listener.v3.listener_pb2 import Listener
-from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from kumadp.cp.generate import build_mesh_view, generate, resources_to_yaml
@@ -24,9 +21,9 @@ from kumadp.cp.store import MemoryStore
 from kumadp.cp.vips import VipAllocator
 from kumadp.cp.xds import types
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
-from tests.unit.test_generate import _dataplane, _envoy_binary, _static_bootstrap
+from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
+from tests.unit.test_generate import _dataplane
 
-TESTDATA = Path(__file__).parent / "testdata" / "generate"
 SUFFIX = ".vip-input.yaml"
 CASES = sorted(p.name.removesuffix(SUFFIX) for p in TESTDATA.glob(f"2?.*{SUFFIX}"))
 
@@ -68,28 +65,12 @@ def test_cases_are_there() -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_golden(case: str) -> None:
     actual = resources_to_yaml(_generate_case(case))
-    golden = TESTDATA / f"{case}.golden.yaml"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        golden.write_text(actual)
-    assert golden.exists(), f"no golden file {golden.name}: run with UPDATE_GOLDEN=1"
-    assert actual == golden.read_text()
+    check_golden(case, actual)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    envoy = _envoy_binary()
-    if envoy is None:
-        pytest.skip("no envoy binary in PATH or beside the Python interpreter")
-    config = tmp_path / "envoy.json"
-    config.write_text(MessageToJson(_static_bootstrap(_generate_case(case))))
-    result = subprocess.run(
-        [envoy, "--mode", "validate", "-c", str(config), "-l", "error"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_envoy_accepts(_generate_case(case), tmp_path)
 
 
 # --- behaviour ---
