@@ -138,7 +138,7 @@ class EnvoyOptions:
     config_path: str
     drain_time: float = 30.0
     log_level: str = "info"
-    concurrency: int | None = None  # None or 0: --cpuset-threads
+    concurrency: int | None = None  # None or 0: Envoy sizes itself by the CPU set
     stop_timeout: float = 5.0
     extra_args: tuple[str, ...] = ()
 
@@ -157,8 +157,8 @@ class EnvoyOptions:
         ]
         if self.concurrency:
             args += ["--concurrency", str(self.concurrency)]
-        else:
-            args.append("--cpuset-threads")
+        # Else nothing: Kuma passes --cpuset-threads, which Envoy >= 1.34 does by default
+        # (Envoy 1.40 warns that the flag is no longer required).
         return args + list(self.extra_args)
 
 
