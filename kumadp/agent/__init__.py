@@ -10,7 +10,14 @@
 - ``run``: the composition root, ``AgentConfig`` and ``run_agent``.
 """
 
-from kumadp.agent.errors import AgentError, ConfigError
-from kumadp.agent.run import AgentConfig, run_agent
+import sys as _sys
+
+# httpx's own CLI module imports rich and pygments (~5 MB); the agent never uses it, so it
+# is blocked before httpx is first imported (see kumadp/agent/http.py).
+_sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
+from kumadp.agent.errors import AgentError, ConfigError  # noqa: E402 - after the block above
+from kumadp.agent.run import AgentConfig, run_agent  # noqa: E402
 
 __all__ = ["AgentConfig", "AgentError", "ConfigError", "run_agent"]

@@ -13,6 +13,7 @@ import httpx
 import yaml
 
 from kumadp.agent.errors import AgentError
+from kumadp.agent.http import local_client
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class AdminError(AgentError):
 class EnvoyAdmin:
     def __init__(self, port: int, host: str = "127.0.0.1", *, timeout: float = 2.0) -> None:
         self.base_url = f"http://{host}:{port}"
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, trust_env=False)
+        self._client = local_client(base_url=self.base_url, timeout=timeout)
 
     async def __aenter__(self) -> EnvoyAdmin:
         return self

@@ -7,6 +7,11 @@
 - any other 4xx: the request is invalid; fails at once with the CP's message;
 - 5xx, connection errors, timeouts: retried with capped exponential backoff and jitter,
   until a total deadline passes.
+
+Several CP addresses: each round tries them in order, without waiting in between; the first
+that gives a bootstrap wins (``BootstrapResult.cp_address`` says which). The backoff is
+between rounds. A 4xx from any of them still fails at once: the CPs of one zone share a
+store, so what one rejects the others reject too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import random
 import ssl
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +103,7 @@ class BootstrapRequest:
 class BootstrapResult:
     bootstrap_yaml: bytes
     sidecar_config: dict[str, Any]
+    cp_address: str = ""  # the CP that answered (one of several)
 
 
 class _Retry(Exception):
@@ -108,7 +115,7 @@ class BootstrapClient:
 
     def __init__(
         self,
-        cp_address: str,
+        cp_address: str | Sequence[str],
         *,
         timeout: float = DEFAULT_TIMEOUT,
         request_timeout: float = 10.0,
@@ -117,7 +124,11 @@ class BootstrapClient:
         verify: bool | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.cp_address = cp_address.rstrip("/")
+        addresses = [cp_address] if isinstance(cp_address, str) else list(cp_address)
+        if not addresses:
+            raise ValueError("no control plane address")
+        self.cp_addresses = [a.rstrip("/") for a in addresses]
+        self.cp_address = self.cp_addresses[0]
         self._timeout = timeout
         self._request_timeout = request_timeout
         self._initial_backoff = initial_backoff
@@ -125,31 +136,55 @@ class BootstrapClient:
         self._verify = verify
         self._transport = transport
 
-    async def fetch(self, request: BootstrapRequest) -> BootstrapResult:
+    async def fetch(
+        self,
+        request: BootstrapRequest,
+        request_for: Callable[[str], BootstrapRequest] | None = None,
+    ) -> BootstrapResult:
+        """The bootstrap from the first CP address that gives one. ``request_for(address)``,
+        when given, adapts the request to each address (e.g. its trust bundle)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         backoff = self._initial_backoff
-        body = request.to_json()
-        url = f"{self.cp_address}/bootstrap"
+        bodies = {
+            a: (request_for(a) if request_for else request).to_json() for a in self.cp_addresses
+        }
         attempts = 0
+        failures: dict[str, str] = {}
         # A plain-http CP needs no TLS context: building one loads the CA bundle (~50 ms).
-        verify = self._verify if self.cp_address.startswith("https:") else False
+        https = any(a.startswith("https:") for a in self.cp_addresses)
+        verify = self._verify if https else False
         async with httpx.AsyncClient(verify=verify, transport=self._transport) as client:
             while True:
-                attempts += 1
-                remaining = deadline - loop.time()
-                try:
-                    return await self._attempt(
-                        client, url, body, min(self._request_timeout, max(remaining, 0.1))
-                    )
-                except _Retry as retry:
-                    last_failure = str(retry)
+                for address in self.cp_addresses:
+                    attempts += 1
+                    remaining = deadline - loop.time()
+                    try:
+                        result = await self._attempt(
+                            client,
+                            address,
+                            bodies[address],
+                            min(self._request_timeout, max(remaining, 0.1)),
+                        )
+                    except _Retry as retry:
+                        failures[address] = str(retry)
+                        if loop.time() >= deadline:
+                            break
+                        continue
+                    if len(self.cp_addresses) > 1:
+                        log.info("got the bootstrap from the control plane at %s", address)
+                    return result
                 remaining = deadline - loop.time()
                 if remaining <= 0:
+                    if len(self.cp_addresses) == 1:
+                        where = f"the control plane at {self.cp_address}"
+                        last_failure = failures[self.cp_address]
+                    else:
+                        where = "any of the control planes at " + ", ".join(self.cp_addresses)
+                        last_failure = "; ".join(f"{a}: {f}" for a, f in failures.items())
                     raise BootstrapFailed(
-                        f"could not get a bootstrap from the control plane at "
-                        f"{self.cp_address} within {self._timeout:g}s ({attempts} attempts); "
-                        f"last failure: {last_failure}"
+                        f"could not get a bootstrap from {where} within {self._timeout:g}s "
+                        f"({attempts} attempts); last failure: {last_failure}"
                     )
                 delay = min(backoff * (0.5 + random.random()), remaining)
                 backoff = min(backoff * 2, self._max_backoff)
@@ -157,8 +192,9 @@ class BootstrapClient:
                 await asyncio.sleep(delay)
 
     async def _attempt(
-        self, client: httpx.AsyncClient, url: str, body: dict[str, Any], per_request: float
+        self, client: httpx.AsyncClient, cp_address: str, body: dict[str, Any], per_request: float
     ) -> BootstrapResult:
+        url = f"{cp_address}/bootstrap"
         try:
             response = await client.post(
                 url,
@@ -168,22 +204,22 @@ class BootstrapClient:
             )
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            log.info("control plane at %s not reachable (%s), retrying", self.cp_address, reason)
+            log.info("control plane at %s not reachable (%s), retrying", cp_address, reason)
             raise _Retry(f"{type(exc).__name__}: {reason}") from exc
         status = response.status_code
         if status == 200:
-            return _parse_result(response, self.cp_address)
+            return _parse_result(response, cp_address)
         text = response.text.strip()
         if status == 404 and not text:
             log.info("dataplane not found yet, retrying")
             raise _Retry("HTTP 404: the control plane does not know the dataplane yet")
         if 400 <= status < 500:
             raise BootstrapFailed(
-                f"the control plane at {self.cp_address} rejected the bootstrap request "
+                f"the control plane at {cp_address} rejected the bootstrap request "
                 f"(HTTP {status}): {_error_message(response)}"
             )
         message = _error_message(response)
-        log.info("control plane answered HTTP %d (%s), retrying", status, message)
+        log.info("control plane at %s answered HTTP %d (%s), retrying", cp_address, status, message)
         raise _Retry(f"HTTP {status}: {message}")
 
 
@@ -199,7 +235,7 @@ def _parse_result(response: httpx.Response, cp_address: str) -> BootstrapResult:
         raise BootstrapFailed(
             f"the control plane at {cp_address} sent an invalid bootstrap response: {exc}"
         ) from exc
-    return BootstrapResult(bootstrap_yaml=yaml_bytes, sidecar_config=config)
+    return BootstrapResult(bootstrap_yaml=yaml_bytes, sidecar_config=config, cp_address=cp_address)
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -225,7 +225,9 @@ class CertificateManager:
             return
         self._sds.set_identity(self.mesh, cert_pem, certs.key_pem(key), ca_pem)
         now = self._clock()
-        start, end = info.not_before.timestamp(), info.not_after.timestamp()
+        # The CP backdates not-before by 10 s for clock skew: count the lifetime from when the
+        # certificate arrived, so "renew at half its life" means half of what we can use.
+        start, end = max(info.not_before.timestamp(), now), info.not_after.timestamp()
         self._not_after = end
         self._renew_at = self._schedule(start, end, now)
         self._retry_at = None

@@ -8,6 +8,9 @@ shutdown sequence. Nothing imports this module but the CLI (and tests).
    ``POST /healthcheck/fail``, wait the drain time (a second signal cuts it short), stop
    Envoy (SIGTERM, SIGKILL after a grace period), exit 0. A third signal exits 1 at once.
    Envoy exiting on its own ends the agent with ``EnvoyExited``.
+   With ``drain_until_idle`` the inbound listeners are drained too and the drain time is an
+   upper bound: the wait ends once the application has no connection left through the
+   outbound listeners (``kumadp.agent.drain``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from kumadp.agent.bootstrap import BootstrapClient, BootstrapRequest
 from kumadp.agent.cp_channel import DpServer, dp_server_from_bootstrap, leave
 from kumadp.agent.cp_watch import CpLink, CpSigner, CpWatch
 from kumadp.agent.dns import DnsServer
+from kumadp.agent.drain import AdminConnections, wait_until_idle
 from kumadp.agent.envoy import (
     LOG_LEVELS,
     EnvoyOptions,
@@ -37,6 +41,8 @@ from kumadp.agent.envoy import (
 )
 from kumadp.agent.errors import AgentError, ConfigError
 from kumadp.agent.identity import Identity, load_identity, load_token
+from kumadp.agent.insight import InsightReporter, agent_sources
+from kumadp.agent.metrics import check_metrics_config, metrics_components
 from kumadp.agent.nametable import NameTable
 from kumadp.agent.readiness import Readiness, ReadinessChecker, ReadinessServer
 from kumadp.agent.rotation import CertificateManager
@@ -54,6 +60,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class AgentConfig:
     cp_address: str = "http://127.0.0.1:5681"
+    # several CPs, tried in order for the bootstrap (cp_address when empty)
+    cp_addresses: list[str] = field(default_factory=list)
     ca_cert_file: str | None = None
     # identity
     dataplane_file: str | None = None  # "-" = stdin
@@ -70,14 +78,20 @@ class AgentConfig:
     concurrency: int | None = None
     envoy_log_level: str = "info"
     drain_time: float = 30.0
+    drain_until_idle: bool = False  # stop draining once the app's outbound connections close
     envoy_stop_timeout: float = 5.0
     # ports
     admin_port: int | None = None  # overrides the dataplane's networking.admin.port
     readiness_port: int = 9902
+    readiness_address: str = "127.0.0.1"  # 0.0.0.0 for a kubelet httpGet probe
     dns_port: int = 15053
     dns_enabled: bool = True
     dns_upstreams: list[str] = field(default_factory=list)  # HOST:PORT; default resolv.conf
     bind_outbounds: bool = False
+    # merged Prometheus /metrics (Envoy + app + agent); None: no server (the CLI: 5670)
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+    app_metrics: list[str] = field(default_factory=list)  # the app's own /metrics URLs
     # control plane
     bootstrap_timeout: float = 300.0
     leave_timeout: float = 2.0
@@ -111,12 +125,13 @@ def _check_local(config: AgentConfig) -> tuple[Identity, str, str, str]:
         admin_port=config.admin_port,
     )
     token, token_path = load_token(config.dataplane_token, config.dataplane_token_file)
-    url = urlsplit(config.cp_address)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ConfigError(
-            f"--cp-address: {config.cp_address!r} is not an http:// or https:// URL "
-            "(the control plane's API, e.g. http://127.0.0.1:5681)"
-        )
+    for address in _cp_addresses(config):
+        url = urlsplit(address)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(
+                f"--cp-address: {address!r} is not an http:// or https:// URL "
+                "(the control plane's API, e.g. http://127.0.0.1:5681)"
+            )
     if config.envoy_log_level not in LOG_LEVELS:
         raise ConfigError(f"--envoy-log-level: must be one of {', '.join(LOG_LEVELS)}")
     for flag, port in (
@@ -125,6 +140,7 @@ def _check_local(config: AgentConfig) -> tuple[Identity, str, str, str]:
     ):
         if not 0 <= port <= 65535:
             raise ConfigError(f"{flag}: must be 0-65535")
+    check_metrics_config(config.metrics_port, config.app_metrics)
     if config.drain_time < 0:
         raise ConfigError("--drain-time: must not be negative")
     if config.concurrency is not None and config.concurrency < 0:
@@ -158,8 +174,11 @@ class _Agent:
         self.binary = binary
         self.version = version
         self.sidecar_config: dict[str, Any] = {}
+        self.cp_address = config.cp_address  # the CP whose bootstrap is used
         self._background: set[asyncio.Task[None]] = set()
         self.features: tuple[str, ...] = (BIND_OUTBOUNDS,) if config.bind_outbounds else ()
+        self.envoy: EnvoyProcess | None = None  # set by serve()
+        self.admin: EnvoyAdmin | None = None  # set by serve()
 
     async def fetch_bootstrap(self, token: str, token_path: str, ca_cert: str) -> bytes | None:
         """The bootstrap YAML, or None when a signal arrived first."""
@@ -167,7 +186,8 @@ class _Agent:
         verify: bool | ssl.SSLContext = True
         if config.ca_cert_file:
             verify = ssl.create_default_context(cafile=config.ca_cert_file)
-        client = BootstrapClient(config.cp_address, timeout=config.bootstrap_timeout, verify=verify)
+        addresses = _cp_addresses(config)
+        client = BootstrapClient(addresses, timeout=config.bootstrap_timeout, verify=verify)
         request = BootstrapRequest(
             mesh=identity.mesh,
             name=identity.name,
@@ -185,13 +205,22 @@ class _Agent:
             features=self.features,
         )
         log.info(
-            "asking %s for the bootstrap of %s.%s", config.cp_address, identity.mesh, identity.name
+            "asking %s for the bootstrap of %s.%s",
+            " then ".join(addresses),
+            identity.mesh,
+            identity.name,
         )
-        if not ca_cert:
-            _explain_cp_trust(config.cp_address)
-            if config.cp_address.startswith("https:"):
-                request = dataclasses.replace(request, ca_cert=_system_trust_bundle())
-        fetch = asyncio.create_task(client.fetch(request), name="bootstrap")
+        per_address: dict[str, BootstrapRequest] = {}
+        for address in client.cp_addresses:
+            per_address[address] = request
+            if not ca_cert:
+                _explain_cp_trust(address)
+                if address.startswith("https:"):
+                    bundle = _system_trust_bundle()
+                    per_address[address] = dataclasses.replace(request, ca_cert=bundle)
+        fetch = asyncio.create_task(
+            client.fetch(request, per_address.__getitem__), name="bootstrap"
+        )
         signal = asyncio.create_task(self.signals.wait(1), name="signal")
         try:
             await asyncio.wait({fetch, signal}, return_when=asyncio.FIRST_COMPLETED)
@@ -205,6 +234,7 @@ class _Agent:
             return None
         result = fetch.result()
         self.sidecar_config = result.sidecar_config
+        self.cp_address = result.cp_address or addresses[0]
         return result.bootstrap_yaml
 
     async def serve(self, bootstrap: bytes, token: str) -> int:
@@ -224,13 +254,16 @@ class _Agent:
                 stop_timeout=config.envoy_stop_timeout,
             )
         )
+        self.envoy = envoy
         async with EnvoyAdmin(admin_port) as admin:
+            self.admin = admin
             self.signals.on_drain = lambda: self._spawn(_drain(admin))
             components: list[Component] = [
                 *self._mesh_components(readiness, dp_server, token),
                 envoy,
-                ReadinessServer(readiness, config.readiness_port),
+                ReadinessServer(readiness, config.readiness_port, config.readiness_address),
                 ReadinessChecker(readiness, admin),
+                *metrics_components(self, readiness, admin_port),
             ]
             stop = asyncio.Event()
             supervisor = asyncio.create_task(supervise(components, stop), name="supervisor")
@@ -300,6 +333,17 @@ class _Agent:
             on_names=self.names.update_from_proto,
         )
         components += [self.certificates, self.watch]
+        sources = agent_sources(
+            envoy_version=self.version,
+            certificates=self.certificates,
+            dns=self.dns if config.dns_enabled else None,
+            names=self.names,
+            envoy=self.envoy,
+            readiness=readiness,
+            watch=self.watch,
+        )
+        admin_url = self.admin.base_url if self.admin is not None else None
+        components.append(InsightReporter(link, sources, envoy_admin_url=admin_url))
         return components
 
     async def _shutdown(
@@ -329,15 +373,35 @@ class _Agent:
         except AdminError as exc:
             log.warning("could not fail Envoy's health checks: %s", exc)
         drain = self.config.drain_time
+        until_idle = self.config.drain_until_idle
+        if until_idle:
+            await _drain(admin)  # inbound only: outbound keeps working for the app
         if drain > 0 and not supervisor.done():
-            log.info("draining for %gs (signal again to skip the wait)", drain)
             second = asyncio.create_task(self.signals.wait(2), name="second-signal")
-            await asyncio.wait(
-                {second, supervisor}, timeout=drain, return_when=asyncio.FIRST_COMPLETED
-            )
+            waits: set[asyncio.Future[Any]] = {second, supervisor}
+            idle: asyncio.Task[None] | None = None
+            connections = AdminConnections(admin.base_url) if until_idle else None
+            if connections is not None:
+                log.info(
+                    "draining until the application has no connection left through the "
+                    "outbound listeners, at most %gs (signal again to skip the wait)",
+                    drain,
+                )
+                idle = asyncio.create_task(wait_until_idle(connections), name="drain-idle")
+                waits.add(idle)
+            else:
+                log.info("draining for %gs (signal again to skip the wait)", drain)
+            await asyncio.wait(waits, timeout=drain, return_when=asyncio.FIRST_COMPLETED)
             if second.done():
                 log.info("second signal: skipping the rest of the drain time")
+            elif idle is not None and not idle.done() and not supervisor.done():
+                log.info("drain time (%gs) over with outbound connections still open", drain)
             second.cancel()
+            if idle is not None:
+                idle.cancel()
+                await asyncio.gather(idle, return_exceptions=True)
+            if connections is not None:
+                await connections.aclose()
         stop.set()  # Envoy gets SIGTERM (SIGKILL after the grace period)
         await asyncio.wait({supervisor})
 
@@ -352,6 +416,11 @@ async def _drain(admin: EnvoyAdmin) -> None:
         await admin.drain_listeners(inbound_only=True, graceful=True)
     except AdminError as exc:
         log.warning("could not drain Envoy's listeners: %s", exc)
+
+
+def _cp_addresses(config: AgentConfig) -> list[str]:
+    """The CP addresses in the order to try them (``cp_addresses``, else ``cp_address``)."""
+    return list(config.cp_addresses) or [config.cp_address]
 
 
 def _host_port(value: str) -> tuple[str, int]:

@@ -4,23 +4,73 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kumadp.cli.common import fail
 
+if TYPE_CHECKING:
+    from kumadp.ctl import ApiClient
+
 ctl_app = typer.Typer(help="Talk to a control plane's HTTP API.", no_args_is_help=True)
 generate_app = typer.Typer(help="Generate tokens.", no_args_is_help=True)
 revoke_app = typer.Typer(help="Revoke tokens.", no_args_is_help=True)
+inspect_app = typer.Typer(help="Show resources with their live state.", no_args_is_help=True)
+config_app = typer.Typer(help="Manage the ctl config file.", no_args_is_help=True)
+control_planes_app = typer.Typer(
+    help="Control planes known to ctl (the current one is used by default).",
+    no_args_is_help=True,
+)
 ctl_app.add_typer(generate_app, name="generate")
 ctl_app.add_typer(revoke_app, name="revoke")
+ctl_app.add_typer(inspect_app, name="inspect")
+ctl_app.add_typer(config_app, name="config")
+config_app.add_typer(control_planes_app, name="control-planes")
 
 CpAddress = Annotated[
-    str,
-    typer.Option("--cp-address", envvar="KUMADP_CP_URL", help="The control plane's API"),
+    str | None,
+    typer.Option(
+        "--cp-address",
+        envvar="KUMADP_CP_URL",
+        help="The control plane's API (default: the config's current one, else "
+        "http://127.0.0.1:5681)",
+        show_default=False,
+    ),
 ]
+Mesh = Annotated[str | None, typer.Option("--mesh", "-m", help="Mesh (default: every mesh)")]
+ItemMesh = Annotated[str, typer.Option("--mesh", "-m", help="Mesh of the resource")]
+Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
+KIND_HELP = "meshes, dataplanes or meshtrafficpermissions (singular works too)"
+
+
+@contextmanager
+def _ctl_errors() -> Iterator[None]:
+    """``CtlError`` (and resource validation errors) as ``Error: ...`` and exit 1."""
+    from kumadp.ctl import CtlError
+    from kumadp.resources import ValidationError
+
+    try:
+        yield
+    except (CtlError, ValidationError) as exc:
+        fail(str(exc))
+
+
+def _address(cp_address: str | None) -> str:
+    from kumadp.ctl.config import resolve_address
+
+    with _ctl_errors():
+        return resolve_address(cp_address)
+
+
+def _client(cp_address: str | None) -> ApiClient:
+    from kumadp.ctl import ApiClient
+
+    return ApiClient(_address(cp_address))
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +95,7 @@ def _post(url: str, body: dict[str, object]) -> str:
 
 @generate_app.command("dataplane-token")
 def generate_dataplane_token(
-    cp_address: CpAddress = "http://127.0.0.1:5681",
+    cp_address: CpAddress = None,
     mesh: Annotated[str, typer.Option(help="Mesh of the dataplane")] = "default",
     name: Annotated[str, typer.Option(help="Name of the dataplane ('' = any name)")] = "",
     tag: Annotated[
@@ -62,13 +112,13 @@ def generate_dataplane_token(
             fail(f"--tag: {item!r} is not KEY=VALUE")
         tags.setdefault(key, []).append(value)
     body: dict[str, object] = {"mesh": mesh, "name": name, "tags": tags, "validFor": valid_for}
-    token = _post(f"{cp_address.rstrip('/')}/tokens/dataplane", body)
+    token = _post(f"{_address(cp_address)}/tokens/dataplane", body)
     typer.echo(token.strip())
 
 
 @revoke_app.command("dataplane-token")
 def revoke_dataplane_token(
-    cp_address: CpAddress = "http://127.0.0.1:5681",
+    cp_address: CpAddress = None,
     token_file: Annotated[Path | None, typer.Option(help="The token to revoke")] = None,
     jti: Annotated[str | None, typer.Option(help="The token's id (jti claim)")] = None,
 ) -> None:
@@ -83,5 +133,157 @@ def revoke_dataplane_token(
             fail(f"--token-file: cannot read a token's jti from {token_file}: {exc}")
     if not jti:
         fail("give --token-file or --jti")
-    _post(f"{cp_address.rstrip('/')}/tokens/dataplane/revoke", {"jti": jti})
+    _post(f"{_address(cp_address)}/tokens/dataplane/revoke", {"jti": jti})
     typer.echo(f"revoked token {jti}")
+
+
+# --- resources ----------------------------------------------------------------------------
+
+
+@ctl_app.command("get")
+def get(
+    kind: Annotated[str, typer.Argument(help=KIND_HELP, show_default=False)],
+    name: Annotated[str | None, typer.Argument(help="One resource by name")] = None,
+    mesh: Mesh = None,
+    output: Output = "table",
+    cp_address: CpAddress = None,
+) -> None:
+    """List resources (or show one) as a table, JSON or YAML."""
+    from kumadp.ctl import resources
+
+    with _ctl_errors():
+        resolved = resources.kind_named(kind)
+        resources.check_format(output)
+        with _client(cp_address) as client:
+            text = resources.get(client, resolved, name, mesh=mesh, output=output)
+    typer.echo(text, nl=False)
+
+
+@inspect_app.command("dataplanes")
+def inspect_dataplanes(
+    mesh: Mesh = None,
+    output: Output = "table",
+    cp_address: CpAddress = None,
+) -> None:
+    """Dataplanes with their status, last connection, certificate expiry and versions."""
+    from kumadp.ctl import resources
+
+    with _ctl_errors():
+        resources.check_format(output)
+        with _client(cp_address) as client:
+            text = resources.inspect_dataplanes(client, mesh=mesh, output=output)
+    typer.echo(text, nl=False)
+
+
+@ctl_app.command("apply")
+def apply(
+    file: Annotated[
+        str,
+        typer.Option("--file", "-f", help="YAML/JSON resources ('-' = stdin; '---' between)"),
+    ],
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", "-v", help="KEY=VALUE for {{ KEY }} placeholders (repeatable)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and print the resources; send nothing")
+    ] = False,
+    cp_address: CpAddress = None,
+) -> None:
+    """Create or update resources (validated locally first: nothing is sent if any is
+    invalid)."""
+    from kumadp.ctl import resources
+
+    if file == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            text, source = Path(file).read_text(), file
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            fail(f"--file: cannot read {file}: {reason}")
+    with _ctl_errors():
+        documents = resources.parse_documents(text, var or [], source)
+        if dry_run:
+            typer.echo(resources.dry_run_text(documents), nl=False)
+            return
+        with _client(cp_address) as client:
+            resources.apply(client, documents, echo=typer.echo)
+
+
+@ctl_app.command("delete")
+def delete(
+    kind: Annotated[
+        str, typer.Argument(help="mesh, dataplane or meshtrafficpermission", show_default=False)
+    ],
+    name: Annotated[str, typer.Argument(help="Name of the resource", show_default=False)],
+    mesh: ItemMesh = "default",
+    cp_address: CpAddress = None,
+) -> None:
+    """Delete one resource (a mesh takes its resources with it)."""
+    from kumadp.ctl import resources
+
+    with _ctl_errors():
+        resolved = resources.kind_named(kind)
+        with _client(cp_address) as client:
+            typer.echo(resources.delete(client, resolved, name, mesh=mesh), nl=False)
+
+
+# --- config control-planes ----------------------------------------------------------------
+
+CpName = Annotated[str, typer.Option("--name", help="Name of the control plane")]
+
+
+@control_planes_app.command("add")
+def control_planes_add(
+    name: CpName,
+    address: Annotated[str, typer.Option("--address", help="Its API, e.g. http://cp:5681")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace one of the same name")
+    ] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Do not check that the address answers")
+    ] = False,
+) -> None:
+    """Remember a control plane and make it the current one."""
+    from kumadp.ctl import config
+
+    with _ctl_errors():
+        config.add(name, address, overwrite=overwrite, check=not no_check)
+    typer.echo(f'added Control Plane "{name}"')
+    typer.echo(f'switched active Control Plane to "{name}"')
+
+
+@control_planes_app.command("list")
+def control_planes_list() -> None:
+    """The known control planes; ``*`` marks the current one."""
+    from kumadp.ctl import config, tables
+
+    with _ctl_errors():
+        loaded = config.load()
+    rows = [
+        ["*" if cp.name == loaded.current else "", cp.name, cp.url] for cp in loaded.control_planes
+    ]
+    typer.echo(tables.render_table(("ACTIVE", "NAME", "ADDRESS"), rows), nl=False)
+
+
+@control_planes_app.command("switch")
+def control_planes_switch(name: CpName) -> None:
+    """Make another known control plane the current one."""
+    from kumadp.ctl import config
+
+    with _ctl_errors():
+        config.switch(name)
+    typer.echo(f'switched active Control Plane to "{name}"')
+
+
+@control_planes_app.command("remove")
+def control_planes_remove(name: CpName) -> None:
+    """Forget a control plane."""
+    from kumadp.ctl import config
+
+    with _ctl_errors():
+        was_current = config.remove(name)
+    typer.echo(f'removed Control Plane "{name}"')
+    if was_current:
+        typer.echo("no active Control Plane now: commands use --cp-address or the default")

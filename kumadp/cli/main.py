@@ -30,6 +30,9 @@ def _register_subcommands() -> None:
     cp.register(app)
     ctl.register(app)
     tproxy.register(app)
+    from kumadp.cli import wait
+
+    wait.register(app)
 
 
 def main() -> None:

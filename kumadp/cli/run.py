@@ -24,13 +24,15 @@ _PORTS = "Ports"
 
 def run(
     cp_address: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             envvar="KUMA_CONTROL_PLANE_URL",
             rich_help_panel=_CP,
-            help="URL of the control plane's HTTP API.",
+            help="URL of the control plane's HTTP API (default http://127.0.0.1:5681). "
+            "Repeat it, or give a comma-separated list, for several CPs: the bootstrap "
+            "comes from the first that answers.",
         ),
-    ] = "http://127.0.0.1:5681",
+    ] = None,
     ca_cert_file: Annotated[
         str | None,
         typer.Option(
@@ -138,6 +140,16 @@ def run(
             help="How long to drain connections on shutdown.",
         ),
     ] = "30s",
+    drain_until_idle: Annotated[
+        bool,
+        typer.Option(
+            "--drain-until-idle",
+            envvar="KUMADP_DRAIN_UNTIL_IDLE",
+            rich_help_panel=_ENVOY,
+            help="On SIGTERM, end the drain as soon as the application has no connection "
+            "left through the outbound listeners (--drain-time stays the upper bound).",
+        ),
+    ] = False,
     envoy_log_level: Annotated[
         str,
         typer.Option(
@@ -153,6 +165,14 @@ def run(
             help="Envoy admin port (overrides networking.admin.port; default 9901).",
         ),
     ] = None,
+    readiness_address: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMADP_READINESS_ADDRESS",
+            rich_help_panel=_PORTS,
+            help="Address of the agent's /ready endpoint (0.0.0.0 for a kubelet probe).",
+        ),
+    ] = "127.0.0.1",
     readiness_port: Annotated[
         int,
         typer.Option(
@@ -169,6 +189,31 @@ def run(
             help="Port of the .mesh DNS resolver.",
         ),
     ] = 15053,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            envvar="KUMADP_METRICS_PORT",
+            rich_help_panel=_PORTS,
+            help="Port of the merged Prometheus /metrics (Envoy + application + agent).",
+        ),
+    ] = 5670,
+    metrics_address: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMADP_METRICS_ADDRESS",
+            rich_help_panel=_PORTS,
+            help="Address /metrics listens on (0.0.0.0 to let a remote Prometheus scrape).",
+        ),
+    ] = "127.0.0.1",
+    app_metrics_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app-metrics-url",
+            envvar="KUMADP_APP_METRICS_URL",
+            rich_help_panel=_PORTS,
+            help="The application's Prometheus endpoint to merge into /metrics (repeatable).",
+        ),
+    ] = None,
     dns_enabled: Annotated[
         bool,
         typer.Option(
@@ -203,8 +248,10 @@ def run(
 
     if concurrency is not None and concurrency < 0:
         fail("--concurrency: must not be negative")
+    cp_addresses = _split_addresses(cp_address)
     config = AgentConfig(
-        cp_address=cp_address,
+        cp_address=cp_addresses[0],
+        cp_addresses=cp_addresses,
         ca_cert_file=ca_cert_file,
         dataplane_file=dataplane_file,
         dataplane=dataplane,
@@ -219,13 +266,18 @@ def run(
         concurrency=concurrency,
         envoy_log_level=envoy_log_level,
         drain_time=parse_duration_flag("--drain-time", drain_time),
+        drain_until_idle=drain_until_idle,
         admin_port=parse_port_flag("--admin-port", admin_port),
         readiness_port=parse_port_flag("--readiness-port", readiness_port, allow_zero=True) or 0,
+        readiness_address=readiness_address,
         dns_port=parse_port_flag("--dns-port", dns_port, allow_zero=True) or 0,
         bootstrap_timeout=parse_duration_flag("--bootstrap-timeout", bootstrap_timeout),
         dns_enabled=dns_enabled,
         dns_upstreams=list(dns_upstream or []),
         bind_outbounds=bind_outbounds,
+        metrics_port=parse_port_flag("--metrics-port", metrics_port, allow_zero=True) or 0,
+        metrics_address=metrics_address,
+        app_metrics=list(app_metrics_url or []),
     )
     from kumadp.resources import ValidationError
 
@@ -236,6 +288,17 @@ def run(
         raise typer.Exit(130) from None
     if code:
         raise typer.Exit(code)
+
+
+def _split_addresses(values: list[str] | None) -> list[str]:
+    """``--cp-address`` values (repeated, comma- or space-separated, as the env var may
+    hold a list) in order, without duplicates."""
+    out: list[str] = []
+    for value in values or []:
+        for part in value.replace(",", " ").split():
+            if part not in out:
+                out.append(part)
+    return out or ["http://127.0.0.1:5681"]
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,10 @@
 """The agent channel (``kumadp.agent.v1.AgentChannel``) on the DP server: Leave,
-SignCertificate and Watch, each authenticated with the dataplane token."""
+SignCertificate, Watch and ReportInsight, each authenticated with the dataplane token."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,12 +15,15 @@ from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.auth import AuthError, DpAuth, allowed_services, token_from_metadata
 from kumadp.cp.ca import CAError, MeshCAs
 from kumadp.cp.certs import SigningError, sign_dataplane_csr
+from kumadp.cp.insights import InsightStore
 from kumadp.cp.lifecycle import DataplaneLifecycle
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
 
 log = logging.getLogger(__name__)
+
+MAX_INSIGHT_BYTES = 64 * 1024  # an agent's report is a few KiB
 
 
 class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
@@ -32,6 +36,7 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         cas: MeshCAs,
         hub: AgentHub,
         refresh_agent_state: Callable[[str], Awaitable[None]],
+        insights: InsightStore | None = None,
     ) -> None:
         self._store = store
         self._lifecycle = lifecycle
@@ -39,7 +44,9 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         self._cas = cas
         self._hub = hub
         self._refresh = refresh_agent_state
+        self._insights = insights
         self.signed = 0
+        self.insight_reports = 0
 
     async def _authenticate(
         self, context: grpc.aio.ServicerContext, mesh: str, name: str
@@ -126,3 +133,33 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         await self._refresh(request.mesh)
         async for update in self._hub.watch(request.mesh, request.name, list(request.features)):
             yield update
+
+    async def ReportInsight(
+        self, request: agent_pb2.InsightReport, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.InsightAck:
+        await self._authenticate(context, request.mesh, request.name)
+        if self._insights is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "insights are not kept here")
+        assert self._insights is not None
+        if len(request.insight_json.encode()) > MAX_INSIGHT_BYTES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"insight_json: larger than {MAX_INSIGHT_BYTES} bytes",
+            )
+        try:
+            report = json.loads(request.insight_json)
+        except (ValueError, RecursionError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"insight_json: {exc}")
+            raise
+        if not isinstance(report, dict):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "insight_json: must be a JSON object"
+            )
+        if await self._store.get(DATAPLANE_TYPE, request.mesh, request.name) is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"dataplane {request.mesh}.{request.name} is not registered",
+            )
+        self._insights.report((request.mesh, request.name), report)
+        self.insight_reports += 1
+        return agent_pb2.InsightAck()

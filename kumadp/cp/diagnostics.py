@@ -1,4 +1,4 @@
-"""The CP's diagnostics endpoint (5680): /ready, /healthy."""
+"""The CP's diagnostics endpoint (5680): /ready, /healthy, /metrics (Prometheus text)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 
-def create_diagnostics_app(is_ready: Callable[[], bool]) -> Starlette:
+def create_diagnostics_app(
+    is_ready: Callable[[], bool], metrics: Callable[[], str] | None = None
+) -> Starlette:
     async def ready(_: Request) -> PlainTextResponse:
         if is_ready():
             return PlainTextResponse("READY\n")
@@ -19,4 +21,12 @@ def create_diagnostics_app(is_ready: Callable[[], bool]) -> Starlette:
     async def healthy(_: Request) -> PlainTextResponse:
         return PlainTextResponse("OK\n")
 
-    return Starlette(routes=[Route("/ready", ready), Route("/healthy", healthy)])
+    routes = [Route("/ready", ready), Route("/healthy", healthy)]
+    if metrics is not None:
+        render = metrics
+
+        async def prometheus(_: Request) -> Response:
+            return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+        routes.append(Route("/metrics", prometheus))
+    return Starlette(routes=routes)

@@ -19,6 +19,7 @@ from google.protobuf.json_format import MessageToDict
 from kumadp.api import agent_pb2_grpc
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.auth import AuthError, DpAuth, token_from_metadata
+from kumadp.cp.insights import InsightStore
 from kumadp.cp.lifecycle import DataplaneLifecycle, parse_node_id
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.server_tls import ServerCertificate
@@ -28,6 +29,16 @@ from kumadp.cp.xds.grpc_adapter import add_ads_to_server
 from kumadp.cp.xds.server import AdsServer, StreamRejected
 
 log = logging.getLogger(__name__)
+
+
+def node_version(node: Any) -> dict[str, Any]:
+    """``version`` ({kumaDp, envoy}) from the Envoy node metadata the bootstrap set."""
+    try:
+        metadata = MessageToDict(node.metadata) if node is not None else {}
+    except Exception:  # pragma: no cover - defensive: metadata is a Struct
+        return {}
+    version = metadata.get("version")
+    return version if isinstance(version, dict) else {}
 
 
 def node_features(node: Any) -> frozenset[str]:
@@ -44,11 +55,16 @@ class XdsCallbacks:
     """Connects ADS stream events to authentication, the lifecycle and the reconciler."""
 
     def __init__(
-        self, lifecycle: DataplaneLifecycle, reconciler: Reconciler, auth: DpAuth | None = None
+        self,
+        lifecycle: DataplaneLifecycle,
+        reconciler: Reconciler,
+        auth: DpAuth | None = None,
+        insights: InsightStore | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._reconciler = reconciler
         self._auth = auth
+        self._insights = insights
         self.nacks = 0
         self.acks = 0
         self.streams = 0
@@ -81,6 +97,8 @@ class XdsCallbacks:
                 f"dataplane {node_id} is not known to this control plane (bootstrap first)",
             )
         self.streams += 1
+        if self._insights is not None:
+            self._insights.stream_opened(stream_id, key, node_version(node))
         log.info("xDS stream %d opened by %s", stream_id, node_id)
 
     async def on_stream_closed(self, stream_id: int, node_id: str) -> None:
@@ -88,12 +106,16 @@ class XdsCallbacks:
         if key is None:
             return
         self.streams = max(0, self.streams - 1)
+        if self._insights is not None:
+            self._insights.stream_closed(stream_id)
         self._lifecycle.stream_closed(key)
         self._reconciler.node_disconnected(key)
         log.info("xDS stream %d of %s closed", stream_id, node_id)
 
     def on_ack(self, node_id: str, type_url: str, version: str) -> None:
         self.acks += 1
+        if self._insights is not None and (node := parse_node_id(node_id)) is not None:
+            self._insights.acked(node, type_url)
         if type_url == xds_types.LISTENER:
             key = parse_node_id(node_id)
             if key is not None:
@@ -101,6 +123,12 @@ class XdsCallbacks:
 
     def on_nack(self, node_id: str, type_url: str, version: str, error_detail: str) -> None:
         self.nacks += 1
+        if self._insights is not None and (key := parse_node_id(node_id)) is not None:
+            self._insights.nacked(key, type_url, version, error_detail)
+
+    def on_response_sent(self, node_id: str, type_url: str, version: str, nonce: str) -> None:
+        if self._insights is not None and (key := parse_node_id(node_id)) is not None:
+            self._insights.response_sent(key, type_url)
 
 
 class DpServer:
@@ -119,11 +147,12 @@ class DpServer:
         agent_channel: AgentChannelService,
         auth: DpAuth | None = None,
         tls: ServerCertificate | None = None,
+        insights: InsightStore | None = None,
     ) -> None:
         self._address = address
         self._port = port
         self._tls = tls
-        self.callbacks = XdsCallbacks(lifecycle, reconciler, auth)
+        self.callbacks = XdsCallbacks(lifecycle, reconciler, auth, insights)
         self._ads = AdsServer(cache, self.callbacks)
         self._agent = agent_channel
         self.bound_port: int | None = None

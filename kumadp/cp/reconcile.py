@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kumadp.api import agent_pb2
 from kumadp.cp.agent_hub import BIND_OUTBOUNDS, AgentHub
@@ -60,7 +60,7 @@ class MeshState:
     vips: VipMap | None
     mtls: MtlsContext | None
     ca: CA | None
-    extra: dict[str, object] = field(default_factory=dict)
+    tables: tuple[agent_pb2.NameTable, ...] | None = None  # built on first publish
 
 
 class Reconciler:
@@ -88,6 +88,9 @@ class Reconciler:
         self._options: dict[NodeKey, NodeOptions] = {}
         self._dirty: set[str] = set()
         self._deleted_meshes: set[str] = set()
+        # Mesh state cached between changes, so that N dataplanes connecting at once (a CP
+        # restart) cost N generations, not N rebuilds of the whole mesh (O(N^2)).
+        self._states: dict[str, MeshState] = {}
         self._wake = asyncio.Event()
         self._parsed: dict[tuple[str, str, str], tuple[int, object]] = {}
         self._lock = asyncio.Lock()
@@ -103,6 +106,7 @@ class Reconciler:
             self.mark_dirty(event.mesh)
 
     def mark_dirty(self, mesh: str) -> None:
+        self._states.pop(mesh, None)  # the cached view is stale from now on
         self._dirty.add(mesh)
         self._wake.set()
 
@@ -112,14 +116,14 @@ class Reconciler:
         self._connected.setdefault(mesh, set()).add(name)
         self._options[key] = NodeOptions(features)
         async with self._lock:
-            state = await self._mesh_state(mesh)
+            state = await self._cached_state(mesh)
             if state is None:
                 return False
             dataplane = state.all_dataplanes.get(name)
             if dataplane is None:
                 return False
             self._generate_for(state, dataplane)
-            self._publish(state)
+            self._publish(state, only=name)
         return True
 
     def node_disconnected(self, key: NodeKey) -> None:
@@ -133,7 +137,7 @@ class Reconciler:
     async def refresh_agent_state(self, mesh: str) -> None:
         """Make sure the hub has the mesh's state (a Watch stream is starting)."""
         async with self._lock:
-            state = await self._mesh_state(mesh)
+            state = await self._cached_state(mesh)
             if state is not None:
                 self._publish(state)
 
@@ -164,7 +168,8 @@ class Reconciler:
 
     async def reconcile_mesh(self, mesh: str) -> None:
         async with self._lock:
-            state = await self._mesh_state(mesh)
+            self._states.pop(mesh, None)
+            state = await self._cached_state(mesh)
             if state is None:
                 return
             for name in sorted(self._connected.get(mesh, ())):
@@ -218,17 +223,30 @@ class Reconciler:
         if self._cache.set_snapshot(node_id, snapshot) is not False:
             self.stats.snapshots_set += 1
 
-    def _publish(self, state: MeshState) -> None:
+    def _publish(self, state: MeshState, only: str | None = None) -> None:
+        """Name tables and identities to the agents' Watch streams (the hub drops repeats).
+        ``only``: just that dataplane's identity (a stream opened; the rest is unchanged)."""
         if self._hub is None:
             return
         mesh = state.mesh.name
         if state.vips is not None:
-            for loopback in (False, True):
-                self._hub.publish_names(
-                    mesh, loopback, build_name_table(state.vips, loopback=loopback)
+            if state.tables is None:
+                state.tables = tuple(
+                    build_name_table(state.vips, loopback=loopback) for loopback in (False, True)
                 )
+            for loopback, table in zip((False, True), state.tables, strict=True):
+                self._hub.publish_names(mesh, loopback, table)
         for dataplane in state.all_dataplanes.values():
-            self._hub.publish_identity(mesh, dataplane.name, _identity(state, dataplane))
+            if only is None or dataplane.name == only:
+                self._hub.publish_identity(mesh, dataplane.name, _identity(state, dataplane))
+
+    async def _cached_state(self, mesh: str) -> MeshState | None:
+        state = self._states.get(mesh)
+        if state is None:
+            state = await self._mesh_state(mesh)
+            if state is not None:
+                self._states[mesh] = state
+        return state
 
     async def _mesh_state(self, mesh_name: str) -> MeshState | None:
         stored_mesh = await self._store.get(MESH_TYPE, "", mesh_name)

@@ -10,6 +10,7 @@ from pathlib import Path
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import create_app
+from kumadp.cp.api.insights import insight_routes
 from kumadp.cp.api.resources import create_default_policies
 from kumadp.cp.api.tokens import token_routes
 from kumadp.cp.auth import DpAuth
@@ -18,7 +19,9 @@ from kumadp.cp.ca import MeshCAs
 from kumadp.cp.diagnostics import create_diagnostics_app
 from kumadp.cp.dp_server import DpServer
 from kumadp.cp.http_server import HttpServer
+from kumadp.cp.insights import InsightStore
 from kumadp.cp.lifecycle import DataplaneLifecycle
+from kumadp.cp.metrics import CpMetrics
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.server_tls import (
     ServerCertificate,
@@ -86,6 +89,7 @@ class ControlPlane:
         self.cas = MeshCAs(store)
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
+        self.insights = InsightStore(store)
         self.lifecycle = DataplaneLifecycle(
             store,
             deregistration_delay=config.deregistration_delay,
@@ -117,6 +121,7 @@ class ControlPlane:
             cas=self.cas,
             hub=self.hub,
             refresh_agent_state=self.reconciler.refresh_agent_state,
+            insights=self.insights,
         )
         self.dp_server = DpServer(
             address=config.address,
@@ -127,25 +132,40 @@ class ControlPlane:
             agent_channel=agent_channel,
             auth=self.auth,
             tls=self.tls,
+            insights=self.insights,
         )
         api = create_app(
             store,
             bootstrap,
-            extra_routes=token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
+            extra_routes=[
+                *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
+                *insight_routes(store, self.insights, self.cache),
+            ],
         )
         self.components: list[Component] = [
             self.reconciler,
+            self.insights,
             self.dp_server,
             HttpServer("api-server", api, config.address, config.api_port),
             HttpServer(
                 "diagnostics",
-                create_diagnostics_app(lambda: True),
+                create_diagnostics_app(
+                    lambda: True,
+                    metrics=CpMetrics(
+                        xds=self.dp_server.callbacks,
+                        reconcile_stats=self.reconciler.stats,
+                        hub=self.hub,
+                        agent_channel=agent_channel,
+                        mode=config.mode,
+                    ).render,
+                ),
                 config.address,
                 config.diagnostics_port,
             ),
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self.insights.load()  # before any stream opens
         try:
             await supervise(self.components, stop)
         finally:

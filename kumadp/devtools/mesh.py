@@ -62,6 +62,7 @@ class Agent:
     inbound_port: int | None = None
     outbound_ports: dict[str, int] = field(default_factory=dict)
     dns_port: int | None = None
+    metrics_port: int | None = None  # the agent's merged Prometheus /metrics
 
     def ready(self) -> bool:
         try:
@@ -106,12 +107,19 @@ class MeshEnv:
         extra: list[str] | None = None,
         data_dir: Path | None = None,
         dp_auth: str = "dpToken",
+        dp_port: int | None = None,
+        diagnostics_port: int | None = None,
     ) -> ControlPlane:
+        """A CP; pass the ports and data dir of a stopped one to restart it in its place."""
         api_port = api_port or free_port()
-        dp_port, diag_port = free_port(), free_port()
+        dp_port, diag_port = dp_port or free_port(), diagnostics_port or free_port()
         data_dir = data_dir or self.tmp / "cp-data"
+        log_name = f"cp-{api_port}"
+        taken = {p.name for p in self.procs.procs}
+        if log_name in taken:  # a restart: keep the first one's log
+            log_name += f"-{sum(1 for n in taken if n.startswith(log_name))}"
         proc = self.procs.start(
-            f"cp-{api_port}",
+            log_name,
             kumadp_command(
                 "cp",
                 "run",
@@ -226,12 +234,21 @@ class MeshEnv:
     ) -> Agent:
         self._agents += 1
         admin_port, readiness_port = free_port(), free_port()
+        metrics_port = free_port()  # never Kuma's 5670: agents would collide on it
         dns_port = dns_port or free_port()
         dp_file = self.tmp / f"{name}.dataplane.yaml"
         dp_file.write_text(dataplane)
         assert cp_url or self.cp, "start the CP first or pass cp_url"
         work_dir = self.tmp / f"{name}-wd"
-        extra = ["--dns-port", str(dns_port), "--work-dir", str(work_dir), *(extra or [])]
+        extra = [
+            "--dns-port",
+            str(dns_port),
+            "--metrics-port",
+            str(metrics_port),
+            "--work-dir",
+            str(work_dir),
+            *(extra or []),
+        ]
         if token and self.cp is not None and self.cp.dp_auth == "dpToken" and cp_url is None:
             token_file = self.tmp / f"{name}.token"
             token_file.write_text(self.cp.token(name, mesh))
@@ -256,7 +273,14 @@ class MeshEnv:
             ),
         )
         agent = Agent(
-            name, proc, admin_port, readiness_port, inbound_port, outbound_ports or {}, dns_port
+            name,
+            proc,
+            admin_port,
+            readiness_port,
+            inbound_port,
+            outbound_ports or {},
+            dns_port,
+            metrics_port=metrics_port,
         )
         if wait:
             wait_until(agent.ready, timeout=30, what=f"agent {name} ready", proc=proc)

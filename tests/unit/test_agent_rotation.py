@@ -189,9 +189,12 @@ async def test_renewal_on_the_real_clock_is_jittered_and_expiry_blocks_by_itself
         manager.on_identity(identity())
         await until(lambda: manager.rotations == 1, "the first certificate")
         assert manager.expiration is not None and manager.renew_at is not None
-        not_before = manager.expiration.timestamp() - 3.0
-        offset = manager.renew_at.timestamp() - not_before
-        assert 1.2 <= offset <= 1.8  # half of 3 s, +- 10 % of the lifetime
+        assert manager.last_rotation is not None
+        # Half of the life left when it arrived (+- 10 %), not counting any backdating.
+        received = manager.last_rotation.timestamp()
+        usable = manager.expiration.timestamp() - received
+        offset = manager.renew_at.timestamp() - received
+        assert 0.4 * usable - 0.01 <= offset <= 0.6 * usable + 0.01
         rig.signer.fail = cp_error("signing is down")
         await until(lambda: manager.failures == 1, "the renewal attempt")
         attempted = time.time()
@@ -244,7 +247,7 @@ async def test_failures_back_off_keep_the_old_cert_block_at_expiry_and_recover(
         manager.on_identity(identity())
         await until(lambda: manager.rotations == 1, "the first certificate")
         rig.signer.fail = cp_error("control plane is restarting")
-        await rig.advance_to(START + 50)
+        await rig.advance_to(START + 55)  # renewal due at +50: half its usable life
         await until(lambda: manager.failures == 1, "the failed renewal")
         assert manager.last_error == "UNAVAILABLE: control plane is restarting"
         assert len(rig.sds.calls) == 1 and manager.expiration == utc(START + 100)
@@ -253,7 +256,7 @@ async def test_failures_back_off_keep_the_old_cert_block_at_expiry_and_recover(
         assert "still serving the certificate valid until" in caplog.text
 
         # retries after 1, 2, 4, 4 s (capped), never earlier
-        now = START + 50
+        now = START + 55
         for attempt, backoff in enumerate((1.0, 2.0, 4.0, 4.0), start=3):
             await rig.advance_to(now + backoff - 0.5)
             assert manager.attempts == attempt - 1

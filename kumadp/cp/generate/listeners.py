@@ -44,12 +44,17 @@ def listener(
     direction: base_pb2.TrafficDirection.ValueType,
     filters: Sequence[Filter],
 ) -> Listener:
-    """A listener on ``address:port`` with one filter chain of ``filters``."""
+    """A listener on ``address:port`` with one filter chain of ``filters``.
+
+    Outbound listeners are ``MODIFY_ONLY`` (as Kuma's): the agent's ``/healthcheck/fail``
+    at shutdown drains inbound traffic only, so the application keeps its keep-alive
+    connections to other services while its own sidecar drains."""
     return Listener(
         name=name,
         address=socket_address(address, port),
         traffic_direction=direction,
         filter_chains=[listener_components_pb2.FilterChain(filters=list(filters))],
+        drain_type=Listener.MODIFY_ONLY if direction == OUTBOUND else Listener.DEFAULT,
     )
 
 

@@ -19,7 +19,8 @@ otherwise), the latest nonce, and the resource names asked for:
 
 Callbacks: ``on_stream_closed`` pairs with a successful ``on_stream_open``: exactly once,
 however the stream ends. A stream refused by ``on_stream_open`` (``StreamRejected``) or one
-without a node id is never opened, so never closed.
+without a node id is never opened, so never closed. An optional
+``on_response_sent(node_id, type_url, version, nonce)`` is called after each response sent.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class NoopCallbacks:
         return None
 
     def on_nack(self, node_id: str, type_url: str, version: str, error_detail: str) -> None:
+        return None
+
+    def on_response_sent(self, node_id: str, type_url: str, version: str, nonce: str) -> None:
         return None
 
 
@@ -280,3 +284,7 @@ class _Session:
             version, nonce, len(resources),
         )  # fmt: skip
         await self._stream.send(response)
+        # Optional (not part of ``Callbacks``): insights count the responses sent.
+        on_sent = getattr(self._callbacks, "on_response_sent", None)
+        if on_sent is not None:
+            on_sent(self._node_id, type_url, version, nonce)

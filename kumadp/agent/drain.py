@@ -1,0 +1,157 @@
+"""Drain until idle: after SIGTERM, wait until the application has no connections left
+through its sidecar's outbound listeners (or the drain time runs out).
+
+The application usually gets its own SIGTERM at the same moment as the agent and may still
+be finishing requests that call other services through the sidecar. With
+``--drain-until-idle`` the shutdown sequence keeps Envoy (and its outbound listeners) running
+and polls Envoy's admin API every ~100 ms:
+
+- ``GET /listeners?format=json``: the listeners, by name; the outbound ones are Kuma's
+  ``outbound:<ip>:<port>`` (and the transparent proxy's ``outbound:passthrough:ipv4``);
+- ``GET /stats?format=json&filter=...downstream_cx_active``: the active downstream
+  connections of each listener (``listener.<ip>_<port>.downstream_cx_active``).
+
+Idle means no active connection on any outbound listener for ``quiet`` seconds (one poll
+that sees zero between two short requests is not the end of the traffic). The inbound
+listeners are not counted: they are draining, and peers stopped sending new requests after
+the agent's Leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_PREFIX = "outbound:"
+_ACTIVE = "downstream_cx_active"
+_STATS_FILTER = rf"^listener\..*\.{_ACTIVE}$"
+
+
+class ConnectionSource(Protocol):
+    async def outbound_connections(self) -> dict[str, int]:
+        """Active downstream connections per outbound listener name."""
+        ...
+
+
+def listener_stat_prefix(address: str, port: int) -> str:
+    """Envoy's stat prefix of a listener without ``stat_prefix``: ``listener.<address>.``
+    with the address as ``ip:port`` (``[ip]:port`` for IPv6), ':' turned into '_'."""
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return f"listener.{where.replace(':', '_')}."
+
+
+def outbound_listeners(listeners_json: Mapping[str, Any]) -> dict[str, str]:
+    """Outbound listener name -> its stat prefix, from ``GET /listeners?format=json``."""
+    out: dict[str, str] = {}
+    for status in listeners_json.get("listener_statuses") or []:
+        if not isinstance(status, dict):
+            continue
+        name = str(status.get("name", ""))
+        if not name.startswith(OUTBOUND_PREFIX):
+            continue
+        try:
+            socket = status["local_address"]["socket_address"]
+            out[name] = listener_stat_prefix(str(socket["address"]), int(socket["port_value"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def active_connections(
+    stats_json: Mapping[str, Any], listeners: Mapping[str, str]
+) -> dict[str, int]:
+    """Active downstream connections of each listener in ``listeners`` (name -> stat
+    prefix), from ``GET /stats?format=json``; a listener without the stat counts 0."""
+    values: dict[str, int] = {}
+    for stat in stats_json.get("stats") or []:
+        if isinstance(stat, dict) and isinstance(stat.get("name"), str):
+            try:
+                values[stat["name"]] = int(stat.get("value", 0))
+            except (TypeError, ValueError):
+                continue
+    return {name: values.get(prefix + _ACTIVE, 0) for name, prefix in listeners.items()}
+
+
+class AdminConnections:
+    """``ConnectionSource`` over Envoy's admin API (loopback)."""
+
+    def __init__(self, base_url: str, *, timeout: float = 1.0) -> None:
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def outbound_connections(self) -> dict[str, int]:
+        listeners = await self._get_json("/listeners", {"format": "json"})
+        outbound = outbound_listeners(listeners)
+        if not outbound:
+            return {}
+        stats = await self._get_json("/stats", {"format": "json", "filter": _STATS_FILTER})
+        return active_connections(stats, outbound)
+
+    async def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        response = await self._client.get(path, params=params)
+        response.raise_for_status()
+        data = response.json()
+        return data if isinstance(data, dict) else {}
+
+
+def describe(connections: Mapping[str, int]) -> str:
+    busy = {name: n for name, n in sorted(connections.items()) if n > 0}
+    total = sum(busy.values())
+    detail = ", ".join(f"{name} ({n})" for name, n in busy.items())
+    return f"{total} connection{'s' if total != 1 else ''} on {detail}"
+
+
+async def wait_until_idle(
+    source: ConnectionSource,
+    *,
+    interval: float = 0.1,
+    quiet: float = 1.0,
+    report_every: float = 5.0,
+) -> None:
+    """Return once no outbound listener has had an active connection for ``quiet`` seconds.
+    Runs until cancelled otherwise (the caller bounds it with the drain time). Admin API
+    errors are logged at debug level and polled again: Envoy exiting ends the shutdown
+    sequence by itself."""
+    loop = asyncio.get_running_loop()
+    idle_since: float | None = None
+    last_busy: list[str] = []
+    last_report = 0.0
+    while True:
+        now = loop.time()
+        try:
+            connections = await source.outbound_connections()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.debug("drain-until-idle: cannot read Envoy's listener stats: %s", exc)
+            idle_since = None
+        else:
+            busy = sorted(name for name, n in connections.items() if n > 0)
+            if busy:
+                idle_since = None
+                # Counts change with every short request: log when other listeners get busy,
+                # else every report_every seconds.
+                if busy != last_busy or now - last_report >= report_every:
+                    log.info(
+                        "drain-until-idle: waiting for the application's %s "
+                        "(outbound keeps working)",
+                        describe(connections),
+                    )
+                    last_busy, last_report = busy, now
+            else:
+                if idle_since is None:
+                    idle_since = now
+                if now - idle_since >= quiet:
+                    log.info(
+                        "drain-until-idle: the application has had no connection through the "
+                        "sidecar for %gs: stopping",
+                        quiet,
+                    )
+                    return
+        await asyncio.sleep(interval)

@@ -1,0 +1,125 @@
+"""Insight routes of the HTTP API (Kuma's paths):
+
+- ``GET /meshes/{mesh}/dataplanes+insights`` and ``GET /dataplanes+insights`` (every mesh):
+  ``{total, items, next}`` of DataplaneOverview, ``?size=&offset=`` paging,
+  ``?online=true|false`` filter;
+- ``GET /meshes/{mesh}/dataplanes/{name}/_overview``: one DataplaneOverview;
+- ``GET /meshes/{mesh}/dataplanes/{name}/_config``: the Envoy config the CP generated for it
+  (``{"versions": {...}, "cds": [...], "eds": [...], "lds": [...], "rds": [...]}``).
+
+A DataplaneOverview is ``{"type": "DataplaneOverview", "mesh", "name", "creationTime",
+"modificationTime", ["labels",] "dataplane": {"networking": ...}, "dataplaneInsight":
+{"subscriptions": [...], ["mTLS",] ["agent",] ["lastNack",] "online": bool}}``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from kumadp.cp.api.bodies import format_time
+from kumadp.cp.api.errors import ApiError, Cause
+from kumadp.cp.api.resources import page
+from kumadp.cp.insights import InsightStore, parse_time
+from kumadp.cp.store.base import Store, StoredResource
+from kumadp.cp.xds import types as xds_types
+from kumadp.cp.xds.cache import SnapshotCache
+from kumadp.cp.xds.snapshot import snapshot_to_dict
+from kumadp.resources.model import DATAPLANE_TYPE
+
+OVERVIEW_TYPE = "DataplaneOverview"
+_META = ("type", "mesh", "name", "labels")
+
+
+def overview(
+    stored: StoredResource, insight: dict[str, Any] | None, now: float | None = None
+) -> dict[str, Any]:
+    """Kuma's DataplaneOverview of a stored Dataplane and its insight (if any)."""
+    spec = stored.spec
+    out: dict[str, Any] = {
+        "type": OVERVIEW_TYPE,
+        "mesh": stored.mesh,
+        "name": stored.name,
+        "creationTime": format_time(stored.creation_time),
+        "modificationTime": format_time(stored.modification_time),
+    }
+    if spec.get("labels"):
+        out["labels"] = spec["labels"]
+    out["dataplane"] = {k: v for k, v in spec.items() if k not in _META}
+    insight = insight if insight is not None else {"subscriptions": [], "online": False}
+    config = (insight.get("agent") or {}).get("config")
+    if isinstance(config, dict) and now is not None:
+        applied = parse_time(config.get("lastAppliedTime"))
+        if applied is not None:
+            config["secondsSinceLastApplied"] = round(max(0.0, now - applied.timestamp()), 3)
+    out["dataplaneInsight"] = insight
+    return out
+
+
+def _online_filter(request: Request) -> bool | None:
+    raw = request.query_params.get("online")
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    message = "must be true or false"
+    raise ApiError(400, "Bad Request", f"online: {message}", [Cause("online", message)])
+
+
+def insight_routes(store: Store, insights: InsightStore, cache: SnapshotCache) -> list[BaseRoute]:
+    async def _list(request: Request, mesh: str | None) -> Response:
+        online = _online_filter(request)
+        now = time.time()
+        items = []
+        for stored in await store.list(DATAPLANE_TYPE, mesh):
+            insight = insights.get((stored.mesh, stored.name))
+            if online is not None and bool(insight and insight["online"]) != online:
+                continue
+            items.append((stored, insight))
+        return JSONResponse(page(request, items, lambda item: overview(*item, now=now)))
+
+    async def list_mesh(request: Request) -> Response:
+        return await _list(request, str(request.path_params["mesh"]))
+
+    async def list_all(request: Request) -> Response:
+        return await _list(request, None)
+
+    async def get_overview(request: Request) -> Response:
+        mesh, name = str(request.path_params["mesh"]), str(request.path_params["name"])
+        stored = await store.get(DATAPLANE_TYPE, mesh, name)
+        if stored is None:
+            raise ApiError.not_found(f'Dataplane "{name}" in mesh "{mesh}" not found')
+        return JSONResponse(overview(stored, insights.get((mesh, name)), now=time.time()))
+
+    async def get_config(request: Request) -> Response:
+        mesh, name = str(request.path_params["mesh"]), str(request.path_params["name"])
+        snapshot = cache.get_snapshot(f"{mesh}.{name}")
+        if snapshot is None:
+            raise ApiError.not_found(
+                f'no Envoy config generated for Dataplane "{name}" in mesh "{mesh}" '
+                "(it has no xDS stream to this control plane)"
+            )
+        body: dict[str, Any] = {
+            "versions": {
+                xds_types.SHORT_NAMES.get(url, url): version
+                for url, version in sorted(snapshot.versions.items())
+            },
+            **snapshot_to_dict(snapshot),
+        }
+        return JSONResponse(body)
+
+    return [
+        Route("/meshes/{mesh}/dataplanes+insights", list_mesh, methods=["GET"]),
+        Route("/dataplanes+insights", list_all, methods=["GET"]),
+        Route("/meshes/{mesh}/dataplanes/{name}/_overview", get_overview, methods=["GET"]),
+        Route("/meshes/{mesh}/dataplanes/{name}/_config", get_config, methods=["GET"]),
+    ]
+
+
+__all__ = ["OVERVIEW_TYPE", "insight_routes", "overview"]

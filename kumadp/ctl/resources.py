@@ -1,0 +1,328 @@
+"""What ``kumadp ctl get|inspect|apply|delete`` do, over an ``ApiClient``.
+
+Each operation returns the text to print (the CLI only prints it), or raises ``CtlError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from kumadp.ctl import tables
+from kumadp.ctl.client import ApiClient, CtlError, NotFoundError, UnreachableError, segment
+from kumadp.resources import FieldError, ValidationError, parse_resource, parse_vars, render
+
+OUTPUT_FORMATS = ("table", "json", "yaml")
+DEFAULT_MESH = "default"
+
+Row = Callable[[dict[str, Any], datetime], list[str]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    type: str  # "Dataplane"
+    singular: str  # "dataplane": CLI name and error messages
+    plural: str  # "dataplanes": CLI name and URL segment
+    mesh_scoped: bool
+    headers: tuple[str, ...]
+    row: Row
+
+    def collection(self, mesh: str | None) -> str:
+        """The list path: one mesh, or every mesh when ``mesh`` is None."""
+        if not self.mesh_scoped:
+            return f"/{self.plural}"
+        if mesh is None:
+            return f"/{self.plural}"
+        return f"/meshes/{segment(mesh)}/{self.plural}"
+
+    def item(self, mesh: str, name: str) -> str:
+        if not self.mesh_scoped:
+            return f"/{self.plural}/{segment(name)}"
+        return f"/meshes/{segment(mesh)}/{self.plural}/{segment(name)}"
+
+    def describe(self, mesh: str, name: str) -> str:
+        """``Dataplane "web-1" in mesh "default"``."""
+        where = f' in mesh "{mesh}"' if self.mesh_scoped else ""
+        return f'{self.type} "{name}"{where}'
+
+    def not_found(self, mesh: str, name: str) -> str:
+        where = f' in mesh "{mesh}"' if self.mesh_scoped else ""
+        return f'{self.singular} "{name}" not found{where}'
+
+
+MESH = Kind("Mesh", "mesh", "meshes", False, tables.MESH_HEADERS, tables.mesh_row)
+DATAPLANE = Kind(
+    "Dataplane", "dataplane", "dataplanes", True, tables.DATAPLANE_HEADERS, tables.dataplane_row
+)
+MESH_TRAFFIC_PERMISSION = Kind(
+    "MeshTrafficPermission",
+    "meshtrafficpermission",
+    "meshtrafficpermissions",
+    True,
+    tables.POLICY_HEADERS,
+    tables.policy_row,
+)
+KINDS = (MESH, DATAPLANE, MESH_TRAFFIC_PERMISSION)
+_ALIASES = {"mtp": MESH_TRAFFIC_PERMISSION, "mtps": MESH_TRAFFIC_PERMISSION, "dp": DATAPLANE}
+
+
+def kind_named(name: str) -> Kind:
+    """A kind by its CLI name (singular or plural, any case, ``mtp``, ``dp``)."""
+    key = name.strip().lower()
+    for kind in KINDS:
+        if key in (kind.singular, kind.plural, kind.type.lower()):
+            return kind
+    if key in _ALIASES:
+        return _ALIASES[key]
+    supported = ", ".join(k.plural for k in KINDS)
+    raise CtlError(f'unknown resource type "{name}" (supported: {supported})')
+
+
+def kind_of_type(type_: str) -> Kind:
+    for kind in KINDS:
+        if kind.type == type_:
+            return kind
+    raise CtlError(f'unsupported resource type "{type_}"')
+
+
+def check_format(output: str) -> str:
+    fmt = output.strip().lower()
+    if fmt not in OUTPUT_FORMATS:
+        raise CtlError(f'-o/--output: "{output}" is not one of {", ".join(OUTPUT_FORMATS)}')
+    return fmt
+
+
+def dump(data: Any, fmt: str) -> str:
+    """``data`` as JSON (indented) or YAML, ending with a newline."""
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _list_body(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"total": len(items), "items": items, "next": None}
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+# --- get ----------------------------------------------------------------------------------
+
+
+def get(
+    client: ApiClient,
+    kind: Kind,
+    name: str | None = None,
+    *,
+    mesh: str | None = None,
+    output: str = "table",
+    now: datetime | None = None,
+) -> str:
+    """One resource (``name``) or a list: of one mesh, or of every mesh without ``mesh``."""
+    fmt = check_format(output)
+    if name is not None:
+        mesh_name = mesh or DEFAULT_MESH
+        try:
+            doc = client.get_object(kind.item(mesh_name, name))
+        except NotFoundError:
+            raise CtlError(kind.not_found(mesh_name, name)) from None
+        if fmt != "table":
+            return dump(doc, fmt)
+        return tables.render_table(kind.headers, [kind.row(doc, _now(now))])
+    if mesh is not None and kind.mesh_scoped:
+        _require_mesh(client, mesh)
+    items = client.list_items(kind.collection(mesh))
+    if fmt != "table":
+        return dump(_list_body(items), fmt)
+    moment = _now(now)
+    return tables.render_table(kind.headers, [kind.row(item, moment) for item in items])
+
+
+def _require_mesh(client: ApiClient, mesh: str) -> None:
+    try:
+        client.get_object(MESH.item("", mesh))
+    except NotFoundError:
+        raise CtlError(MESH.not_found("", mesh)) from None
+
+
+# --- inspect ------------------------------------------------------------------------------
+
+
+def inspect_dataplanes(
+    client: ApiClient,
+    *,
+    mesh: str | None = None,
+    output: str = "table",
+    now: datetime | None = None,
+) -> str:
+    """Dataplane overviews with their insights (status, versions, certificate)."""
+    fmt = check_format(output)
+    if mesh is not None:
+        _require_mesh(client, mesh)
+        path = f"/meshes/{segment(mesh)}/dataplanes+insights"
+    else:
+        path = "/dataplanes+insights"
+    try:
+        items = client.list_items(path)
+    except NotFoundError:
+        raise CtlError(
+            f"the control plane at {client.base_url} does not serve {path} "
+            "(a kumadp control plane without the insights API?)"
+        ) from None
+    if fmt != "table":
+        return dump(_list_body(items), fmt)
+    moment = _now(now)
+    rows = [tables.overview_row(item, moment) for item in items]
+    return tables.render_table(tables.INSPECT_HEADERS, rows)
+
+
+# --- delete -------------------------------------------------------------------------------
+
+
+def delete(client: ApiClient, kind: Kind, name: str, *, mesh: str | None = None) -> str:
+    mesh_name = mesh or DEFAULT_MESH
+    try:
+        client.delete(kind.item(mesh_name, name))
+    except NotFoundError:
+        raise CtlError(kind.not_found(mesh_name, name)) from None
+    return f"{kind.describe(mesh_name, name)} deleted\n"
+
+
+# --- apply --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Document:
+    """One valid resource document of an ``apply`` input."""
+
+    kind: Kind
+    mesh: str
+    name: str
+    doc: dict[str, Any]  # as written (after templating)
+
+    @property
+    def path(self) -> str:
+        return self.kind.item(self.mesh, self.name)
+
+    def describe(self) -> str:
+        return self.kind.describe(self.mesh, self.name)
+
+
+class _NoDuplicates(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f'duplicate key "{key_node.value}"', key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_all(text: str, source: str) -> list[Any]:
+    try:
+        return list(yaml.load_all(text, Loader=_NoDuplicates))
+    except yaml.MarkedYAMLError as exc:
+        where = ""
+        if exc.problem_mark is not None:
+            mark = exc.problem_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        raise CtlError(f"{source}: invalid YAML{where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise CtlError(f"{source}: invalid YAML: {exc}") from None
+
+
+def _lines(errors: Iterable[FieldError], prefix: str) -> list[str]:
+    return [f"{prefix}{error.path}: {error.reason}" for error in errors]
+
+
+def parse_documents(text: str, variables: list[str], source: str) -> list[Document]:
+    """Fill ``{{ placeholders }}`` from ``key=value`` variables, split the YAML documents
+    and validate each one; ``CtlError`` listing every problem of every document (with its
+    number and field paths) when any is invalid."""
+    try:
+        rendered = render(text, parse_vars(variables))
+    except ValidationError as exc:
+        raise CtlError("\n".join([f"{source}: bad template", *_lines(exc.errors, "")])) from None
+    docs = [doc for doc in _load_all(rendered, source) if doc is not None]
+    if not docs:
+        raise CtlError(f"{source}: no resource in it")
+    several = len(docs) > 1
+    valid: list[Document] = []
+    problems: list[str] = []
+    for number, doc in enumerate(docs, start=1):
+        label = f"document {number}" if several else ""
+        if isinstance(doc, dict) and isinstance(doc.get("name"), str):
+            label = f"{label} ({doc['name']})" if label else ""
+        prefix = f"{label}: " if label else ""
+        try:
+            model = parse_resource(doc)
+        except ValidationError as exc:
+            problems.extend(_lines(exc.errors, prefix))
+            continue
+        kind = kind_of_type(model.type)
+        mesh = getattr(model, "mesh", "") if kind.mesh_scoped else ""
+        valid.append(Document(kind, mesh, model.name, doc))
+    if problems:
+        count = len(docs) - len(valid)
+        what = "document is" if count == 1 else "documents are"
+        summary = f"{source}: {count} {what} not valid; nothing was applied"
+        raise CtlError("\n".join([summary, *problems]))
+    seen: set[str] = set()
+    for item in valid:
+        if item.path in seen:
+            raise CtlError(f"{source}: {item.describe()} is given more than once")
+        seen.add(item.path)
+    return valid
+
+
+def dry_run_text(documents: list[Document]) -> str:
+    """What ``apply --dry-run`` prints: the resources after templating, as YAML documents."""
+    return yaml.safe_dump_all([d.doc for d in documents], sort_keys=False, allow_unicode=True)
+
+
+def apply(
+    client: ApiClient, documents: list[Document], echo: Callable[[str], None] = print
+) -> None:
+    """PUT every resource in order (see ``parse_documents``), calling ``echo`` with
+    ``<resource> created`` or ``updated`` after each. A failure names the resource; what was
+    applied before it stays."""
+    for item in documents:
+        try:
+            created = client.put(item.path, item.doc)
+        except UnreachableError:
+            raise
+        except CtlError as exc:
+            raise CtlError(f"{item.describe()}: {exc}") from None
+        echo(f"{item.describe()} {'created' if created else 'updated'}")
+
+
+__all__ = [
+    "DATAPLANE",
+    "KINDS",
+    "MESH",
+    "MESH_TRAFFIC_PERMISSION",
+    "OUTPUT_FORMATS",
+    "Document",
+    "Kind",
+    "apply",
+    "check_format",
+    "delete",
+    "dry_run_text",
+    "dump",
+    "get",
+    "inspect_dataplanes",
+    "kind_named",
+    "kind_of_type",
+    "parse_documents",
+]

@@ -1,0 +1,3 @@
+from kumadp.devtools.bench.cli import main
+
+main()
