@@ -187,6 +187,12 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+def uss_mb(pid: int) -> float:
+    """Unique set size: what the process alone holds (shared library pages excluded), i.e.
+    what one more agent on the same host costs."""
+    return float(psutil.Process(pid).memory_full_info().uss) / 2**20
+
+
 def raise_fd_limit(want: int = 16_384) -> None:
     """Many sockets (ADS clients, their CP) need more than the usual 1,024 descriptors;
     children started afterwards inherit the limit."""

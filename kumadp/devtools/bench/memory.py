@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from kumadp.devtools.bench.core import Figure, Options, close_fast, median, rss_mb
+from kumadp.devtools.bench.core import Figure, Options, close_fast, median, rss_mb, uss_mb
 from kumadp.devtools.bench.datapath import two_sidecars, wrk
 from kumadp.devtools.mesh import MeshEnv
 from kumadp.devtools.procs import wait_until
@@ -34,10 +34,14 @@ def bench_memory(tmp: Path, opts: Options) -> list[Figure]:
         time.sleep(settle)
         idle: dict[str, list[float]] = {k: [] for k in agents}
         base: list[float] = []
+        unique: dict[str, list[float]] = {k: [] for k in agents}
+        base_unique: list[float] = []
         for _ in range(10):
             for k, pid in agents.items():
                 idle[k].append(rss_mb(pid))
+                unique[k].append(uss_mb(pid))
             base.append(rss_mb(bare.pid))
+            base_unique.append(uss_mb(bare.pid))
             time.sleep(0.2)
         loaded: dict[str, list[float]] = {k: [] for k in agents}
         stop = threading.Event()
@@ -87,4 +91,18 @@ def bench_memory(tmp: Path, opts: Options) -> list[Figure]:
                 note,
             )
         )
+    uss = max(median(v) for v in unique.values())
+    figures.append(
+        Figure(
+            "memory: agent USS without Envoy, idle (larger of 2 agents)",
+            uss,
+            "MB",
+            median(base_unique),
+            "bare Python interpreter idling in asyncio (USS)",
+            "-",
+            None,
+            "unique set size: shared library pages (grpcio, cryptography, protobuf, Python) "
+            "excluded, so this is what each additional agent on a host costs",
+        )
+    )
     return figures
