@@ -97,6 +97,15 @@ WATCHING = "watching the control plane for identity and name updates"
 LOST = "lost the control plane's watch stream"
 
 
+def _cp_connected(agent: Agent) -> float:
+    """``kumadp_cp_connected`` from the agent's merged metrics page."""
+    text = httpx.get(f"http://127.0.0.1:{agent.metrics_port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("kumadp_cp_connected "):
+            return float(line.split()[1])
+    raise AssertionError("kumadp_cp_connected missing from /metrics")
+
+
 def test_losing_the_cp_is_not_an_outage(env: MeshEnv) -> None:
     cp = env.start_cp(store="sqlite")
     backend, _ = env.start_service("backend-1", "backend")
@@ -113,6 +122,8 @@ def test_losing_the_cp_is_not_an_outage(env: MeshEnv) -> None:
         killed_at, before = time.monotonic(), load.total
         for agent in (web, backend):
             wait_until(_logged(agent, LOST), what=f"{agent.name} sees the CP go")
+            # ... and says so in its metrics.
+            wait_until(lambda a=agent: _cp_connected(a) == 0, what=f"{agent.name} metrics")  # type: ignore[misc]
         # A few seconds without a CP, under load: Envoy serves with its last config.
         wait_until(
             lambda: time.monotonic() - killed_at >= 3 and load.total >= before + 30,
@@ -153,6 +164,7 @@ def test_losing_the_cp_is_not_an_outage(env: MeshEnv) -> None:
                 _logged(agent, WATCHING, watching[agent.name] + 1),
                 what=f"{agent.name}'s agent channel back",
             )
+            assert _cp_connected(agent) == 1, f"{agent.name}: metrics should say connected"
         wait_until(backend2.ready, timeout=30, what="backend-2 ready", proc=backend2.proc)
         # web's Envoy reconnected its ADS stream and got the change made while it was away.
         wait_until(

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from kumadp.devtools.bench.core import Figure, Options, close_fast, median, rss_mb, uss_mb
 from kumadp.devtools.bench.datapath import two_sidecars, wrk
 from kumadp.devtools.mesh import MeshEnv
@@ -36,12 +38,20 @@ def bench_memory(tmp: Path, opts: Options) -> list[Figure]:
         base: list[float] = []
         unique: dict[str, list[float]] = {k: [] for k in agents}
         base_unique: list[float] = []
+        envoys = [
+            child.pid
+            for pid in agents.values()
+            for child in psutil.Process(pid).children(recursive=True)
+            if "envoy" in child.name()
+        ]
+        envoy_rss: list[float] = []
         for _ in range(10):
             for k, pid in agents.items():
                 idle[k].append(rss_mb(pid))
                 unique[k].append(uss_mb(pid))
             base.append(rss_mb(bare.pid))
             base_unique.append(uss_mb(bare.pid))
+            envoy_rss.extend(rss_mb(pid) for pid in envoys)
             time.sleep(0.2)
         loaded: dict[str, list[float]] = {k: [] for k in agents}
         stop = threading.Event()
@@ -89,6 +99,19 @@ def bench_memory(tmp: Path, opts: Options) -> list[Figure]:
                 "<= 45 MB",
                 met,
                 note,
+            )
+        )
+    if envoy_rss:
+        figures.append(
+            Figure(
+                "memory: Envoy RSS beside it, idle (median over both sidecars)",
+                median(envoy_rss),
+                "MB",
+                None,
+                "-",
+                "-",
+                None,
+                "for comparison: the Envoy each agent runs",
             )
         )
     uss = max(median(v) for v in unique.values())
