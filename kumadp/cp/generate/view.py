@@ -6,8 +6,10 @@ dataplane of the mesh. Everything in it is sorted, so generation is deterministi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+
+from google.protobuf.message import Message
 
 from kumadp.resources.model import Dataplane, Mesh
 from kumadp.resources.policies import MeshTrafficPermission
@@ -29,9 +31,26 @@ class MeshView:
     dataplanes: tuple[Dataplane, ...]
     endpoints: dict[str, tuple[Endpoint, ...]]  # service name -> endpoints, sorted
     traffic_permissions: tuple[MeshTrafficPermission, ...] = ()  # sorted by name
+    # Resources that are the same for every dataplane of this view (a service's cluster and
+    # endpoints, its VIP listeners), built once per view and shared: see ``memoized``.
+    memo: dict[Hashable, tuple[Message, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    protocols: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def endpoints_of(self, service: str) -> tuple[Endpoint, ...]:
         return self.endpoints.get(service, ())
+
+    def memoized(
+        self, key: Hashable, build: Callable[[], Iterable[Message]]
+    ) -> tuple[Message, ...]:
+        """``build()``'s resources, made once per view for ``key``. The key must name
+        everything the resources depend on besides the view itself; the resources must not
+        be changed afterwards (snapshots copy what they keep)."""
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = tuple(build())
+        return found
 
 
 def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str, tuple[tuple[str, str], ...]]:

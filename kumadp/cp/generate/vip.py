@@ -27,9 +27,8 @@ from collections.abc import Iterator
 
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import listeners, names
 from kumadp.cp.generate.context import Context
-from kumadp.cp.generate.outbound import service_cluster, service_filters, service_protocol
+from kumadp.cp.generate.outbound import outbound_listener, service_cluster, service_protocol
 
 VIP_PORT = 80
 
@@ -52,14 +51,7 @@ class VipOutboundGenerator:
             for port in vip_ports(ctx, service):
                 if (address, port) in explicit:
                     continue
-                listener = listeners.listener(
-                    names.outbound_listener(address, port),
-                    address,
-                    port,
-                    listeners.OUTBOUND,
-                    service_filters(service, proto),
-                )
-                if not ctx.bind_outbounds:
-                    listener.bind_to_port.value = False  # reached through the passthrough
-                yield listener
+                # bind_to_port false under the transparent proxy: reached through the
+                # passthrough listener.
+                yield outbound_listener(ctx, service, proto, address, port, bind=ctx.bind_outbounds)
             yield from service_cluster(ctx, service, proto)

@@ -216,11 +216,24 @@ def _rds_names(listener: listener_pb2.Listener) -> Iterator[str]:
     for config in configs:
         if config.type_url != _HCM_TYPE_URL:
             continue
-        hcm = hcm_pb2.HttpConnectionManager()
-        if not config.Unpack(hcm):
-            raise InconsistentSnapshot(f"listener {listener.name!r}: bad HttpConnectionManager")
-        if hcm.HasField("rds"):
-            yield hcm.rds.route_config_name
+        route_name = _RDS_BY_CONFIG.get(config.value)
+        if route_name is None:
+            hcm = hcm_pb2.HttpConnectionManager()
+            if not config.Unpack(hcm):
+                raise InconsistentSnapshot(f"listener {listener.name!r}: bad HttpConnectionManager")
+            route_name = hcm.rds.route_config_name if hcm.HasField("rds") else ""
+            if len(_RDS_BY_CONFIG) >= _RDS_CACHE_SIZE:
+                _RDS_BY_CONFIG.clear()
+            _RDS_BY_CONFIG[config.value] = route_name
+        if route_name:
+            yield route_name
+
+
+# The RDS name (or "") of an HttpConnectionManager, by its packed bytes: every dataplane of a
+# mesh carries the same connection managers, and unpacking each one again costs more than
+# generating it.
+_RDS_BY_CONFIG: dict[bytes, str] = {}
+_RDS_CACHE_SIZE = 8192
 
 
 # -- YAML-friendly views ---------------------------------------------------------------------

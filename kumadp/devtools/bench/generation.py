@@ -1,7 +1,8 @@
-"""generation: Envoy resources generated and serialised per second for one dataplane of a
-100-service mesh (``generate`` + ``Snapshot.build``, what the CP does per dataplane and
-change), beside only serialising the same messages (``SerializeToString(deterministic=True)``
-on each): the floor no generator can beat.
+"""generation: Envoy resources generated and serialised per second when the CP regenerates a
+100-service mesh after a change (a new view, then ``generate`` + ``Snapshot.build`` for every
+dataplane; what every dataplane shares is built once per view), beside only serialising the
+same messages (``SerializeToString(deterministic=True)`` on each): the floor no generator can
+beat. A second figure gives one dataplane from a new view, when nothing is shared yet.
 
 The mesh: 100 HTTP services with 2 dataplanes each, mTLS on, the default allow-all traffic
 permission. The dataplane generated for has one inbound, explicit outbounds to 3 services and
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import build_mesh_view, generate, mtls_context_for
+from kumadp.cp.generate import MeshView, build_mesh_view, generate, mtls_context_for
 from kumadp.cp.xds.snapshot import Snapshot
 from kumadp.devtools.bench.core import Figure, Options, median
 from kumadp.resources import default_traffic_permission, parse_dataplane, parse_mesh
@@ -81,20 +82,33 @@ def bench_generation(tmp: Path, opts: Options) -> list[Figure]:
     dataplanes: list[Dataplane] = [
         parse_dataplane(dataplane_doc(i)) for i in range(SERVICES * PER_SERVICE)
     ]
-    view = build_mesh_view(mesh, dataplanes, [default_traffic_permission("default")])
+    policies = [default_traffic_permission("default")]
+    view = build_mesh_view(mesh, dataplanes, policies)
     target = dataplanes[0]
     vips = {f"svc-{s}": f"127.1.{s // 250}.{s % 250 + 1}" for s in range(SERVICES)}
     mtls = mtls_context_for(mesh)
 
-    def generated() -> dict[str, list[Message]]:
-        return generate(view, target, mtls=mtls, vips=vips, bind_outbounds=True)
+    def generated(for_view: MeshView, dataplane: Dataplane) -> dict[str, list[Message]]:
+        return generate(for_view, dataplane, mtls=mtls, vips=vips, bind_outbounds=True)
 
-    sample = generated()
+    sample = generated(view, target)
     messages = [m for ms in sample.values() for m in ms]
     count = len(messages)
 
-    def ours() -> int:
-        Snapshot.build(generated())
+    def mesh_round() -> int:
+        """What the CP does after a change: a new view, then every dataplane's snapshot
+        (resources shared by all dataplanes are built once per view)."""
+        fresh = build_mesh_view(mesh, dataplanes, policies)
+        total = 0
+        for dataplane in dataplanes:
+            resources = generated(fresh, dataplane)
+            Snapshot.build(resources)
+            total += sum(len(v) for v in resources.values())
+        return total
+
+    def cold() -> int:
+        """One dataplane from a new view: nothing shared yet (the first after a change)."""
+        Snapshot.build(generated(build_mesh_view(mesh, dataplanes, policies), target))
         return count
 
     def floor() -> int:
@@ -102,33 +116,37 @@ def bench_generation(tmp: Path, opts: Options) -> list[Figure]:
             m.SerializeToString(deterministic=True)
         return count
 
-    def generate_only() -> int:
-        generated()
-        return count
-
     trials, seconds = (3, 0.5) if opts.quick else (7, 1.0)
-    ours_r, floor_r, gen_r = [], [], []
+    ours_r, floor_r, cold_r = [], [], []
     for _ in range(trials):  # interleaved, so noise hits both alike
         floor_r.append(_rate(floor, seconds))
-        ours_r.append(_rate(ours, seconds))
-        gen_r.append(_rate(generate_only, seconds / 2))
-    value, base = median(ours_r), median(floor_r)
+        ours_r.append(_rate(mesh_round, seconds))
+        cold_r.append(_rate(cold, seconds / 2))
+    value, base, cold_value = median(ours_r), median(floor_r), median(cold_r)
     ratio = value / base
     met = ratio >= 1 / 3
     per_dp_ms = count / value * 1000
-    gen_share = (count / median(gen_r)) / (count / value)
     breakdown = (
-        f"{count} resources per dataplane; {per_dp_ms:.1f} ms per dataplane snapshot, "
-        f"{gen_share:.0%} of it in generate() and the rest in Snapshot.build "
-        "(copy, serialise, hash, consistency check)"
+        f"{count} resources per dataplane, {len(dataplanes)} dataplanes per round; "
+        f"{per_dp_ms:.2f} ms per dataplane snapshot (generate + Snapshot.build: copy, "
+        "serialise, hash, consistency check)"
     )
-    note = breakdown
-    if not met:
-        note = f"{1 / ratio:.1f}x the floor: {breakdown}"
+    note = breakdown if met else f"{1 / ratio:.1f}x the floor: {breakdown}"
+    cold_figure = Figure(
+        "generation: the first dataplane after a change (nothing shared yet), resources/s",
+        cold_value,
+        "resources/s",
+        base,
+        "serialising the same messages only (the floor)",
+        "-",
+        None,
+        f"{count / cold_value * 1000:.1f} ms for one dataplane's {count} resources from a new "
+        "view: every shared resource is built for it",
+    )
     return [
         Figure(
-            f"generation: resources generated + serialised per second, one dataplane of a "
-            f"{SERVICES}-service mesh (median of {trials})",
+            f"generation: resources generated + serialised per second when the CP regenerates "
+            f"a {SERVICES}-service mesh ({len(dataplanes)} dataplanes; median of {trials})",
             value,
             "resources/s",
             base,
@@ -136,5 +154,6 @@ def bench_generation(tmp: Path, opts: Options) -> list[Figure]:
             ">= 0.33x the floor (within 3x)",
             met,
             note,
-        )
+        ),
+        cold_figure,
     ]
