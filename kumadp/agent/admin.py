@@ -45,6 +45,17 @@ class EnvoyAdmin:
         except httpx.HTTPError as exc:
             raise AdminError(f"Envoy admin {method} {path}: {exc or type(exc).__name__}") from exc
 
+    async def get_json(self, path: str, **params: Any) -> dict[str, Any]:
+        """``GET path`` as a JSON object (e.g. ``/stats`` with ``format="json"``)."""
+        response = await self._request("GET", path, **params)
+        if response.status_code != 200:
+            raise AdminError(f"Envoy admin GET {path}: HTTP {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise AdminError(f"Envoy admin GET {path}: not JSON") from exc
+        return data if isinstance(data, dict) else {}
+
     async def server_state(self) -> str:
         """Envoy's server state from ``GET /ready``: ``LIVE``, ``PRE_INITIALIZING``,
         ``INITIALIZING`` or ``DRAINING`` (Envoy answers 503 unless LIVE)."""

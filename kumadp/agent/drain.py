@@ -24,7 +24,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import httpx
+from kumadp.agent.admin import AdminError, EnvoyAdmin
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +79,18 @@ def active_connections(
 
 
 class AdminConnections:
-    """``ConnectionSource`` over Envoy's admin API (loopback)."""
+    """``ConnectionSource`` over the agent's Envoy admin client."""
 
-    def __init__(self, base_url: str, *, timeout: float = 1.0) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, trust_env=False)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+    def __init__(self, admin: EnvoyAdmin) -> None:
+        self._admin = admin
 
     async def outbound_connections(self) -> dict[str, int]:
-        listeners = await self._get_json("/listeners", {"format": "json"})
+        listeners = await self._admin.get_json("/listeners", format="json")
         outbound = outbound_listeners(listeners)
         if not outbound:
             return {}
-        stats = await self._get_json("/stats", {"format": "json", "filter": _STATS_FILTER})
+        stats = await self._admin.get_json("/stats", format="json", filter=_STATS_FILTER)
         return active_connections(stats, outbound)
-
-    async def _get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        response = await self._client.get(path, params=params)
-        response.raise_for_status()
-        data = response.json()
-        return data if isinstance(data, dict) else {}
 
 
 def describe(connections: Mapping[str, int]) -> str:
@@ -128,7 +119,7 @@ async def wait_until_idle(
         now = loop.time()
         try:
             connections = await source.outbound_connections()
-        except (httpx.HTTPError, ValueError) as exc:
+        except AdminError as exc:
             log.debug("drain-until-idle: cannot read Envoy's listener stats: %s", exc)
             idle_since = None
         else:

@@ -24,12 +24,10 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
+from typing import Any, Protocol
 
 from kumadp import __version__
-from kumadp.agent.http import local_client
+from kumadp.agent.errors import AgentError
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +127,15 @@ def agent_sources(
     return collect
 
 
+class StatsSource(Protocol):
+    """Envoy's admin API as the reporter needs it (``kumadp.agent.admin.EnvoyAdmin``)."""
+
+    async def get_json(self, path: str, **params: Any) -> dict[str, Any]: ...
+
+
 class InsightReporter:
     """Component: ``ReportInsight`` on change (checked every ``interval``) and at least every
-    ``max_interval``. ``envoy_admin_url`` adds the ``config`` part from Envoy's stats."""
+    ``max_interval``. ``envoy_admin`` adds the ``config`` part from Envoy's stats."""
 
     name = "insight-reporter"
 
@@ -140,14 +144,14 @@ class InsightReporter:
         link: Any,
         sources: Callable[[], dict[str, Any]],
         *,
-        envoy_admin_url: str | None = None,
+        envoy_admin: StatsSource | None = None,
         interval: float = 1.0,
         max_interval: float = 10.0,
         timeout: float = 5.0,
     ) -> None:
         self._link = link
         self._sources = sources
-        self._admin_url = envoy_admin_url
+        self._admin = envoy_admin
         self._interval = interval
         self._max_interval = max_interval
         self._timeout = timeout
@@ -157,24 +161,23 @@ class InsightReporter:
         self.failures = 0
         self.last_error: str | None = None
 
-    async def collect(self, client: httpx.AsyncClient | None = None) -> dict[str, Any]:
+    async def collect(self) -> dict[str, Any]:
         try:
             report = dict(self._sources())
         except Exception as exc:  # a source bug must not stop the reports
             log.debug("collecting the insight failed: %s", exc, exc_info=exc)
             report = {}
-        if client is not None:
+        if self._admin is not None:
             try:
-                response = await client.get("/stats", params={"format": "json", "filter": _FILTER})
-                if response.status_code == 200:
-                    report["config"] = config_from_stats(response.json().get("stats", []))
-            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                stats = await self._admin.get_json("/stats", format="json", filter=_FILTER)
+                report["config"] = config_from_stats(stats.get("stats", []))
+            except (AgentError, ValueError, AttributeError) as exc:
                 log.debug("reading Envoy's config stats failed: %s", exc)
         return report
 
-    async def tick(self, client: httpx.AsyncClient | None = None) -> bool:
+    async def tick(self) -> bool:
         """Collect, and send when changed or due. True when a report was sent."""
-        report = await self.collect(client)
+        report = await self.collect()
         text = json.dumps(report, sort_keys=True, separators=(",", ":"), default=str)
         now = asyncio.get_running_loop().time()
         due = self._last_time is None or now - self._last_time >= self._max_interval
@@ -206,18 +209,13 @@ class InsightReporter:
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
-        client = None
-        if self._admin_url:
-            client = local_client(base_url=self._admin_url, timeout=2.0)
         stop_task = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                await self.tick(client)
+                await self.tick()
                 await asyncio.wait({stop_task}, timeout=self._interval)
         finally:
             stop_task.cancel()
-            if client is not None:
-                await client.aclose()
 
 
 __all__ = ["InsightReporter", "agent_sources", "config_from_stats"]

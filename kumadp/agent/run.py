@@ -342,8 +342,7 @@ class _Agent:
             readiness=readiness,
             watch=self.watch,
         )
-        admin_url = self.admin.base_url if self.admin is not None else None
-        components.append(InsightReporter(link, sources, envoy_admin_url=admin_url))
+        components.append(InsightReporter(link, sources, envoy_admin=self.admin))
         return components
 
     async def _shutdown(
@@ -380,7 +379,7 @@ class _Agent:
             second = asyncio.create_task(self.signals.wait(2), name="second-signal")
             waits: set[asyncio.Future[Any]] = {second, supervisor}
             idle: asyncio.Task[None] | None = None
-            connections = AdminConnections(admin.base_url) if until_idle else None
+            connections = AdminConnections(admin) if until_idle else None
             if connections is not None:
                 log.info(
                     "draining until the application has no connection left through the "
@@ -400,8 +399,6 @@ class _Agent:
             if idle is not None:
                 idle.cancel()
                 await asyncio.gather(idle, return_exceptions=True)
-            if connections is not None:
-                await connections.aclose()
         stop.set()  # Envoy gets SIGTERM (SIGKILL after the grace period)
         await asyncio.wait({supervisor})
 

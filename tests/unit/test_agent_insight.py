@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 
 from kumadp import __version__
@@ -143,20 +142,19 @@ async def test_envoy_config_from_admin_stats(cp: FakeCp) -> None:
         {"name": "listener_manager.lds.update_time", "value": 1735787046000},
         {"name": "control_plane.connected_state", "value": 1},
     ]
-    seen: list[httpx.Request] = []
+    seen: list[tuple[str, dict[str, object]]] = []
 
-    def admin(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"stats": stats})
+    class Admin:
+        async def get_json(self, path: str, **params: object) -> dict[str, object]:
+            seen.append((path, params))
+            return {"stats": stats}
 
     link = link_to(cp.port)
-    transport = httpx.MockTransport(admin)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
-            report = await InsightReporter(link, dict).collect(client)
+        report = await InsightReporter(link, dict, envoy_admin=Admin()).collect()
     finally:
         await link.close()
-    assert seen[0].url.path == "/stats" and seen[0].url.params["format"] == "json"
+    assert seen[0][0] == "/stats" and seen[0][1]["format"] == "json"
     assert report["config"] == {
         "cds": {"updateSuccess": 3, "updateRejected": 0, "updateTime": "2025-01-02T03:04:05Z"},
         "lds": {"updateSuccess": 2, "updateRejected": 1, "updateTime": "2025-01-02T03:04:06Z"},

@@ -11,9 +11,9 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from kumadp.agent.admin import AdminError, EnvoyAdmin
 from kumadp.agent.drain import (
     AdminConnections,
     active_connections,
@@ -99,7 +99,7 @@ async def test_wait_until_idle_needs_a_quiet_period(caplog: pytest.LogCaptureFix
     caplog.set_level(logging.INFO, logger="kumadp")
     busy, idle = {"outbound:127.0.0.1:10001": 1}, {"outbound:127.0.0.1:10001": 0}
     # Busy, a gap between two requests, an admin error, busy again, then idle for good.
-    source = Script(busy, idle, httpx.ConnectError("refused"), busy, idle)
+    source = Script(busy, idle, AdminError("Envoy admin GET /stats: refused"), busy, idle)
     started = time.monotonic()
     await asyncio.wait_for(wait_until_idle(source, interval=0.01, quiet=0.2), 5)
     assert time.monotonic() - started >= 0.2
@@ -139,14 +139,11 @@ class FakeEnvoyStats:
 async def test_admin_connections_reads_envoys_admin_api() -> None:
     envoy = FakeEnvoyStats()
     async with FakeHttpServer(envoy) as server:
-        source = AdminConnections(server.url)
-        try:
-            assert await source.outbound_connections() == {
+        async with EnvoyAdmin(server.port) as admin:
+            assert await AdminConnections(admin).outbound_connections() == {
                 "outbound:127.0.0.1:10001": 1,
                 "outbound:240.0.0.1:80": 0,
             }
-        finally:
-            await source.aclose()
     stats_request = next(r for r in envoy.requests if r.path == "/stats")
     assert "format=json" in stats_request.target
 
