@@ -85,7 +85,9 @@ async def test_server_and_checker(fake_admin: FakeAdmin) -> None:
             assert response.headers["content-type"].startswith("text/plain")
 
             fake_admin.state = "LIVE"  # LIVE but no listeners yet: still not ready
-            await asyncio.sleep(0.1)
+            seen = len(fake_admin.server.requests)
+            # two more checks, each asking /ready and then the LDS stats
+            await until(lambda: len(fake_admin.server.requests) >= seen + 4)
             assert readiness.state is State.NOT_READY
             fake_admin.lds_updates = 1
             await until(lambda: readiness.state is State.READY)

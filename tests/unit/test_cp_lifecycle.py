@@ -112,7 +112,7 @@ async def test_agent_registered_dataplane_is_an_endpoint_only_after_its_listener
     await _connect(env, "b-1")
     # b-1 gets its own config, but nobody sends it traffic yet.
     assert env.cache.get_snapshot("default.b-1") is not None
-    await asyncio.sleep(0.02)  # let any (wrong) push happen; asserted below
+    await env.reconciler.reconcile_mesh("default")  # a full pass, as after any change
     assert env.endpoints("default.web-1", "backend") == set()
     env.lifecycle.listeners_acked(("default", "b-1"))
     await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
@@ -155,7 +155,9 @@ async def test_dataplane_created_through_the_api_is_never_deregistered(env: Env)
     await env.store.put(DATAPLANE_TYPE, "default", "db-1", _dp("db-1", "db", 20004))
     await _connect(env, "db-1")
     env.lifecycle.stream_closed(("default", "db-1"))
-    await asyncio.sleep(0.2)  # well past the 0.05 s delay: nothing may happen
+    # Wait until the deregistration timer has fired and its check has run...
+    await _wait(lambda: not env.lifecycle._timers and not env.lifecycle._tasks)
+    # ... and it left the dataplane alone.
     assert await env.store.get(DATAPLANE_TYPE, "default", "db-1") is not None
 
 
