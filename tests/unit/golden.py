@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from google.protobuf.message import Message
 from kumadp.cp.generate import tls
 from kumadp.cp.generate.resource_set import name_of
 from kumadp.cp.xds import types
+from kumadp.devtools.procs import envoy_binary
 
 TESTDATA = Path(__file__).parent / "testdata" / "generate"
 
@@ -32,14 +31,6 @@ def check_golden(case: str, actual: str) -> None:
         golden.write_text(actual)
     assert golden.exists(), f"no golden file {golden.name}: run with UPDATE_GOLDEN=1"
     assert actual == golden.read_text()
-
-
-def envoy_binary() -> str | None:
-    found = shutil.which("envoy")
-    if found:
-        return found
-    beside_python = Path(sys.executable).parent / "envoy"
-    return str(beside_python) if beside_python.exists() else None
 
 
 def static_bootstrap(resources: Resources, sds_socket: Path) -> Bootstrap:
