@@ -345,3 +345,52 @@ __all__ = [
     "private_key_pem",
     "spki",
 ]
+
+
+def build_leaf_certificate(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    public_key: Any,
+    *,
+    subject: x509.Name,
+    names: list[x509.GeneralName],
+    not_before: datetime,
+    not_after: datetime,
+    usages: list[x509.ObjectIdentifier],
+    key_encipherment: bool = False,
+) -> x509.Certificate:
+    """An end-entity certificate signed by ``ca_cert``: CA:false and digitalSignature (both
+    critical), the given extended key usages, SANs (critical when the subject is empty, as
+    RFC 5280 asks), SKI and AKI."""
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=key_encipherment,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=len(subject) == 0)
+        .sign(ca_key, hashes.SHA256())
+    )

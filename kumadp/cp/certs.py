@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -24,6 +24,7 @@ from kumadp.cp.ca import (
     CA,
     DEFAULT_DP_CERT_EXPIRATION,
     backend_conf,
+    build_leaf_certificate,
     key_type_name,
 )
 from kumadp.resources import Dataplane, Mesh, parse_duration
@@ -113,45 +114,16 @@ def sign_dataplane_csr(
         if len(services[0]) <= _CN_MAX
         else x509.Name([])
     )
-    ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
-            critical=len(subject) == 0,  # RFC 5280: critical when the subject is empty
-        )
-        .sign(ca.private_key, hashes.SHA256())
+    cert = build_leaf_certificate(
+        ca.private_key,
+        ca.certificate,
+        public_key,
+        subject=subject,
+        names=[x509.UniformResourceIdentifier(u) for u in uris],
+        not_before=not_before,
+        not_after=not_after,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        key_encipherment=True,
     )
     return SignedCertificate(
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM),

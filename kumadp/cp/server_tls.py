@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -36,6 +36,7 @@ from kumadp.cp.ca import (
     BACKDATE,
     PrivateKey,
     build_ca_certificate,
+    build_leaf_certificate,
     fingerprint,
     new_private_key,
     private_key_pem,
@@ -203,37 +204,15 @@ def _new_server_cert(
 ) -> tuple[PrivateKey, x509.Certificate]:
     key = new_private_key()
     public_key = key.public_key()
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(_general_names(names)), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    cert = build_leaf_certificate(
+        ca_key,
+        ca_cert,
+        public_key,
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)]),
+        names=_general_names(names),
+        not_before=now - BACKDATE,
+        not_after=min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc),
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
     )
     return key, cert
 
