@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -69,12 +68,11 @@ def test_a_joining_service_is_resolvable_quickly_by_every_agent(env: MeshEnv) ->
     a, _ = env.start_service("a-1", "a")
     b, _ = env.start_service("b-1", "b")
     wait_until(lambda: resolve(a, "b.mesh")[1] and resolve(b, "a.mesh")[1], what="tables")
-    started = time.monotonic()
     env.start_service("newcomer-1", "newcomer", wait=False)
 
     def everyone_knows() -> bool:
         return all(resolve(agent, "newcomer.mesh")[1] for agent in (a, b))
 
+    # Pushed, not polled: every agent answers for the newcomer (scripts/bench names measures
+    # how fast: p99 over 20 trials).
     wait_until(everyone_knows, timeout=20, interval=0.005, what="newcomer.mesh everywhere")
-    # Generous bound for a test on a shared machine (the benchmark measures p99).
-    assert time.monotonic() - started < 20
