@@ -96,7 +96,7 @@ async def leave(
     # it costs ~30 ms of the agent's startup.
     import grpc
 
-    from kumadp.api import agent_pb2, agent_pb2_grpc
+    from kumadp.wire import agent_pb2, agent_pb2_grpc
 
     if isinstance(server, str):
         server = DpServer(server)

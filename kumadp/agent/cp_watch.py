@@ -40,7 +40,7 @@ class CpLink:
         self._channel: Any = None
 
     def stub(self) -> Any:
-        from kumadp.api import agent_pb2_grpc
+        from kumadp.wire import agent_pb2_grpc
 
         if self._channel is None:
             self._channel = open_channel(self.server)
@@ -62,7 +62,7 @@ class CpSigner:
     async def sign(self, csr_pem: bytes) -> Any:
         import grpc
 
-        from kumadp.api import agent_pb2
+        from kumadp.wire import agent_pb2
 
         request = agent_pb2.SignCertificateRequest(
             mesh=self._link.mesh, name=self._link.name, csr_pem=csr_pem
@@ -136,7 +136,7 @@ class CpWatch:
     async def _watch_once(self) -> bool:
         import grpc
 
-        from kumadp.api import agent_pb2
+        from kumadp.wire import agent_pb2
 
         request = agent_pb2.WatchRequest(
             mesh=self._link.mesh, name=self._link.name, features=self._features

@@ -189,7 +189,7 @@ class InsightReporter:
         return False
 
     async def _send(self, text: str) -> bool:
-        from kumadp.api import agent_pb2
+        from kumadp.wire import agent_pb2
 
         request = agent_pb2.InsightReport(
             mesh=self._link.mesh, name=self._link.name, insight_json=text

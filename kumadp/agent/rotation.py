@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from kumadp.api import agent_pb2
+from kumadp.wire import agent_pb2
 
 if TYPE_CHECKING:
     from types import ModuleType

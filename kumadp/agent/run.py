@@ -47,9 +47,9 @@ from kumadp.agent.nametable import NameTable
 from kumadp.agent.readiness import Readiness, ReadinessChecker, ReadinessServer
 from kumadp.agent.rotation import CertificateManager
 from kumadp.agent.sds import SdsServer
-from kumadp.agent.signals import SignalWatcher
 from kumadp.agent.workdir import BOOTSTRAP_FILE, work_dir, write_private
 from kumadp.lifecycle import Component, ComponentFailed, supervise
+from kumadp.signals import SignalWatcher
 
 BIND_OUTBOUNDS = "bind-outbounds"
 SDS_SOCKET = "sds.sock"

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from kumadp.api import agent_pb2
+from kumadp.wire import agent_pb2
 
 BIND_OUTBOUNDS = "bind-outbounds"
 

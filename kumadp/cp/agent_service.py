@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from kumadp.api import agent_pb2, agent_pb2_grpc
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.auth import AuthError, DpAuth, allowed_services, token_from_metadata
 from kumadp.cp.ca import CAError, MeshCAs
@@ -20,6 +19,7 @@ from kumadp.cp.lifecycle import DataplaneLifecycle
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
+from kumadp.wire import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 with TLS (the CP's own certificate).
 
 This is glue: xDS stream events feed authentication, the dataplane lifecycle and the
-reconciler. Protocol logic lives in ``kumadp.cp.xds``; the agent channel in
+reconciler. Protocol logic lives in ``kumadp.xds``; the agent channel in
 ``kumadp.cp.agent_service``.
 """
 
@@ -16,17 +16,17 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from kumadp.api import agent_pb2_grpc
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.auth import AuthError, DpAuth, token_from_metadata
 from kumadp.cp.insights import InsightStore
 from kumadp.cp.lifecycle import DataplaneLifecycle, parse_node_id
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.server_tls import ServerCertificate
-from kumadp.cp.xds import types as xds_types
-from kumadp.cp.xds.cache import SnapshotCache
-from kumadp.cp.xds.grpc_adapter import add_ads_to_server
-from kumadp.cp.xds.server import AdsServer, StreamRejected
+from kumadp.wire import agent_pb2_grpc
+from kumadp.xds import types as xds_types
+from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.grpc_adapter import add_ads_to_server
+from kumadp.xds.server import AdsServer, StreamRejected
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from kumadp.cp.lifecycle import NodeKey
 from kumadp.cp.store.base import ChangeEvent, Store
-from kumadp.cp.xds import types as xds_types
 from kumadp.resources.model import DATAPLANE_TYPE
+from kumadp.xds import types as xds_types
 
 log = logging.getLogger(__name__)
 

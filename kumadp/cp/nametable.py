@@ -17,8 +17,8 @@ import ipaddress
 import logging
 import re
 
-from kumadp.api.agent_pb2 import NameRecord, NameTable
 from kumadp.cp.vips import VipMap
+from kumadp.wire.agent_pb2 import NameRecord, NameTable
 
 log = logging.getLogger(__name__)
 

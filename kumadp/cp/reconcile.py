@@ -14,7 +14,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-from kumadp.api import agent_pb2
 from kumadp.cp.agent_hub import BIND_OUTBOUNDS, AgentHub
 from kumadp.cp.ca import CA, MeshCAs
 from kumadp.cp.generate import generate
@@ -24,10 +23,11 @@ from kumadp.cp.lifecycle import DataplaneLifecycle, NodeKey
 from kumadp.cp.nametable import build_name_table
 from kumadp.cp.store.base import ChangeEvent, Store, StoredResource
 from kumadp.cp.vips import VipAllocator, VipMap, VipPoolExhaustedError
-from kumadp.cp.xds.cache import SnapshotCache
-from kumadp.cp.xds.snapshot import Snapshot
 from kumadp.resources import ValidationError, parse_resource
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
+from kumadp.wire import agent_pb2
+from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

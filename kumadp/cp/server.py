@@ -32,9 +32,9 @@ from kumadp.cp.store import open_store
 from kumadp.cp.store.base import Store
 from kumadp.cp.tokens import TokenIssuer
 from kumadp.cp.vips import VipAllocator
-from kumadp.cp.xds.cache import SnapshotCache
 from kumadp.lifecycle import Component, supervise
 from kumadp.resources.model import DEFAULT_MESH, MESH_TYPE, Mesh
+from kumadp.xds.cache import SnapshotCache
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kumadp.devtools.mesh import MeshEnv
+from testkit.mesh import MeshEnv
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from kumadp.agent.certs import generate_key, make_csr
-from kumadp.api import agent_pb2, agent_pb2_grpc
-from kumadp.devtools.mesh import MeshEnv
+from kumadp.wire import agent_pb2, agent_pb2_grpc
+from testkit.mesh import MeshEnv
 from tests.e2e.test_mtls import enable_mtls
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kumadp.devtools.mesh import MeshEnv
-from kumadp.devtools.procs import kumadp_command, wait_until
+from testkit.mesh import MeshEnv
+from testkit.procs import kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import pytest
 
 from kumadp.agent.dns import DnsServer
 from kumadp.agent.nametable import NameTable
-from kumadp.devtools.dns_upstream import UpstreamServer, background
+from testkit.dns_upstream import UpstreamServer, background
 
 pytestmark = [
     pytest.mark.e2e,

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from kumadp.devtools.mesh import MeshEnv
-from kumadp.devtools.procs import wait_until
+from testkit.mesh import MeshEnv
+from testkit.procs import wait_until
 from tests.e2e.test_mtls import enable_mtls
 
 pytestmark = pytest.mark.e2e

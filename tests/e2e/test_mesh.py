@@ -10,8 +10,8 @@ from collections import Counter
 import httpx
 import pytest
 
-from kumadp.devtools.mesh import MeshEnv
-from kumadp.devtools.procs import free_port, kumadp_command, wait_until
+from testkit.mesh import MeshEnv
+from testkit.procs import free_port, kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 

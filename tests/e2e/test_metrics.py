@@ -13,8 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kumadp.devtools.mesh import Agent, MeshEnv
-from kumadp.devtools.procs import wait_until
+from testkit.mesh import Agent, MeshEnv
+from testkit.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 

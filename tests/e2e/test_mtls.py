@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kumadp.devtools.mesh import MeshEnv
-from kumadp.devtools.procs import wait_until
+from testkit.mesh import MeshEnv
+from testkit.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from dnslib import QTYPE, DNSRecord
 
-from kumadp.devtools.mesh import Agent, MeshEnv
-from kumadp.devtools.procs import wait_until
+from testkit.mesh import Agent, MeshEnv
+from testkit.procs import wait_until
 from tests.e2e.test_mtls import enable_mtls
 
 pytestmark = pytest.mark.e2e

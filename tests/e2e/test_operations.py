@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from kumadp.devtools.mesh import Agent, MeshEnv
-from kumadp.devtools.procs import free_port, kumadp_command, wait_until
+from testkit.mesh import Agent, MeshEnv
+from testkit.procs import free_port, kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from kumadp.agent import certs
 from kumadp.agent.sds import SdsServer, ca_secret_name, identity_secret_name
-from kumadp.devtools.procs import envoy_binary, eventually, free_port
+from testkit.procs import envoy_binary, eventually, free_port
 from tests.unit.test_agent_certs import TestCa
 
 ENVOY = envoy_binary()

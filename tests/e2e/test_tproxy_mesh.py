@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from kumadp.agent.envoy import resolve_binary
-from kumadp.devtools.netns import Namespace, VethPair, as_user, python_for_user, why_not
-from kumadp.devtools.procs import ManagedProcess, ProcessSet, kumadp_command, wait_until
+from testkit.netns import Namespace, VethPair, as_user, python_for_user, why_not
+from testkit.procs import ManagedProcess, ProcessSet, kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -197,7 +197,7 @@ def _start_app(mesh: Mesh, ns: Namespace, name: str, *extra: str) -> None:
         ns,
         sys.executable,
         "-m",
-        "kumadp.devtools.demo_app",
+        "kumadp.demo_app",
         "http",
         "--port",
         str(APP_PORT),

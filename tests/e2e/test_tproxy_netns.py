@@ -28,8 +28,8 @@ from google.protobuf.json_format import MessageToJson
 
 from kumadp.agent.envoy import resolve_binary
 from kumadp.cp.generate import build_mesh_view, generate
-from kumadp.cp.xds import types
 from kumadp.resources import Mesh, parse_dataplane
+from kumadp.xds import types
 
 pytestmark = pytest.mark.e2e
 

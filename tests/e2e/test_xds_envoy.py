@@ -28,15 +28,12 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from kumadp.cp.xds import (
-    AdsServer,
-    Snapshot,
-    SnapshotCache,
-    StreamRejected,
-    add_ads_to_server,
-    types,
-)
-from kumadp.devtools.procs import envoy_binary, eventually, free_port
+from kumadp.xds import types
+from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.grpc_adapter import add_ads_to_server
+from kumadp.xds.server import AdsServer, StreamRejected
+from kumadp.xds.snapshot import Snapshot
+from testkit.procs import envoy_binary, eventually, free_port
 
 ENVOY = envoy_binary()
 pytestmark = [

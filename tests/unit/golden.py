@@ -17,8 +17,8 @@ from google.protobuf.message import Message
 
 from kumadp.cp.generate import tls
 from kumadp.cp.generate.resource_set import name_of
-from kumadp.cp.xds import types
-from kumadp.devtools.procs import envoy_binary
+from kumadp.xds import types
+from testkit.procs import envoy_binary
 
 TESTDATA = Path(__file__).parent / "testdata" / "generate"
 

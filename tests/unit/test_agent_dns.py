@@ -24,8 +24,8 @@ from kumadp.agent.dns import (
 )
 from kumadp.agent.nametable import DEFAULT_TTL, NameTable
 from kumadp.agent.readiness import Readiness, State
-from kumadp.api import agent_pb2
-from kumadp.devtools.dns_upstream import UpstreamServer
+from kumadp.wire import agent_pb2
+from testkit.dns_upstream import UpstreamServer
 
 WAIT = 3.0  # seconds for any one answer
 MANY = [f"240.0.1.{i}" for i in range(1, 61)]  # too many for a 512-byte UDP answer

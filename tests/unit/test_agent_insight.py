@@ -19,7 +19,7 @@ from kumadp.agent.envoy import EnvoyVersion
 from kumadp.agent.insight import InsightReporter, agent_sources, config_from_stats
 from kumadp.agent.nametable import NameTable
 from kumadp.agent.readiness import Readiness
-from kumadp.api import agent_pb2, agent_pb2_grpc
+from kumadp.wire import agent_pb2, agent_pb2_grpc
 
 
 class FakeCp(agent_pb2_grpc.AgentChannelServicer):

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kumadp.agent import certs
 from kumadp.agent.readiness import Readiness, State
 from kumadp.agent.rotation import CertificateManager
-from kumadp.api import agent_pb2
+from kumadp.wire import agent_pb2
 from tests.unit.test_agent_certs import TestCa
 
 DEADLINE = 10.0

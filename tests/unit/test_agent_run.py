@@ -23,7 +23,7 @@ import pytest
 from kumadp.agent.bootstrap import BootstrapFailed
 from kumadp.agent.envoy import EnvoyExited
 from kumadp.agent.run import AgentConfig, run_agent
-from kumadp.api import agent_pb2, agent_pb2_grpc
+from kumadp.wire import agent_pb2, agent_pb2_grpc
 from tests.unit.test_agent_fakes import FakeAdmin, FakeHttpServer, Request
 
 FAKE = Path(__file__).parent / "testdata" / "fake-envoy"

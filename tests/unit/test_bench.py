@@ -20,11 +20,11 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from kumadp.cp.xds import types
-from kumadp.devtools.ads_client import AdsClient
-from kumadp.devtools.bench import cli as bench_main
-from kumadp.devtools.bench.core import Figure, Options, Skipped, median, percentile, render, to_json
-from kumadp.devtools.bench.loadgen import _pct
+from bench import cli as bench_main
+from bench.core import Figure, Options, Skipped, median, percentile, render, to_json
+from bench.loadgen import _pct
+from kumadp.xds import types
+from testkit.ads_client import AdsClient
 
 JSON_KEYS = {"name", "value", "unit", "baseline", "ratio", "target", "met"}
 
@@ -130,7 +130,7 @@ def test_list_names_every_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_python_dash_m_list_works() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "kumadp.devtools.bench", "--list"],
+        [sys.executable, "-m", "bench", "--list"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,7 +15,6 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 
-from kumadp.api import agent_pb2
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import MAX_INSIGHT_BYTES, AgentChannelService
 from kumadp.cp.api import create_app
@@ -27,9 +26,10 @@ from kumadp.cp.insights import INSIGHT_TYPE, MAX_SUBSCRIPTIONS, InsightStore, is
 from kumadp.cp.lifecycle import DataplaneLifecycle
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.cp.tokens import TokenIssuer
-from kumadp.cp.xds import types
-from kumadp.cp.xds.cache import SnapshotCache
-from kumadp.cp.xds.server import AdsServer
+from kumadp.wire import agent_pb2
+from kumadp.xds import types
+from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.server import AdsServer
 from tests.unit.test_xds_server import FakeStream
 from tests.unit.test_xds_server import snapshot as make_snapshot
 

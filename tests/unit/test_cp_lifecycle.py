@@ -12,9 +12,9 @@ from kumadp.cp.lifecycle import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneLifec
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.server import ensure_default_mesh
 from kumadp.cp.store.memory import MemoryStore
-from kumadp.cp.xds import types
-from kumadp.cp.xds.cache import SnapshotCache
 from kumadp.resources.model import DATAPLANE_TYPE
+from kumadp.xds import types
+from kumadp.xds.cache import SnapshotCache
 
 
 def _dp(name: str, service: str, port: int, *, agent: bool = False, outbound: str = "") -> dict:

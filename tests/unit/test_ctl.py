@@ -25,8 +25,8 @@ from kumadp.cp.api import create_app
 from kumadp.cp.store import MemoryStore
 from kumadp.ctl import config as ctl_config
 from kumadp.ctl import tables
-from kumadp.devtools.procs import free_port, wait_until
 from kumadp.resources import ValidationError, parse_resource
+from testkit.procs import free_port, wait_until
 
 NOW = datetime.now(UTC)
 

@@ -27,8 +27,8 @@ from kumadp.cp.generate import (
 from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import service_protocol
 from kumadp.cp.generate.protocol import common_protocol
-from kumadp.cp.xds import types
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
+from kumadp.xds import types
 from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 
 CASES = sorted(p.name.removesuffix(".input.yaml") for p in TESTDATA.glob("*.input.yaml"))

@@ -26,7 +26,6 @@ from kumadp.cp.generate import (
     resources_to_yaml,
 )
 from kumadp.cp.generate.resource_set import name_of
-from kumadp.cp.xds import types
 from kumadp.resources import parse_dataplane, parse_mesh, parse_mesh_traffic_permission
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
 from kumadp.resources.policies import (
@@ -41,6 +40,7 @@ from kumadp.resources.policies import (
     TargetRef,
     default_traffic_permission,
 )
+from kumadp.xds import types
 from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 
 INPUT_SUFFIX = ".mtls-input.yaml"

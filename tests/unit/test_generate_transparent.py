@@ -21,9 +21,9 @@ from kumadp.cp.generate import (
     resources_to_yaml,
 )
 from kumadp.cp.generate.transparent import TransparentProxyGenerator
-from kumadp.cp.xds import types
 from kumadp.resources import Mesh, parse_dataplane
 from kumadp.resources.model import Dataplane
+from kumadp.xds import types
 from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 
 SUFFIX = ".tproxy.yaml"

@@ -19,8 +19,8 @@ from kumadp.cp.generate import build_mesh_view, generate, resources_to_yaml
 from kumadp.cp.generate.resource_set import name_of
 from kumadp.cp.store import MemoryStore
 from kumadp.cp.vips import VipAllocator
-from kumadp.cp.xds import types
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
+from kumadp.xds import types
 from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 from tests.unit.test_generate import _dataplane
 

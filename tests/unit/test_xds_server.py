@@ -17,10 +17,10 @@ from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
-from kumadp.cp.xds import types
-from kumadp.cp.xds.cache import SnapshotCache
-from kumadp.cp.xds.server import AdsServer, StreamRejected
-from kumadp.cp.xds.snapshot import Snapshot
+from kumadp.xds import types
+from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.server import AdsServer, StreamRejected
+from kumadp.xds.snapshot import Snapshot
 
 NODE = "default.web-1"
 TIMEOUT = 5.0
@@ -270,7 +270,7 @@ async def test_nack_is_logged_once_reported_and_not_resent(
     h.cache.set_snapshot(NODE, bad)
     pushed = await h.stream.next_response()
     assert pushed.type_url == types.LISTENER and pushed.version_info == bad.versions[types.LISTENER]
-    caplog.set_level(logging.WARNING, logger="kumadp.cp.xds.server")
+    caplog.set_level(logging.WARNING, logger="kumadp.xds.server")
     nack = request(
         types.LISTENER,
         version=got[types.LISTENER].version_info,  # Envoy reports its last good version

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
@@ -13,9 +15,9 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import any_pb2
 
-from kumadp.cp.xds import types
-from kumadp.cp.xds.cache import SnapshotCache
-from kumadp.cp.xds.snapshot import InconsistentSnapshot, Snapshot, snapshot_to_dict
+from kumadp.xds import types
+from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.snapshot import InconsistentSnapshot, Snapshot, snapshot_to_dict
 
 
 def eds_cluster(name: str, service_name: str = "") -> cluster_pb2.Cluster:
@@ -194,15 +196,13 @@ async def test_cache_set_get_clear_and_wait() -> None:
     assert cache._nodes == {}
 
 
-def test_public_surface() -> None:
-    import kumadp.cp.xds as xds
-
-    assert sorted(xds.__all__) == sorted(
-        [
-            "AdsServer", "AdsServicer", "AdsStream", "Callbacks", "InconsistentSnapshot",
-            "NoopCallbacks", "Snapshot", "SnapshotCache", "SnapshotSource", "StreamRejected",
-            "add_ads_to_server", "message_to_dict", "resource_name", "snapshot_to_dict",
-        ]
-    )  # fmt: skip
-    for name in xds.__all__:
-        assert getattr(xds, name) is not None
+def test_importing_the_package_loads_nothing_heavy() -> None:
+    """``kumadp.xds`` is a leaf shared by the CP and the agent: importing it (or its type
+    URLs) must not load grpc or the server."""
+    code = (
+        "import sys, kumadp.xds, kumadp.xds.types; "
+        "heavy = [m for m in ('grpc', 'kumadp.xds.server', 'kumadp.xds.grpc_adapter') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

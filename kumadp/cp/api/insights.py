@@ -26,10 +26,10 @@ from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.api.resources import page
 from kumadp.cp.insights import InsightStore, parse_time
 from kumadp.cp.store.base import Store, StoredResource
-from kumadp.cp.xds import types as xds_types
-from kumadp.cp.xds.cache import SnapshotCache
-from kumadp.cp.xds.snapshot import snapshot_to_dict
 from kumadp.resources.model import DATAPLANE_TYPE
+from kumadp.xds import types as xds_types
+from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.snapshot import snapshot_to_dict
 
 OVERVIEW_TYPE = "DataplaneOverview"
 _META = ("type", "mesh", "name", "labels")

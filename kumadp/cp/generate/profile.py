@@ -68,7 +68,7 @@ def generate(
     transparent_proxy: bool = False,
 ) -> dict[str, list[Message]]:
     """Envoy resources for ``dataplane``: type URL -> resources sorted by name; every type
-    URL of ``kumadp.cp.xds.types.ADS_ORDER`` is present, possibly with an empty list.
+    URL of ``kumadp.xds.types.ADS_ORDER`` is present, possibly with an empty list.
 
     ``vips``: service -> the address this dataplane reaches it on (``VipMap.addresses``,
     loopback addresses under ``bind_outbounds``); see ``kumadp.cp.generate.vip``.

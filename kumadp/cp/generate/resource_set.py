@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from kumadp.cp.xds import types
+from kumadp.xds import types
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 

@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 
 from kumadp.cp.generate import clusters, listeners  # noqa: F401
 from kumadp.cp.generate.resource_set import name_of
-from kumadp.cp.xds.types import ADS_ORDER
+from kumadp.xds.types import ADS_ORDER
 
 
 def _plain(value: Any) -> Any:

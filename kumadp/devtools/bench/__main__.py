@@ -1,3 +1,0 @@
-from kumadp.devtools.bench.cli import main
-
-main()

@@ -1,0 +1,252 @@
+"""Snapshots: immutable, validated sets of Envoy resources with content-hash versions.
+
+A snapshot is built once from protobuf messages grouped by type URL, checked for consistency
+(every EDS cluster has its ClusterLoadAssignment, every RDS name used by a listener has its
+RouteConfiguration), and never changed afterwards. The version of each type is a short hash
+of the deterministically serialised resources sorted by name, so generating the same config
+twice yields the same versions and the server pushes nothing.
+
+Every type of ``ADS_ORDER`` is always present (possibly empty), so Envoy always gets an
+answer to its first request of a type, even when there is nothing of that type to send.
+
+Callers must treat the messages handed to (and returned by) a snapshot as read-only.
+Versions hash serialised bytes, so messages packed into ``Any`` fields should be packed with
+``deterministic=True`` for stable versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf import any_pb2, json_format
+from google.protobuf.message import Message
+
+from kumadp.xds import types
+
+TYPE_URL_PREFIX = "type.googleapis.com/"
+_HCM_TYPE_URL = TYPE_URL_PREFIX + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
+_VERSION_LENGTH = 16
+
+
+class InconsistentSnapshot(ValueError):
+    """The resources of a snapshot do not fit together (or are malformed)."""
+
+
+def resource_name(resource: Message) -> str:
+    """The xDS name of a resource: ``cluster_name`` for a ClusterLoadAssignment, else ``name``."""
+    name: object
+    if isinstance(resource, endpoint_pb2.ClusterLoadAssignment):
+        name = resource.cluster_name
+    else:
+        name = getattr(resource, "name", None)
+    if not isinstance(name, str):
+        raise InconsistentSnapshot(f"{resource.DESCRIPTOR.full_name} has no name field")
+    return name
+
+
+def _type_url_of(resource: Message) -> str:
+    full_name: str = resource.DESCRIPTOR.full_name
+    return TYPE_URL_PREFIX + full_name
+
+
+def _short(type_url: str) -> str:
+    return types.SHORT_NAMES.get(type_url, type_url.rsplit(".", 1)[-1])
+
+
+def _version(serialised: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(serialised):
+        raw_name = name.encode()
+        body = serialised[name]
+        digest.update(len(raw_name).to_bytes(4, "big") + raw_name)
+        digest.update(len(body).to_bytes(8, "big") + body)
+    return digest.hexdigest()[:_VERSION_LENGTH]
+
+
+class Snapshot:
+    """An immutable set of resources per type URL, each type with its own version.
+
+    Build with ``Snapshot.build``; the constructor is internal.
+    """
+
+    __slots__ = ("_packed", "_resources", "_versions")
+
+    _resources: Mapping[str, Mapping[str, Message]]
+    _packed: Mapping[str, Mapping[str, any_pb2.Any]]
+    _versions: Mapping[str, str]
+
+    def __init__(
+        self,
+        resources: Mapping[str, Mapping[str, Message]],
+        packed: Mapping[str, Mapping[str, any_pb2.Any]],
+        versions: Mapping[str, str],
+    ) -> None:
+        # Internal: use ``Snapshot.build``, which copies, versions and checks.
+        object.__setattr__(self, "_resources", resources)
+        object.__setattr__(self, "_packed", packed)
+        object.__setattr__(self, "_versions", versions)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Snapshot is immutable")
+
+    @classmethod
+    def build(cls, resources: Mapping[str, Iterable[Message]]) -> Snapshot:
+        """Group, copy, version and check resources given by type URL.
+
+        Raises ``InconsistentSnapshot`` if a message does not match its type URL, a name is
+        empty or used twice within a type, or the resources do not fit together.
+        """
+        by_type: dict[str, dict[str, Message]] = {url: {} for url in types.ADS_ORDER}
+        packed: dict[str, dict[str, any_pb2.Any]] = {url: {} for url in types.ADS_ORDER}
+        for type_url, messages in resources.items():
+            found = by_type.setdefault(type_url, {})
+            anys = packed.setdefault(type_url, {})
+            for message in messages:
+                if _type_url_of(message) != type_url:
+                    raise InconsistentSnapshot(
+                        f"{_type_url_of(message)} given under type {type_url}"
+                    )
+                name = resource_name(message)
+                if not name:
+                    raise InconsistentSnapshot(f"{_short(type_url)}: resource without a name")
+                if name in found:
+                    raise InconsistentSnapshot(f"{_short(type_url)}: duplicate name {name!r}")
+                copy = type(message)()
+                copy.CopyFrom(message)
+                found[name] = copy
+                anys[name] = any_pb2.Any(
+                    type_url=type_url, value=copy.SerializeToString(deterministic=True)
+                )
+        versions = {
+            url: _version({name: a.value for name, a in anys.items()})
+            for url, anys in packed.items()
+        }
+        snapshot = cls(
+            MappingProxyType({url: MappingProxyType(found) for url, found in by_type.items()}),
+            MappingProxyType({url: MappingProxyType(anys) for url, anys in packed.items()}),
+            MappingProxyType(versions),
+        )
+        snapshot.check_consistency()
+        return snapshot
+
+    # -- accessors -----------------------------------------------------------------------
+    @property
+    def versions(self) -> dict[str, str]:
+        """Version per type URL (a copy)."""
+        return dict(self._versions)
+
+    def version(self, type_url: str) -> str | None:
+        return self._versions.get(type_url)
+
+    @property
+    def type_urls(self) -> tuple[str, ...]:
+        """Type URLs in ADS send order: ``ADS_ORDER`` first, then any others sorted."""
+        extra = sorted(url for url in self._resources if url not in types.ADS_ORDER)
+        return (*types.ADS_ORDER, *extra)
+
+    def resources(self, type_url: str) -> Mapping[str, Message]:
+        """Resources of one type by name (read-only; empty for an unknown type)."""
+        return self._resources.get(type_url, MappingProxyType({}))
+
+    def packed(self, type_url: str) -> Mapping[str, any_pb2.Any]:
+        """Resources of one type by name, already packed for a DiscoveryResponse."""
+        return self._packed.get(type_url, MappingProxyType({}))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return self._versions == other._versions
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._versions.items())))
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{_short(url)}={self._versions[url]}({len(self._resources[url])})"
+            for url in self.type_urls
+        )
+        return f"Snapshot({parts})"
+
+    # -- consistency ---------------------------------------------------------------------
+    def check_consistency(self) -> None:
+        """Raise ``InconsistentSnapshot`` naming every dangling reference."""
+        problems: list[str] = []
+        endpoints = self.resources(types.ENDPOINT)
+        for name, cluster in self.resources(types.CLUSTER).items():
+            assert isinstance(cluster, cluster_pb2.Cluster)
+            if cluster.WhichOneof("cluster_discovery_type") != "type":
+                continue
+            if cluster.type != cluster_pb2.Cluster.EDS:
+                continue
+            wanted = cluster.eds_cluster_config.service_name or name
+            if wanted not in endpoints:
+                problems.append(f"cluster {name!r} (EDS) has no ClusterLoadAssignment {wanted!r}")
+        routes = self.resources(types.ROUTE)
+        for name, listener in self.resources(types.LISTENER).items():
+            assert isinstance(listener, listener_pb2.Listener)
+            for route_name in sorted(set(_rds_names(listener))):
+                if route_name not in routes:
+                    problems.append(
+                        f"listener {name!r} uses RouteConfiguration {route_name!r}, "
+                        "which is not in the snapshot"
+                    )
+        if problems:
+            raise InconsistentSnapshot("inconsistent snapshot: " + "; ".join(problems))
+
+
+def _rds_names(listener: listener_pb2.Listener) -> Iterator[str]:
+    """Route configuration names the listener's HTTP connection managers load over RDS."""
+    chains = list(listener.filter_chains)
+    if listener.HasField("default_filter_chain"):
+        chains.append(listener.default_filter_chain)
+    configs = [
+        f.typed_config for chain in chains for f in chain.filters if f.HasField("typed_config")
+    ]
+    if listener.HasField("api_listener"):
+        configs.append(listener.api_listener.api_listener)
+    for config in configs:
+        if config.type_url != _HCM_TYPE_URL:
+            continue
+        route_name = _RDS_BY_CONFIG.get(config.value)
+        if route_name is None:
+            hcm = hcm_pb2.HttpConnectionManager()
+            if not config.Unpack(hcm):
+                raise InconsistentSnapshot(f"listener {listener.name!r}: bad HttpConnectionManager")
+            route_name = hcm.rds.route_config_name if hcm.HasField("rds") else ""
+            if len(_RDS_BY_CONFIG) >= _RDS_CACHE_SIZE:
+                _RDS_BY_CONFIG.clear()
+            _RDS_BY_CONFIG[config.value] = route_name
+        if route_name:
+            yield route_name
+
+
+# The RDS name (or "") of an HttpConnectionManager, by its packed bytes: every dataplane of a
+# mesh carries the same connection managers, and unpacking each one again costs more than
+# generating it.
+_RDS_BY_CONFIG: dict[bytes, str] = {}
+_RDS_CACHE_SIZE = 8192
+
+
+# -- YAML-friendly views ---------------------------------------------------------------------
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """A message as Envoy writes config: snake_case field names, ``Any`` with ``@type``."""
+    out: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return out
+
+
+def snapshot_to_dict(snapshot: Snapshot) -> dict[str, list[dict[str, Any]]]:
+    """Every type by its short name (``cds``, ``eds``...), resources sorted by name."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for url in snapshot.type_urls:
+        found = snapshot.resources(url)
+        out[_short(url)] = [message_to_dict(found[name]) for name in sorted(found)]
+    return out
