@@ -18,6 +18,7 @@ from kumadp.cp.generate import (
     Context,
     GenerationError,
     MeshView,
+    Profile,
     build_mesh_view,
     generate,
     resource_to_dict,
@@ -248,7 +249,7 @@ def test_generator_error_names_the_generator() -> None:
     dp = _dp("web-1", "127.0.0.1")
     ctx = Context(view=build_mesh_view(Mesh(name="default"), [dp]), dataplane=dp)
     with pytest.raises(GenerationError, match=r"generator 'broken' failed .*default\.web-1.*boom"):
-        run_profile(ctx, [InboundGenerator(), _Broken()])
+        run_profile(ctx, Profile("dataplane", (InboundGenerator(), _Broken())))
 
 
 def test_conflicting_resources_are_an_error_of_the_generator() -> None:

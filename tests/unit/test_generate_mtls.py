@@ -22,9 +22,9 @@ from kumadp.cp.generate import (
     build_mesh_view,
     generate,
     mtls_context_for,
-    rbac,
     resources_to_yaml,
 )
+from kumadp.cp.generate.policies import rbac
 from kumadp.cp.generate.resource_set import name_of
 from kumadp.resources import parse_dataplane, parse_mesh, parse_mesh_traffic_permission
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
@@ -261,8 +261,9 @@ def test_mesh_view_keeps_the_meshs_permissions_sorted() -> None:
     b = _mtp("b", TargetRef(MESH), (TargetRef(MESH), DENY))
     other = default_traffic_permission("other")
     view = build_mesh_view(Mesh(name="default"), [], [b, other, a])
-    assert view.traffic_permissions == (a, b)
-    assert build_mesh_view(Mesh(name="default"), []).traffic_permissions == ()
+    assert view.policies("MeshTrafficPermission") == (a, b)
+    assert view.policies_of(MeshTrafficPermission) == (a, b)
+    assert build_mesh_view(Mesh(name="default"), []).policies("MeshTrafficPermission") == ()
 
 
 # --- permission semantics: evaluate the RBAC principals against caller certificates ---

@@ -14,7 +14,7 @@ from envoy.config.listener.v3.listener_pb2 import Listener
 from google.protobuf.message import Message
 
 from kumadp.cp.generate import (
-    DEFAULT_PROFILE,
+    PROFILES,
     Context,
     build_mesh_view,
     generate,
@@ -82,7 +82,7 @@ def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
 
 
 def test_in_the_default_profile() -> None:
-    assert any(isinstance(g, TransparentProxyGenerator) for g in DEFAULT_PROFILE)
+    assert any(isinstance(g, TransparentProxyGenerator) for g in PROFILES["dataplane"].generators)
 
 
 def test_nothing_without_transparent_proxying() -> None:
