@@ -10,6 +10,7 @@ from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
 
 from kumadp.cp.generate import (
+    POLICY_TYPES,
     PROFILES,
     PROXY_TYPES,
     Context,
@@ -101,6 +102,7 @@ def test_a_profile_per_proxy_type() -> None:
         "transparent-proxy",
     ]
     assert [p.policy_type for p in DATAPLANE.plugins] == ["MeshTrafficPermission"]
+    assert POLICY_TYPES == ("MeshTrafficPermission",)
 
 
 def test_generate_for_is_generate() -> None:

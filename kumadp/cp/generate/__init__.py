@@ -25,7 +25,13 @@ from kumadp.cp.generate.profile import (
     Profile,
     run_profile,
 )
-from kumadp.cp.generate.profiles import PROFILES, generate, generate_for, profile_for
+from kumadp.cp.generate.profiles import (
+    POLICY_TYPES,
+    PROFILES,
+    generate,
+    generate_for,
+    profile_for,
+)
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.cp.generate.serialize import resource_to_dict, resources_to_yaml
 from kumadp.cp.generate.view import Endpoint, MeshView, Policy, build_mesh_view
@@ -34,6 +40,7 @@ __all__ = [
     "DATAPLANE",
     "EGRESS",
     "INGRESS",
+    "POLICY_TYPES",
     "PROFILES",
     "PROXY_TYPES",
     "Context",

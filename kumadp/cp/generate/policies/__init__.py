@@ -20,15 +20,16 @@ no other policy type than its own: two policies that interact are one plug-in's 
 
 Ordering: plug-ins run after every generator, in the profile's order; a plug-in sees the
 changes of the ones before it, so one that wraps or reorders what another added goes after
-it (e.g. a filter that must come first in a chain is added last). A plug-in with no policy
-to apply changes nothing: with no policies at all, the config is the generators' own, except
-where Kuma's semantics say otherwise (no MeshTrafficPermission under mTLS denies all).
-A failure is raised as a ``GenerationError`` naming the plug-in's policy type.
+it (e.g. a filter that must come first in a chain is added last). When none of its policies
+applies, a plug-in changes nothing, unless Kuma gives the absence a meaning (no
+MeshTrafficPermission under mTLS denies every caller). A failure is raised as a
+``GenerationError`` naming the plug-in's policy type.
 
-Adding a policy: its model and validation in ``kumadp.resources`` (with a ``type`` class
-attribute and ``mesh``/``name`` fields), a module here with a class that has ``policy_type``
-and ``apply``, one entry in the plug-ins of each profile it applies to, and golden cases
-under ``tests/unit/testdata/generate/<profile>/``.
+Adding a policy: its model and validation in ``kumadp.resources`` (a ``type`` class attribute,
+``mesh`` and ``name`` fields), a module here with a class that has ``policy_type`` and
+``apply``, one entry in the plug-ins of each profile it applies to (``POLICY_TYPES`` of
+``kumadp.cp.generate`` then lists it: the types whose policies a view needs), and golden
+cases under ``tests/unit/testdata/generate/<profile>/``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {p.proxy_type: p for p in (dataplane.PROFILE, ingress.PROFILE, egress.PROFILE)}
 )
 
+# Every policy type some profile has a plug-in for: what a mesh view needs from the store.
+POLICY_TYPES: tuple[str, ...] = tuple(
+    sorted({plugin.policy_type for profile in PROFILES.values() for plugin in profile.plugins})
+)
+
 
 def profile_for(proxy_type: str) -> Profile:
     found = PROFILES.get(proxy_type)
