@@ -1,35 +1,131 @@
-"""Shared by the generator tests: golden files and Envoy's own validation of generated config.
+"""Golden cases of the generators: one layout and one loader for every profile, and Envoy's own
+validation of generated config.
 
-``UPDATE_GOLDEN=1`` rewrites golden files on purpose.
+A case is a directory ``testdata/generate/<profile>/<NN-case>/`` (``<profile>``: a proxy type
+of ``kumadp.cp.generate.PROFILES``) holding:
+
+``input.yaml``, everything the case needs::
+
+    # What the case shows (a comment).
+    target: web-1                 # the proxy generated for, a dataplane of the mesh
+    options:                      # optional: what generate() takes besides the view
+      vips: {backend: 240.0.0.1}  # service -> address
+      bindOutbounds: false
+      transparentProxy: false
+    mesh: {type: Mesh, name: default, ...}  # mTLS from its ``mtls``, as the CP does
+    policies: [...]               # optional: policy resources, any type
+    dataplanes: [...]             # Dataplane resources (other meshes' are ignored)
+
+``golden.yaml``: the generated resources (``resources_to_yaml``). ``UPDATE_GOLDEN=1``
+rewrites golden files on purpose.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import tls
+from kumadp.cp.generate import (
+    MeshView,
+    MtlsContext,
+    build_mesh_view,
+    generate,
+    mtls_context_for,
+    tls,
+)
 from kumadp.cp.generate.resource_set import name_of
+from kumadp.resources import Dataplane, Mesh, parse_resource
 from kumadp.xds import types
 from testkit.procs import envoy_binary
 
 TESTDATA = Path(__file__).parent / "testdata" / "generate"
+INPUT = "input.yaml"
+GOLDEN = "golden.yaml"
+_KEYS = {"target", "options", "mesh", "policies", "dataplanes"}
+_OPTIONS = {"vips", "bindOutbounds", "transparentProxy"}
 
 Resources = dict[str, list[Message]]
 
 
-def check_golden(case: str, actual: str) -> None:
-    golden = TESTDATA / f"{case}.golden.yaml"
+@dataclass(frozen=True)
+class Case:
+    """One golden case, loaded: the view and the proxy to generate for, and the options."""
+
+    profile: str
+    path: Path
+    view: MeshView
+    target: Dataplane
+    mtls: MtlsContext | None = None
+    vips: dict[str, str] = field(default_factory=dict)
+    bind_outbounds: bool = False
+    transparent_proxy: bool = False
+
+    def generate(self) -> Resources:
+        return generate(
+            self.view,
+            self.target,
+            proxy_type=self.profile,
+            mtls=self.mtls,
+            vips=self.vips,
+            bind_outbounds=self.bind_outbounds,
+            transparent_proxy=self.transparent_proxy,
+        )
+
+
+def case_dirs(profile: str | None = None) -> list[Path]:
+    """Every case directory (of ``profile``, or of every profile), sorted."""
+    profiles = [TESTDATA / profile] if profile else sorted(TESTDATA.iterdir())
+    return sorted(d for p in profiles if p.is_dir() for d in p.iterdir() if (d / INPUT).exists())
+
+
+def case_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def _parsed(doc: Any, kind: type[Any], where: str) -> Any:
+    model = parse_resource(doc)
+    assert isinstance(model, kind), f"{where}: a {kind.__name__} is expected, not {doc!r}"
+    return model
+
+
+def load_case(path: Path) -> Case:
+    doc = yaml.safe_load((path / INPUT).read_text())
+    unknown = set(doc) - _KEYS
+    assert not unknown, f"{path / INPUT}: unknown keys {sorted(unknown)}"
+    options = doc.get("options") or {}
+    unknown = set(options) - _OPTIONS
+    assert not unknown, f"{path / INPUT}: unknown options {sorted(unknown)}"
+    mesh: Mesh = _parsed(doc["mesh"], Mesh, "mesh")
+    dataplanes = [_parsed(d, Dataplane, "dataplanes") for d in doc.get("dataplanes") or []]
+    policies: list[Any] = [parse_resource(p) for p in doc.get("policies") or []]
+    (target,) = (dp for dp in dataplanes if dp.name == doc["target"] and dp.mesh == mesh.name)
+    return Case(
+        profile=path.parent.name,
+        path=path,
+        view=build_mesh_view(mesh, dataplanes, policies),
+        target=target,
+        mtls=mtls_context_for(mesh),
+        vips=dict(options.get("vips") or {}),
+        bind_outbounds=bool(options.get("bindOutbounds", False)),
+        transparent_proxy=bool(options.get("transparentProxy", False)),
+    )
+
+
+def check_golden(path: Path, actual: str) -> None:
+    golden = path / GOLDEN
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(actual)
-    assert golden.exists(), f"no golden file {golden.name}: run with UPDATE_GOLDEN=1"
+    assert golden.exists(), f"no golden file {golden}: run with UPDATE_GOLDEN=1"
     assert actual == golden.read_text()
 
 

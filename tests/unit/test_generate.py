@@ -1,13 +1,11 @@
-"""Generators: golden files, validation by Envoy itself, and behaviour."""
+"""Generators: behaviour (golden cases: test_generate_golden.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
@@ -17,11 +15,10 @@ from kumadp.cp import generate as gen
 from kumadp.cp.generate import (
     Context,
     GenerationError,
-    MeshView,
+    Profile,
     build_mesh_view,
     generate,
     resource_to_dict,
-    resources_to_yaml,
     run_profile,
 )
 from kumadp.cp.generate.inbound import InboundGenerator
@@ -29,45 +26,8 @@ from kumadp.cp.generate.outbound import service_protocol
 from kumadp.cp.generate.protocol import common_protocol
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
 from kumadp.xds import types
-from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
 
-CASES = sorted(p.name.removesuffix(".input.yaml") for p in TESTDATA.glob("*.input.yaml"))
-
-
-# --- building models (test-local: keeps these tests independent of the resource parser) ---
-
-
-def _dataplane(doc: dict[str, Any]) -> Dataplane:
-    net = doc["networking"]
-    inbound = tuple(
-        Inbound(
-            port=i["port"],
-            tags=dict(i["tags"]),
-            service_port=i.get("servicePort", i["port"]),
-            address=i.get("address"),
-            service_address=i.get("serviceAddress"),
-        )
-        for i in net.get("inbound", [])
-    )
-    outbound = tuple(
-        Outbound(port=o["port"], tags=dict(o["tags"]), address=o.get("address", "127.0.0.1"))
-        for o in net.get("outbound", [])
-    )
-    networking = Networking(
-        address=net["address"],
-        advertised_address=net.get("advertisedAddress"),
-        inbound=inbound,
-        outbound=outbound,
-    )
-    return Dataplane(mesh=doc["mesh"], name=doc["name"], networking=networking)
-
-
-def _load_case(case: str) -> tuple[MeshView, Dataplane]:
-    doc = yaml.safe_load((TESTDATA / f"{case}.input.yaml").read_text())
-    dataplanes = [_dataplane(d) for d in doc["dataplanes"]]
-    view = build_mesh_view(Mesh(name=doc["mesh"]), dataplanes)
-    (target,) = (dp for dp in dataplanes if dp.name == doc["target"] and dp.mesh == doc["mesh"])
-    return view, target
+# --- building models ---
 
 
 def _dp(name: str, address: str, inbound: Iterable[Inbound] = (), **kwargs: Any) -> Dataplane:
@@ -89,29 +49,6 @@ def _outbound(service: str, port: int, address: str = "127.0.0.1") -> Outbound:
 
 def _by_name(resources: dict[str, list[Message]], type_url: str) -> dict[str, Any]:
     return {gen.resource_set.name_of(r): r for r in resources[type_url]}
-
-
-# --- golden files ---
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_golden(case: str) -> None:
-    view, target = _load_case(case)
-    actual = resources_to_yaml(generate(view, target))
-    check_golden(case, actual)
-
-
-def test_cases_are_there() -> None:
-    assert len(CASES) >= 6
-
-
-# --- Envoy's own opinion ---
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    view, target = _load_case(case)
-    assert_envoy_accepts(generate(view, target), tmp_path)
 
 
 # --- behaviour ---
@@ -248,7 +185,7 @@ def test_generator_error_names_the_generator() -> None:
     dp = _dp("web-1", "127.0.0.1")
     ctx = Context(view=build_mesh_view(Mesh(name="default"), [dp]), dataplane=dp)
     with pytest.raises(GenerationError, match=r"generator 'broken' failed .*default\.web-1.*boom"):
-        run_profile(ctx, [InboundGenerator(), _Broken()])
+        run_profile(ctx, Profile("dataplane", (InboundGenerator(), _Broken())))
 
 
 def test_conflicting_resources_are_an_error_of_the_generator() -> None:

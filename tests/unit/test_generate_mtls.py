@@ -1,14 +1,13 @@
-"""Generated config with mesh mTLS on: golden files, Envoy's validation, TLS and RBAC shape,
-and MeshTrafficPermission semantics (rbac.py) checked by evaluating the RBAC principals."""
+"""Generated config with mesh mTLS on: TLS and RBAC shape, the MeshTrafficPermission plug-in,
+and its semantics (policies/rbac.py) checked by evaluating the RBAC principals (golden
+cases: test_generate_golden.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_components_pb2 import Filter
 from envoy.config.listener.v3.listener_pb2 import Listener
@@ -22,11 +21,9 @@ from kumadp.cp.generate import (
     build_mesh_view,
     generate,
     mtls_context_for,
-    rbac,
-    resources_to_yaml,
 )
+from kumadp.cp.generate.policies import rbac
 from kumadp.cp.generate.resource_set import name_of
-from kumadp.resources import parse_dataplane, parse_mesh, parse_mesh_traffic_permission
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
 from kumadp.resources.policies import (
     ALLOW,
@@ -41,24 +38,10 @@ from kumadp.resources.policies import (
     default_traffic_permission,
 )
 from kumadp.xds import types
-from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
-
-INPUT_SUFFIX = ".mtls-input.yaml"
-CASES = sorted(p.name.removesuffix(INPUT_SUFFIX) for p in TESTDATA.glob(f"*{INPUT_SUFFIX}"))
+from tests.unit.golden import TESTDATA, load_case
 
 Resources = dict[str, list[Message]]
-
-
-def _load_case(case: str) -> tuple[Resources, Mesh]:
-    doc = yaml.safe_load((TESTDATA / f"{case}{INPUT_SUFFIX}").read_text())
-    mesh = parse_mesh(doc["mesh"])
-    dataplanes = [
-        parse_dataplane({"type": "Dataplane", "mesh": mesh.name, **d}) for d in doc["dataplanes"]
-    ]
-    policies = [parse_mesh_traffic_permission(p) for p in doc.get("policies", [])]
-    view = build_mesh_view(mesh, dataplanes, policies)
-    (target,) = (dp for dp in dataplanes if dp.name == doc["target"])
-    return generate(view, target, mtls=mtls_context_for(mesh)), mesh
+NO_PERMISSION = TESTDATA / "dataplane" / "15-mtls-no-permission"
 
 
 def _by_name(resources: Resources, type_url: str) -> dict[str, Any]:
@@ -102,29 +85,6 @@ def _svc(name: str) -> TargetRef:
 
 def _subset(**tags: str) -> TargetRef:
     return TargetRef(MESH_SUBSET, tags=dict(tags))
-
-
-# --- golden files ---
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_golden(case: str) -> None:
-    resources, _ = _load_case(case)
-    actual = resources_to_yaml(resources)
-    check_golden(case, actual)
-
-
-def test_cases_are_there() -> None:
-    assert len(CASES) >= 5
-
-
-# --- Envoy's own opinion ---
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    resources, _ = _load_case(case)
-    assert_envoy_accepts(resources, tmp_path)
 
 
 # --- mtls_context_for ---
@@ -248,7 +208,7 @@ def test_without_mtls_nothing_changes() -> None:
 
 
 def test_no_permission_denies_everything() -> None:
-    resources, _ = _load_case("15.mtls-no-permission")
+    resources = load_case(NO_PERMISSION).generate()
     listener = _by_name(resources, types.LISTENER)["inbound:10.0.0.1:10001"]
     config = _unpack(listener.filter_chains[0].filters[0], network_rbac_pb2.RBAC())
     assert config.HasField("rules")  # present and empty: deny (absent would allow all)
@@ -261,8 +221,9 @@ def test_mesh_view_keeps_the_meshs_permissions_sorted() -> None:
     b = _mtp("b", TargetRef(MESH), (TargetRef(MESH), DENY))
     other = default_traffic_permission("other")
     view = build_mesh_view(Mesh(name="default"), [], [b, other, a])
-    assert view.traffic_permissions == (a, b)
-    assert build_mesh_view(Mesh(name="default"), []).traffic_permissions == ()
+    assert view.policies("MeshTrafficPermission") == (a, b)
+    assert view.policies_of(MeshTrafficPermission) == (a, b)
+    assert build_mesh_view(Mesh(name="default"), []).policies("MeshTrafficPermission") == ()
 
 
 # --- permission semantics: evaluate the RBAC principals against caller certificates ---

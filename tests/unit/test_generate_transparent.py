@@ -1,46 +1,24 @@
-"""Transparent-proxy generator: passthrough listeners and clusters, golden files (cases 3N,
-inputs ``3N.*.tproxy.yaml`` so that the plain golden test does not pick them up), Envoy's
-own validation, and nothing at all for dataplanes without ``transparentProxying``."""
+"""Transparent-proxy generator: passthrough listeners and clusters, and nothing at all for
+dataplanes without ``transparentProxying`` (golden cases: test_generate_golden.py, cases 3N)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
 from google.protobuf.message import Message
 
 from kumadp.cp.generate import (
-    DEFAULT_PROFILE,
+    PROFILES,
     Context,
     build_mesh_view,
     generate,
-    resources_to_yaml,
 )
 from kumadp.cp.generate.transparent import TransparentProxyGenerator
 from kumadp.resources import Mesh, parse_dataplane
 from kumadp.resources.model import Dataplane
 from kumadp.xds import types
-from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
-
-SUFFIX = ".tproxy.yaml"
-CASES = sorted(p.name.removesuffix(SUFFIX) for p in TESTDATA.glob(f"3?.*{SUFFIX}"))
-
-
-def _load_case(case: str) -> dict[str, list[Message]]:
-    doc = yaml.safe_load((TESTDATA / f"{case}{SUFFIX}").read_text())
-    dataplanes = [parse_dataplane(d) for d in doc["dataplanes"]]
-    view = build_mesh_view(Mesh(name=doc["mesh"]), dataplanes)
-    (target,) = (dp for dp in dataplanes if dp.name == doc["target"])
-    return generate(
-        view,
-        target,
-        vips=doc.get("vips") or {},
-        transparent_proxy=target.networking.transparent_proxying is not None,
-    )
 
 
 def _by_name(resources: dict[str, list[Message]], type_url: str) -> dict[str, Any]:
@@ -59,30 +37,11 @@ def _dataplane(transparent: dict[str, Any] | None) -> Dataplane:
     )
 
 
-# --- golden files ---
-
-
-def test_cases_are_there() -> None:
-    assert len(CASES) >= 3
-    assert all(case[:2].isdigit() and 30 <= int(case[:2]) <= 39 for case in CASES)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_golden(case: str) -> None:
-    actual = resources_to_yaml(_load_case(case))
-    check_golden(case, actual)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    assert_envoy_accepts(_load_case(case), tmp_path)
-
-
 # --- behaviour ---
 
 
 def test_in_the_default_profile() -> None:
-    assert any(isinstance(g, TransparentProxyGenerator) for g in DEFAULT_PROFILE)
+    assert any(isinstance(g, TransparentProxyGenerator) for g in PROFILES["dataplane"].generators)
 
 
 def test_nothing_without_transparent_proxying() -> None:

@@ -1,48 +1,21 @@
-"""VIP outbound listeners: golden files (validated by Envoy) and behaviour.
-
-Golden inputs are ``2N.<case>.vip-input.yaml`` (not ``*.input.yaml``, which test_generate
-runs without VIPs): the usual ``mesh``/``target``/``dataplanes`` plus ``vips`` (service ->
-address) and the ``bindOutbounds`` / ``transparentProxy`` switches.
-"""
+"""VIP outbound listeners: behaviour (golden cases: test_generate_golden.py, cases 2N)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
 from envoy.config.listener.v3.listener_pb2 import Listener
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import build_mesh_view, generate, resources_to_yaml
+from kumadp.cp.generate import build_mesh_view, generate
 from kumadp.cp.generate.resource_set import name_of
 from kumadp.cp.store import MemoryStore
 from kumadp.cp.vips import VipAllocator
 from kumadp.resources.model import Dataplane, Inbound, Mesh, Networking, Outbound
 from kumadp.xds import types
-from tests.unit.golden import TESTDATA, assert_envoy_accepts, check_golden
-from tests.unit.test_generate import _dataplane
-
-SUFFIX = ".vip-input.yaml"
-CASES = sorted(p.name.removesuffix(SUFFIX) for p in TESTDATA.glob(f"2?.*{SUFFIX}"))
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 HCM = "envoy.filters.network.http_connection_manager"
-
-
-def _generate_case(case: str) -> dict[str, list[Message]]:
-    doc = yaml.safe_load((TESTDATA / f"{case}{SUFFIX}").read_text())
-    dataplanes = [_dataplane(d) for d in doc["dataplanes"]]
-    view = build_mesh_view(Mesh(name=doc["mesh"]), dataplanes)
-    (target,) = (dp for dp in dataplanes if dp.name == doc["target"])
-    return generate(
-        view,
-        target,
-        vips=doc["vips"],
-        bind_outbounds=doc.get("bindOutbounds", False),
-        transparent_proxy=doc.get("transparentProxy", False),
-    )
 
 
 def _listeners(resources: dict[str, list[Message]]) -> dict[str, Listener]:
@@ -52,25 +25,6 @@ def _listeners(resources: dict[str, list[Message]]) -> dict[str, Listener]:
 def _filter_name(listener: Listener) -> str:
     name: str = listener.filter_chains[0].filters[0].name
     return name
-
-
-# --- golden files ---
-
-
-def test_cases_are_there() -> None:
-    assert len(CASES) >= 2
-    assert all(c[:2].isdigit() and 20 <= int(c[:2]) <= 29 for c in CASES)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_golden(case: str) -> None:
-    actual = resources_to_yaml(_generate_case(case))
-    check_golden(case, actual)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_envoy_accepts_generated_config(case: str, tmp_path: Path) -> None:
-    assert_envoy_accepts(_generate_case(case), tmp_path)
 
 
 # --- behaviour ---

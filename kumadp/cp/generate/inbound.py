@@ -1,4 +1,5 @@
-"""Inbound generator: a listener per inbound, forwarding to the local application."""
+"""Inbound generator: a listener per inbound, forwarding to the local application (mTLS
+terminated when the mesh has it on; no policy: those are plug-ins, applied afterwards)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import clusters, listeners, names, protocol, rbac, tls
+from kumadp.cp.generate import clusters, listeners, names, protocol, tls
 from kumadp.cp.generate.context import Context
 
 DEFAULT_SERVICE_ADDRESS = "127.0.0.1"
@@ -45,14 +46,9 @@ class InboundGenerator:
                 filters,
             )
             if ctx.mtls is not None:
-                permissions = rbac.inbound_rbac_filter(
-                    ctx.view.traffic_permissions,
-                    ctx.mesh,
-                    inbound.service,
-                    inbound.tags,
-                    stat_prefix=f"{names.stat_prefix(listener.name)}.",
-                )
-                tls.terminate_mtls(listener, ctx.mtls, ctx.mesh, proto, [permissions])
+                # policies that need the caller's identity (MeshTrafficPermission) add their
+                # filters to the mTLS chains afterwards: see kumadp.cp.generate.policies
+                tls.terminate_mtls(listener, ctx.mtls, ctx.mesh, proto)
             if dataplane.networking.transparent_proxying is not None:
                 # iptables sends inbound traffic to inbound:passthrough (transparent.py), which
                 # hands it to this listener; the application may bind the port itself.

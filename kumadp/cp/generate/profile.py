@@ -1,20 +1,28 @@
-"""Generators, the ordered profile that lists them, and running a profile for one proxy."""
+"""Generators, policy plug-ins, the profile that orders them, and running a profile.
+
+A profile is what one proxy type gets (``kumadp.cp.generate.profiles``): its generators, each
+one concern, run in order and add their resources to one ``ResourceSet``; then its policy
+plug-ins (``kumadp.cp.generate.policies``), in order, change or add to those resources. A
+failure of either is a ``GenerationError`` naming the generator or the plug-in.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf.message import Message
 
-from kumadp.cp.generate.context import Context, MtlsContext
-from kumadp.cp.generate.inbound import InboundGenerator
-from kumadp.cp.generate.outbound import OutboundGenerator
+from kumadp.cp.generate.context import Context
+from kumadp.cp.generate.policies import PolicyPlugin
 from kumadp.cp.generate.resource_set import ResourceSet
-from kumadp.cp.generate.transparent import TransparentProxyGenerator
-from kumadp.cp.generate.view import MeshView
-from kumadp.cp.generate.vip import VipOutboundGenerator
-from kumadp.resources.model import Dataplane
+
+# Proxy types, as ``kumadp run --proxy-type`` names them: one profile each.
+DATAPLANE = "dataplane"
+INGRESS = "ingress"
+EGRESS = "egress"
+PROXY_TYPES = (DATAPLANE, INGRESS, EGRESS)
 
 
 class Generator(Protocol):
@@ -27,58 +35,70 @@ class Generator(Protocol):
 
 
 class GenerationError(Exception):
-    """A generator failed; names the generator and the proxy."""
+    """A generator or a policy plug-in failed; names it and the proxy."""
 
-    def __init__(self, generator: str, proxy: str, cause: BaseException) -> None:
-        super().__init__(f"generator {generator!r} failed for dataplane {proxy}: {cause}")
-        self.generator = generator
+    def __init__(
+        self,
+        generator: str,
+        proxy: str,
+        cause: BaseException,
+        *,
+        proxy_type: str = DATAPLANE,
+        kind: str = "generator",
+    ) -> None:
+        super().__init__(f"{kind} {generator!r} failed for {proxy_type} {proxy}: {cause}")
+        self.generator = generator  # the generator's name, or the plug-in's policy type
         self.proxy = proxy
+        self.proxy_type = proxy_type
 
 
-# Order matters only for readability of errors and for later generators that build on
-# what earlier ones made; resources are keyed by name, so the output is the same.
-DEFAULT_PROFILE: tuple[Generator, ...] = (
-    InboundGenerator(),
-    OutboundGenerator(),
-    VipOutboundGenerator(),
-    TransparentProxyGenerator(),
-)
+@dataclass(frozen=True)
+class Profile:
+    """What one proxy type gets: generators first (order matters only for readability of
+    errors; resources are keyed by name), then policy plug-ins (order matters: see
+    ``kumadp.cp.generate.policies``)."""
+
+    proxy_type: str
+    generators: tuple[Generator, ...]
+    plugins: tuple[PolicyPlugin, ...] = ()
 
 
-def run_profile(ctx: Context, profile: Sequence[Generator] = DEFAULT_PROFILE) -> ResourceSet:
+class NotImplementedGenerator:
+    """Stands for the generators of a proxy type kumadp does not configure yet."""
+
+    def __init__(self, name: str, what: str) -> None:
+        self.name = name
+        self._what = what
+
+    def generate(self, ctx: Context) -> Iterable[Message]:
+        raise NotImplementedError(f"{self._what} configuration is not implemented yet")
+
+
+def not_implemented(proxy_type: str, what: str) -> Profile:
+    """A registered profile that fails every generation with a clear ``GenerationError``."""
+    return Profile(proxy_type, (NotImplementedGenerator(proxy_type, what),))
+
+
+def run_profile(ctx: Context, profile: Profile) -> ResourceSet:
     resources = ResourceSet()
-    for generator in profile:
+    proxy = f"{ctx.dataplane.mesh}.{ctx.dataplane.name}"
+    for generator in profile.generators:
         try:
             for resource in generator.generate(ctx):
                 resources.add(resource)
         except Exception as exc:
-            proxy = f"{ctx.dataplane.mesh}.{ctx.dataplane.name}"
-            raise GenerationError(generator.name, proxy, exc) from exc
+            raise GenerationError(
+                generator.name, proxy, exc, proxy_type=profile.proxy_type
+            ) from exc
+    for plugin in profile.plugins:
+        try:
+            plugin.apply(ctx, resources)
+        except Exception as exc:
+            raise GenerationError(
+                plugin.policy_type,
+                proxy,
+                exc,
+                proxy_type=profile.proxy_type,
+                kind="policy plug-in",
+            ) from exc
     return resources
-
-
-def generate(
-    view: MeshView,
-    dataplane: Dataplane,
-    *,
-    profile: Sequence[Generator] = DEFAULT_PROFILE,
-    mtls: MtlsContext | None = None,
-    vips: Mapping[str, str] | None = None,
-    bind_outbounds: bool = False,
-    transparent_proxy: bool = False,
-) -> dict[str, list[Message]]:
-    """Envoy resources for ``dataplane``: type URL -> resources sorted by name; every type
-    URL of ``kumadp.xds.types.ADS_ORDER`` is present, possibly with an empty list.
-
-    ``vips``: service -> the address this dataplane reaches it on (``VipMap.addresses``,
-    loopback addresses under ``bind_outbounds``); see ``kumadp.cp.generate.vip``.
-    ``mtls``: the mesh's mTLS (``mtls_context_for(mesh)``); None: plaintext."""
-    ctx = Context(
-        view=view,
-        dataplane=dataplane,
-        mtls=mtls,
-        vips=vips or {},
-        bind_outbounds=bind_outbounds,
-        transparent_proxy=transparent_proxy,
-    )
-    return run_profile(ctx, profile).to_dict()

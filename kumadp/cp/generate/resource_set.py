@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from google.protobuf.message import Message
 
 from kumadp.xds import types
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
+M = TypeVar("M", bound=Message)
 
-def type_url_of(resource: Message) -> str:
+
+def type_url_of(resource: Message | type[Message]) -> str:
     full_name: str = resource.DESCRIPTOR.full_name
     return TYPE_URL_PREFIX + full_name
 
@@ -24,10 +28,15 @@ def name_of(resource: Message) -> str:
 class ResourceSet:
     """Resources by type URL and name. Adding an identical resource twice is a no-op (two
     outbounds of one service share a cluster); adding a different one under a taken name
-    is an error."""
+    is an error.
+
+    Generators may add resources they share with other proxies of the view
+    (``MeshView.memoized``): whoever changes a resource after it was added (a policy
+    plug-in) gets it through ``edit``, which swaps in a private copy first."""
 
     def __init__(self) -> None:
         self._by_type: dict[str, dict[str, Message]] = {url: {} for url in types.ADS_ORDER}
+        self._private: set[tuple[str, str]] = set()  # copies made by ``edit``
 
     def add(self, resource: Message) -> None:
         url = type_url_of(resource)
@@ -40,6 +49,31 @@ class ResourceSet:
         if existing is not None and existing != resource:
             raise ValueError(f"two different {url.rsplit('.', 1)[-1]} resources named {name!r}")
         self._by_type[url][name] = resource
+
+    def names(self, kind: type[Message]) -> list[str]:
+        """Names of the resources of ``kind`` (e.g. ``Listener``), sorted."""
+        return sorted(self._by_type.get(type_url_of(kind), {}))
+
+    def get(self, kind: type[M], name: str) -> M | None:
+        """The resource of ``kind`` named ``name``, to read only (it may be shared)."""
+        found = self._by_type.get(type_url_of(kind), {}).get(name)
+        return found if isinstance(found, kind) else None
+
+    def edit(self, kind: type[M], name: str) -> M | None:
+        """The resource of ``kind`` named ``name``, safe to change in place: the first call
+        replaces it in this set with a private copy, so a resource shared with other proxies
+        never changes under them. None: there is no such resource."""
+        url = type_url_of(kind)
+        found = self._by_type.get(url, {}).get(name)
+        if not isinstance(found, kind):
+            return None
+        if (url, name) in self._private:
+            return found
+        copy = kind()
+        copy.CopyFrom(found)
+        self._by_type[url][name] = copy
+        self._private.add((url, name))
+        return copy
 
     def to_dict(self) -> dict[str, list[Message]]:
         """Every type URL of ``ADS_ORDER`` (possibly empty), resources sorted by name."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
 from envoy.config.listener.v3 import listener_components_pb2
-from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
+from envoy.config.listener.v3.listener_components_pb2 import FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
@@ -144,20 +144,19 @@ def originate_mtls(cluster: Cluster, mtls: MtlsContext, mesh: str, service: str)
     cluster.transport_socket.CopyFrom(transport_socket(upstream_tls_context(mtls, mesh, service)))
 
 
-def terminate_mtls(
-    listener: Listener, mtls: MtlsContext, mesh: str, protocol: str, rbac: Sequence[Filter]
-) -> None:
+def terminate_mtls(listener: Listener, mtls: MtlsContext, mesh: str, protocol: str) -> None:
     """Make an inbound listener (one plaintext filter chain) accept mesh mTLS.
 
-    STRICT: its chain gets the TLS transport socket, and the ``rbac`` filters go first.
+    STRICT: its chain gets the TLS transport socket.
     PERMISSIVE: a TLS inspector reads the ClientHello; a connection in TLS offering ALPN
     ``kuma`` (a mesh client) gets that mTLS chain, anything else (plaintext, or TLS of the
-    application's own) the unchanged plaintext chain as the listener's default chain,
-    without RBAC: there is no identity to check.
+    application's own) the unchanged plaintext chain as the listener's default chain.
+    Either way ``mtls_filter_chains`` are the chains where the caller's identity is known
+    (where policies such as MeshTrafficPermission put their filters).
     """
     (plain,) = listener.filter_chains
     secure = FilterChain(
-        filters=[*rbac, *plain.filters],
+        filters=list(plain.filters),
         transport_socket=transport_socket(downstream_tls_context(mtls, mesh, protocol)),
     )
     if not mtls.permissive:
@@ -176,3 +175,13 @@ def terminate_mtls(
             name=TLS_INSPECTOR, typed_config=_any(tls_inspector_pb2.TlsInspector())
         )
     )
+
+
+def mtls_filter_chains(listener: Listener) -> list[FilterChain]:
+    """The filter chains of ``listener`` that terminate mesh mTLS (``terminate_mtls``); the
+    plaintext default chain of a PERMISSIVE listener is not one of them."""
+    return [
+        chain
+        for chain in listener.filter_chains
+        if chain.transport_socket.name == TLS_TRANSPORT_SOCKET
+    ]

@@ -1,18 +1,35 @@
 """The mesh view: what the generators know about one mesh at one moment.
 
-Built once per reconcile from the store's resources, then read by every generator of every
-dataplane of the mesh. Everything in it is sorted, so generation is deterministic.
+Built once per reconcile from the store's resources, then read by every generator and every
+policy plug-in of every proxy of the mesh. Everything in it is sorted, so generation is
+deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
 
 from kumadp.resources.model import Dataplane, Mesh
-from kumadp.resources.policies import MeshTrafficPermission
+
+
+class Policy(Protocol):
+    """What the view needs of a policy model (e.g. ``MeshTrafficPermission``): its resource
+    type, its mesh and its name. A plug-in reads the rest of its own model."""
+
+    type: str  # a class attribute of the model, e.g. "MeshTrafficPermission"
+
+    @property
+    def mesh(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+P = TypeVar("P", bound=Policy)
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,8 @@ class MeshView:
     mesh: Mesh
     dataplanes: tuple[Dataplane, ...]
     endpoints: dict[str, tuple[Endpoint, ...]]  # service name -> endpoints, sorted
-    traffic_permissions: tuple[MeshTrafficPermission, ...] = ()  # sorted by name
+    # policy type -> the mesh's policies of that type, sorted by name: see ``policies``
+    policies_by_type: Mapping[str, tuple[Policy, ...]] = field(default_factory=dict)
     # Resources that are the same for every dataplane of this view (a service's cluster and
     # endpoints, its VIP listeners), built once per view and shared: see ``memoized``.
     memo: dict[Hashable, tuple[Message, ...]] = field(
@@ -41,12 +59,22 @@ class MeshView:
     def endpoints_of(self, service: str) -> tuple[Endpoint, ...]:
         return self.endpoints.get(service, ())
 
+    def policies(self, policy_type: str) -> tuple[Policy, ...]:
+        """The mesh's policies of ``policy_type`` (e.g. ``"MeshTrafficPermission"``), sorted
+        by name; none: empty."""
+        return self.policies_by_type.get(policy_type, ())
+
+    def policies_of(self, model: type[P]) -> tuple[P, ...]:
+        """``policies(model.type)``, typed as ``model``'s instances (what a plug-in reads)."""
+        return tuple(p for p in self.policies(model.type) if isinstance(p, model))
+
     def memoized(
         self, key: Hashable, build: Callable[[], Iterable[Message]]
     ) -> tuple[Message, ...]:
         """``build()``'s resources, made once per view for ``key``. The key must name
         everything the resources depend on besides the view itself; the resources must not
-        be changed afterwards (snapshots copy what they keep)."""
+        be changed afterwards (snapshots copy what they keep; plug-ins change a private copy,
+        see ``ResourceSet.edit``)."""
         found = self.memo.get(key)
         if found is None:
             found = self.memo[key] = tuple(build())
@@ -62,13 +90,24 @@ def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str, tuple[tuple[str, s
     )
 
 
+def _policies_by_type(mesh: str, policies: Iterable[Policy]) -> dict[str, tuple[Policy, ...]]:
+    by_type: dict[str, list[Policy]] = {}
+    for policy in policies:
+        if policy.mesh == mesh:
+            by_type.setdefault(policy.type, []).append(policy)
+    return {
+        policy_type: tuple(sorted(found, key=lambda p: p.name))
+        for policy_type, found in sorted(by_type.items())
+    }
+
+
 def build_mesh_view(
     mesh: Mesh,
     dataplanes: Iterable[Dataplane],
-    policies: Iterable[MeshTrafficPermission] = (),
+    policies: Iterable[Policy] = (),
 ) -> MeshView:
     """Index every inbound of every dataplane of ``mesh`` by its ``kuma.io/service``, and
-    keep the mesh's policies (``MeshTrafficPermission``s, sorted by name).
+    keep the mesh's policies by type (each type sorted by name).
 
     Dataplanes and policies of other meshes are ignored. An endpoint's address is the one other
     dataplanes use to reach the inbound (``advertised_inbound_address``).
@@ -88,13 +127,9 @@ def build_mesh_view(
         service: tuple(sorted(found, key=_endpoint_key))
         for service, found in sorted(by_service.items())
     }
-    permissions = sorted(
-        (p for p in policies if isinstance(p, MeshTrafficPermission) and p.mesh == mesh.name),
-        key=lambda p: p.name,
-    )
     return MeshView(
         mesh=mesh,
         dataplanes=tuple(members),
         endpoints=endpoints,
-        traffic_permissions=tuple(permissions),
+        policies_by_type=_policies_by_type(mesh.name, policies),
     )

@@ -1,9 +1,9 @@
-"""MeshTrafficPermission -> Envoy network RBAC on an inbound (mesh mTLS only).
+"""MeshTrafficPermission -> Envoy network RBAC on an inbound (mesh mTLS only; the plug-in that
+puts it on the listeners is ``traffic_permission``).
 
-Which permissions apply to an inbound: those whose ``spec.targetRef`` selects it (``Mesh``:
-every inbound; ``MeshService``: the inbound's ``kuma.io/service``; ``MeshSubset``: every
-tag of the subset is a tag of the inbound). Their ``from`` items, pooled, decide who may
-connect, caller by caller:
+Which permissions apply to an inbound: those whose ``spec.targetRef`` selects it
+(``match.selects_inbound``). Their ``from`` items, pooled, decide who may connect, caller by
+caller:
 
 - no item selects the caller (and with no permission at all): denied, as in Kuma 2.x;
 - the most specific items selecting the caller decide: ``MeshService`` over ``MeshSubset``
@@ -29,6 +29,7 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2
 
+from kumadp.cp.generate.policies.match import selects_inbound
 from kumadp.cp.generate.tls import kuma_tag_uri, spiffe_id
 from kumadp.resources.policies import (
     ALLOW,
@@ -52,15 +53,6 @@ class Rule:
     policy: str  # the MeshTrafficPermission it comes from
 
 
-def selects(ref: TargetRef, service: str, tags: Mapping[str, str]) -> bool:
-    """Whether a top-level ``targetRef`` selects an inbound of ``service`` with ``tags``."""
-    if ref.kind == MESH_SERVICE:
-        return ref.name == service
-    if ref.kind == MESH_SUBSET:
-        return all(tags.get(key) == value for key, value in ref.tags.items())
-    return True  # Mesh
-
-
 def rules_for(
     permissions: Iterable[MeshTrafficPermission], service: str, tags: Mapping[str, str]
 ) -> list[Rule]:
@@ -68,7 +60,7 @@ def rules_for(
     return [
         Rule(source=item.target_ref, action=item.action, policy=permission.name)
         for permission in permissions
-        if selects(permission.target_ref, service, tags)
+        if selects_inbound(permission.target_ref, service, tags)
         for item in permission.from_
     ]
 

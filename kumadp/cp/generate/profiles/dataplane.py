@@ -1,0 +1,26 @@
+"""The dataplane profile: a sidecar beside one application instance.
+
+Generators: its inbounds (to the local application), its explicit outbounds, a listener per
+service VIP (bind-outbounds or transparent proxy) and the transparent proxy's passthrough
+listeners. Plug-ins: MeshTrafficPermission (RBAC on the mTLS inbounds).
+"""
+
+from __future__ import annotations
+
+from kumadp.cp.generate.inbound import InboundGenerator
+from kumadp.cp.generate.outbound import OutboundGenerator
+from kumadp.cp.generate.policies.traffic_permission import TrafficPermissionPlugin
+from kumadp.cp.generate.profile import DATAPLANE, Profile
+from kumadp.cp.generate.transparent import TransparentProxyGenerator
+from kumadp.cp.generate.vip import VipOutboundGenerator
+
+PROFILE = Profile(
+    DATAPLANE,
+    generators=(
+        InboundGenerator(),
+        OutboundGenerator(),
+        VipOutboundGenerator(),
+        TransparentProxyGenerator(),
+    ),
+    plugins=(TrafficPermissionPlugin(),),
+)
