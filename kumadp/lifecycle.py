@@ -1,10 +1,14 @@
-"""Components with one lifecycle, supervised together.
+"""Components with one lifecycle, supervised together, and the one retry mechanism.
 
 A component is an object with a ``name`` and ``async run(stop)``: it starts, does its work
 until ``stop`` is set, cleans up and returns. Returning early (or raising) while ``stop`` is
 not set is a failure: the supervisor then stops every other component and re-raises, so no
-failure is silent. ``Resilient`` wraps a component that may fail transiently and restarts it
-with capped exponential backoff that resets after a stable run.
+failure is silent.
+
+Retries: ``Backoff`` is the value every retry loop shares (capped exponential, jittered,
+reset after a success or a stable run); ``Resilient`` wraps a component that may fail
+transiently and restarts it with a ``Backoff``. Request loops with a deadline (the bootstrap,
+certificate signing, binding a port) take their delays from a ``Backoff`` of their own.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -60,42 +64,101 @@ async def supervise(components: Sequence[Component], stop: asyncio.Event) -> Non
         raise failures[0]
 
 
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``stop``: True when it is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0.0))
+    except TimeoutError:
+        return False
+    return True
+
+
+class Backoff:
+    """Capped exponential backoff with jitter.
+
+    ``next()`` is the delay before the next attempt: the current step times a random factor
+    in ``[1 - jitter, 1 + jitter)``; the step then doubles, up to ``maximum``. ``reset()``
+    starts over from ``initial`` (after a success). With ``stable_after``, ``next(ran_for)``
+    starts over by itself when the attempt that just ended had run that long: a stable run,
+    not a crash loop.
+    """
+
+    def __init__(
+        self,
+        initial: float,
+        maximum: float,
+        *,
+        jitter: float = 0.5,
+        stable_after: float | None = None,
+    ) -> None:
+        if initial < 0 or maximum < 0:
+            raise ValueError("backoff: delays must not be negative")
+        if not 0 <= jitter <= 1:
+            raise ValueError("backoff: jitter must be between 0 and 1")
+        self.initial = initial
+        self.maximum = maximum
+        self.jitter = jitter
+        self.stable_after = stable_after
+        self._step = initial
+
+    @property
+    def step(self) -> float:
+        """The delay the next attempt waits before jitter."""
+        return self._step
+
+    def reset(self) -> None:
+        self._step = self.initial
+
+    def next(self, ran_for: float | None = None) -> float:
+        if self.stable_after is not None and ran_for is not None and ran_for >= self.stable_after:
+            self.reset()
+        delay = self._step * (1 + random.uniform(-self.jitter, self.jitter))
+        self._step = min(self._step * 2, self.maximum)
+        return delay
+
+
+RetryHook = Callable[[BaseException | None, float], None]
+
+
 class Resilient:
-    """Restart ``inner`` with backoff whenever it fails, until ``stop`` is set."""
+    """Restart ``inner`` with backoff whenever it fails, until ``stop`` is set.
+
+    A failure is ``inner`` raising, or returning while ``stop`` is unset. ``on_retry(error,
+    delay)`` (``error`` None for a return) is told of each one before the wait, e.g. to log
+    it in the component's own words and count it; without it a warning is logged. The default
+    backoff: 0.2 s doubling up to 10 s, jittered, reset after a run of 30 s.
+    """
 
     def __init__(
         self,
         inner: Component,
         *,
-        initial_backoff: float = 0.2,
-        max_backoff: float = 10.0,
-        stable_after: float = 30.0,
+        backoff: Backoff | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         self.inner = inner
         self.name = inner.name
-        self._initial = initial_backoff
-        self._max = max_backoff
-        self._stable_after = stable_after
+        self.backoff = backoff or Backoff(0.2, 10.0, stable_after=30.0)
+        self._on_retry = on_retry
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        backoff = self._initial
         while not stop.is_set():
             started = loop.time()
+            error: Exception | None = None
             try:
                 await self.inner.run(stop)
                 if stop.is_set():
                     return
-                log.warning("%s exited; restarting", self.name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("%s failed (%s); restarting", self.name, exc)
-            if loop.time() - started >= self._stable_after:
-                backoff = self._initial
-            delay = backoff * (0.5 + random.random())
-            backoff = min(backoff * 2, self._max)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+                error = exc
+            delay = self.backoff.next(ran_for=loop.time() - started)
+            if self._on_retry is not None:
+                self._on_retry(error, delay)
+            elif error is None:
+                log.warning("%s exited; restarting in %.1fs", self.name, delay)
+            else:
+                log.warning("%s failed (%s); restarting in %.1fs", self.name, error, delay)
+            await stopped_within(stop, delay)

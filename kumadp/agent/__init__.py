@@ -1,23 +1,19 @@
-"""The data-plane agent (``kumadp run``): one module per concern.
+"""The data-plane agent (``kumadp run``): one module per concern. Importing the package
+imports nothing else: take what you need from its modules.
 
-- ``bootstrap``: the CP's ``POST /bootstrap`` client (retries, deadline);
+- ``run``: the composition root, ``run_agent`` (owns the shutdown sequence);
+- ``config``: ``AgentConfig`` and its local checks; ``cp_trust``: CP addresses and how the
+  DP server is trusted; ``bootstrap``: the CP's ``POST /bootstrap`` client;
 - ``envoy``: finding the binary, its version, and the Envoy process component;
-- ``admin``: a small client of Envoy's admin API;
-- ``readiness``: the ``/ready`` state, its checker and its HTTP server;
-- ``cp_channel``: the gRPC ``AgentChannel`` (``Leave``) to the CP's DP server;
+- ``admin``: a small client of Envoy's admin API; ``http``: the agent's HTTP clients (the one
+  place httpx is imported); ``httpserver``: the small server behind ``/ready`` and
+  ``/metrics``;
+- ``readiness``: the ``/ready`` state, its checker and its server;
+- ``cp_channel``, ``cp_watch``: the gRPC ``AgentChannel`` to the CP's DP server (``Leave``,
+  ``Watch``, ``SignCertificate``); ``insight``: the agent's part of the DataplaneInsight;
+- ``certs``, ``rotation``, ``sds``: the mesh certificate and the SDS server;
+- ``nametable``, ``dns``, ``dns_answer``, ``dns_forward``: the ``.mesh`` resolver;
+- ``metrics``, ``agent_metrics``, ``prometheus``: the merged Prometheus page;
 - ``identity``: the dataplane resource / name and mesh, and the token, checked locally;
-- ``signals``: the one place signals are handled; ``workdir``: the work directory;
-- ``run``: the composition root, ``AgentConfig`` and ``run_agent``.
+- ``drain``: drain until idle; ``workdir``: the work directory; ``errors``: the errors.
 """
-
-import sys as _sys
-
-# httpx's own CLI module imports rich and pygments (~5 MB); the agent never uses it, so it
-# is blocked before httpx is first imported (see kumadp/agent/http.py).
-_sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
-
-from kumadp.agent.errors import AgentError, ConfigError  # noqa: E402 - after the block above
-from kumadp.agent.run import AgentConfig, run_agent  # noqa: E402
-
-__all__ = ["AgentConfig", "AgentError", "ConfigError", "run_agent"]

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
 import yaml
 
 from kumadp.agent.errors import AgentError
-from kumadp.agent.http import local_client
+from kumadp.agent.http import httpx, local_client
 
 log = logging.getLogger(__name__)
 

@@ -21,17 +21,16 @@ import base64
 import binascii
 import json
 import logging
-import random
 import ssl
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from kumadp import __version__
 from kumadp.agent.errors import AgentError
+from kumadp.agent.http import httpx
+from kumadp.lifecycle import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ class BootstrapClient:
         when given, adapts the request to each address (e.g. its trust bundle)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        backoff = self._initial_backoff
+        backoff = Backoff(self._initial_backoff, self._max_backoff)
         bodies = {
             a: (request_for(a) if request_for else request).to_json() for a in self.cp_addresses
         }
@@ -186,8 +185,7 @@ class BootstrapClient:
                         f"could not get a bootstrap from {where} within {self._timeout:g}s "
                         f"({attempts} attempts); last failure: {last_failure}"
                     )
-                delay = min(backoff * (0.5 + random.random()), remaining)
-                backoff = min(backoff * 2, self._max_backoff)
+                delay = min(backoff.next(), remaining)
                 log.debug("bootstrap retry in %.2fs", delay)
                 await asyncio.sleep(delay)
 

@@ -1,19 +1,19 @@
 """The agent's long-lived side of the agent channel: ``Watch`` (identity and name table
 pushed by the CP) and ``SignCertificate`` for the certificate manager.
 
-The watch reconnects with capped backoff forever: losing the CP is not an outage; the
-sidecar keeps serving with what it has.
+The watch reconnects forever (``kumadp.lifecycle.Resilient``, capped jittered backoff):
+losing the CP is not an outage; the sidecar keeps serving with what it has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kumadp.agent.cp_channel import DpServer
+from kumadp.lifecycle import Backoff, Resilient
 
 log = logging.getLogger(__name__)
 
@@ -94,46 +94,35 @@ class CpWatch:
         self._features = features
         self._on_identity = on_identity
         self._on_names = on_names
-        self._initial = initial_backoff
-        self._max = max_backoff
+        self._backoff = Backoff(initial_backoff, max_backoff)
         self.connected = False
         self.reconnects = 0
         self.last_error: str | None = None
         self.updates = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = self._initial
-        stop_task = asyncio.ensure_future(stop.wait())
+        streams = Resilient(
+            _WatchStream(self.watch_once, self._backoff), backoff=self._backoff, on_retry=self._lost
+        )
         try:
-            while not stop.is_set():
-                watch = asyncio.ensure_future(self._watch_once())
-                await asyncio.wait({watch, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-                if not watch.done():
-                    watch.cancel()
-                    await asyncio.gather(watch, return_exceptions=True)
-                    break
-                self.connected = False
-                error = watch.exception()
-                got_updates = watch.result() if error is None else False
-                self.last_error = str(error) if error else "stream ended"
-                if got_updates:
-                    backoff = self._initial
-                self.reconnects += 1
-                delay = backoff * (0.5 + random.random())
-                backoff = min(backoff * 2, self._max)
-                log.warning(
-                    "lost the control plane's watch stream (%s); reconnecting in %.1fs "
-                    "(Envoy keeps serving its last config)",
-                    self.last_error,
-                    delay,
-                )
-                await asyncio.wait({stop_task}, timeout=delay)
+            await streams.run(stop)
         finally:
-            stop_task.cancel()
             self.connected = False
             await self._link.close()
 
-    async def _watch_once(self) -> bool:
+    def _lost(self, error: BaseException | None, delay: float) -> None:
+        self.connected = False
+        self.last_error = str(error) if error else "stream ended"
+        self.reconnects += 1
+        log.warning(
+            "lost the control plane's watch stream (%s); reconnecting in %.1fs "
+            "(Envoy keeps serving its last config)",
+            self.last_error,
+            delay,
+        )
+
+    async def watch_once(self) -> bool:
+        """One ``Watch`` stream, until it ends (True: it delivered updates) or fails."""
         import grpc
 
         from kumadp.wire import agent_pb2
@@ -159,3 +148,30 @@ class CpWatch:
                 log.error("the control plane refused the agent channel: %s", exc.details())
             raise RuntimeError(f"{exc.code().name}: {exc.details()}") from exc
         return got
+
+
+class _WatchStream:
+    """One stream as a component for ``Resilient``: returns when the stream ends (or at
+    ``stop``), raises its failure. A stream that ended after delivering updates starts the
+    backoff over; one that failed does not."""
+
+    name = "cp-watch"
+
+    def __init__(self, watch_once: Callable[[], Awaitable[bool]], backoff: Backoff) -> None:
+        self._watch_once = watch_once
+        self._backoff = backoff
+
+    async def run(self, stop: asyncio.Event) -> None:
+        stream = asyncio.ensure_future(self._watch_once())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({stream, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not stream.done():
+                stream.cancel()
+                await asyncio.gather(stream, return_exceptions=True)
+        if stream.cancelled():
+            return
+        if stream.result():
+            self._backoff.reset()

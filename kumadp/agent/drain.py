@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 from kumadp.agent.admin import AdminError, EnvoyAdmin
@@ -146,3 +146,48 @@ async def wait_until_idle(
                     )
                     return
         await asyncio.sleep(interval)
+
+
+async def drain_inbound(admin: EnvoyAdmin) -> None:
+    """Drain Envoy's inbound listeners gracefully (the outbound ones keep working)."""
+    try:
+        await admin.drain_listeners(inbound_only=True, graceful=True)
+    except AdminError as exc:
+        log.warning("could not drain Envoy's listeners: %s", exc)
+
+
+async def wait_drain_time(
+    admin: EnvoyAdmin,
+    seconds: float,
+    *,
+    until_idle: bool,
+    skip: Coroutine[Any, Any, object],
+    ended: asyncio.Future[Any],
+) -> None:
+    """The shutdown sequence's drain wait: ``seconds`` at most, cut short by ``skip`` (the
+    second signal) or ``ended`` (Envoy is gone); with ``until_idle``, also once the
+    application has no connection left through the outbound listeners."""
+    second = asyncio.create_task(skip, name="second-signal")
+    waits: set[asyncio.Future[Any]] = {second, ended}
+    idle: asyncio.Task[None] | None = None
+    if until_idle:
+        log.info(
+            "draining until the application has no connection left through the "
+            "outbound listeners, at most %gs (signal again to skip the wait)",
+            seconds,
+        )
+        idle = asyncio.create_task(wait_until_idle(AdminConnections(admin)), name="drain-idle")
+        waits.add(idle)
+    else:
+        log.info("draining for %gs (signal again to skip the wait)", seconds)
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        if second.done():
+            log.info("second signal: skipping the rest of the drain time")
+        elif idle is not None and not idle.done() and not ended.done():
+            log.info("drain time (%gs) over with outbound connections still open", seconds)
+    finally:
+        second.cancel()
+        if idle is not None:
+            idle.cancel()
+            await asyncio.gather(idle, return_exceptions=True)

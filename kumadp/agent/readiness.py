@@ -2,9 +2,9 @@
 
 ``Readiness`` holds the state: ``NOT_READY`` until Envoy is LIVE and has received its
 listeners, then ``READY``; ``TERMINATING`` (sticky) once shutdown starts. ``ReadinessChecker``
-polls Envoy's admin API (every 0.2 s until ready, then every 1 s). ``ReadinessServer`` is a
-minimal HTTP/1.1 server on loopback answering 200 ``READY`` or 503 ``NOT_READY`` /
-``TERMINATING`` in text/plain.
+polls Envoy's admin API (every 0.2 s until ready, then every 1 s). ``ReadinessServer``
+answers 200 ``READY`` or 503 ``NOT_READY`` / ``TERMINATING`` in text/plain on loopback
+(``kumadp.agent.httpserver``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import contextlib
 import enum
 import logging
 from typing import Protocol
+
+from kumadp.agent.httpserver import HttpServer, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +120,10 @@ class ReadinessChecker:
         await stop.wait()
 
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-}
-
-
 class ReadinessServer:
     """Serves ``/ready`` on ``host:port`` (port 0: any free port, see ``port`` once
-    ``started`` is set)."""
+    ``started`` is set): 200 ``READY`` or 503 ``NOT_READY`` / ``TERMINATING`` in text/plain;
+    ``/ready?verbose`` adds the reasons, one a line. A taken port fails the component."""
 
     name = "readiness-server"
 
@@ -145,55 +139,20 @@ class ReadinessServer:
         self.host = host
         self.port = port
         self.started = asyncio.Event()
-        self._read_timeout = read_timeout
+        self._http = HttpServer(
+            "readiness server", "/ready", self._ready, host, port, read_timeout=read_timeout
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            server = await asyncio.start_server(self._handle, self.host, self.port)
-        except OSError as exc:
-            raise OSError(
-                exc.errno,
-                f"readiness server cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
-            ) from exc
-        self.port = server.sockets[0].getsockname()[1]
+        await self._http.listen()
+        self.port = self._http.port
         self.started.set()
         log.info("readiness server listening on %s:%d", self.host, self.port)
-        async with server:
-            await stop.wait()
-            server.close()
+        await self._http.serve(stop)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            method, status, body = await asyncio.wait_for(self._answer(reader), self._read_timeout)
-            head = (
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
-                "Content-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + (b"" if method == "HEAD" else body))
-            await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _answer(self, reader: asyncio.StreamReader) -> tuple[str, int, bytes]:
-        request_line = (await reader.readline()).decode("latin-1").strip()
-        while (await reader.readuntil(b"\n")).strip():  # skip headers up to the blank line
-            pass
-        parts = request_line.split()
-        if len(parts) != 3:
-            return "", 400, b"bad request\n"
-        method, target, _ = parts
-        if target.split("?", 1)[0] != "/ready":
-            return method, 404, b"not found\n"
-        if method not in ("GET", "HEAD"):
-            return method, 405, b"method not allowed\n"
+    async def _ready(self, request: Request) -> Response:
         state = self.readiness.state
         body = state.value
-        if "verbose" in target.partition("?")[2].split("&"):
+        if "verbose" in request.query:
             body += "".join(f"\n{reason}" for reason in self.readiness.reasons)
-        return method, (200 if state is State.READY else 503), body.encode()
+        return Response(200 if state is State.READY else 503, body.encode())

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
+from kumadp.lifecycle import Backoff
 from kumadp.wire import agent_pb2
 
 if TYPE_CHECKING:
@@ -115,8 +116,6 @@ class CertificateManager:
         self._readiness = readiness
         self._fraction = renew_fraction
         self._jitter = jitter
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
         self._sign_timeout = sign_timeout
         self._clock = clock
         # public state, for insights and metrics
@@ -133,7 +132,7 @@ class CertificateManager:
         self._not_after: float | None = None
         self._renew_at: float | None = None
         self._retry_at: float | None = None
-        self._backoff = backoff_initial
+        self._backoff = Backoff(backoff_initial, backoff_max, jitter=jitter)
         self._wake = asyncio.Event()
 
     # -- inputs ---------------------------------------------------------------------------
@@ -148,7 +147,7 @@ class CertificateManager:
         elif previous is None or previous.generation != identity.generation:
             # something the certificate states changed: renew now, even while backing off
             self._retry_at = None
-            self._backoff = self._backoff_initial
+            self._backoff.reset()
         self._wake.set()
 
     def wake(self) -> None:
@@ -248,7 +247,7 @@ class CertificateManager:
         self._not_after = end
         self._renew_at = self._schedule(start, end, now)
         self._retry_at = None
-        self._backoff = self._backoff_initial
+        self._backoff.reset()
         self.failures = 0
         self.expiration = info.not_after
         self.last_rotation = _utc(now)
@@ -312,8 +311,7 @@ class CertificateManager:
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = describe_error(exc)
-        delay = self._backoff * (1 + random.uniform(-self._jitter, self._jitter))
-        self._backoff = min(self._backoff * 2, self._backoff_max)
+        delay = self._backoff.next()
         self._retry_at = self._clock() + delay
         if self.expiration is not None:
             serving = f"still serving the certificate valid until {self.expiration.isoformat()}"

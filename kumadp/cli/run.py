@@ -243,8 +243,9 @@ def run(
 ) -> None:
     """Run the data-plane agent: get a bootstrap from the control plane and run Envoy."""
     setup_logging(log_level)
+    from kumadp.agent.config import AgentConfig
     from kumadp.agent.errors import AgentError
-    from kumadp.agent.run import AgentConfig, run_agent
+    from kumadp.agent.run import run_agent
 
     if concurrency is not None and concurrency < 0:
         fail("--concurrency: must not be negative")

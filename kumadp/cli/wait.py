@@ -20,7 +20,7 @@ DEFAULT_URL = "http://127.0.0.1:9902/ready"
 
 def probe(url: str, timeout: float) -> tuple[bool, str]:
     """One GET: (answered 200, what it answered) with no proxy from the environment."""
-    import httpx
+    from kumadp.agent.http import httpx  # without httpx's own CLI (rich, pygments)
 
     try:
         response = httpx.get(url, timeout=timeout, trust_env=False)

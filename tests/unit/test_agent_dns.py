@@ -18,10 +18,10 @@ from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 from kumadp.agent.dns import (
     READINESS_KEY,
     DnsServer,
-    _matches,
     parse_upstream,
     read_resolv_conf,
 )
+from kumadp.agent.dns_forward import matches
 from kumadp.agent.nametable import DEFAULT_TTL, NameTable
 from kumadp.agent.readiness import Readiness, State
 from kumadp.wire import agent_pb2
@@ -368,13 +368,13 @@ async def test_servfail_when_every_upstream_fails() -> None:
 def test_upstream_answers_must_match_the_query() -> None:
     query = bytes(question("example.test").pack())
     good = bytearray(DNSRecord.parse(query).reply().pack())
-    assert _matches(query, bytes(good))
-    assert not _matches(query, bytes(good[:2]) + b"\x00" + bytes(good[3:]))  # QR unset
+    assert matches(query, bytes(good))
+    assert not matches(query, bytes(good[:2]) + b"\x00" + bytes(good[3:]))  # QR unset
     other_id = bytes([good[0] ^ 1]) + bytes(good[1:])
-    assert not _matches(query, other_id)
+    assert not matches(query, other_id)
     other = DNSRecord.question("other.test")
     other.header.id = DNSRecord.parse(query).header.id
-    assert not _matches(query, bytes(other.reply().pack()))
+    assert not matches(query, bytes(other.reply().pack()))
 
 
 async def test_the_resolver_does_not_forward_to_itself(caplog: pytest.LogCaptureFixture) -> None:

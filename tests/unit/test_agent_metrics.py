@@ -14,16 +14,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kumadp.agent.agent_metrics import AgentMetrics
+from kumadp.agent.config import check_metrics_config
 from kumadp.agent.dns import DnsStats
 from kumadp.agent.errors import ConfigError
-from kumadp.agent.metrics import (
+from kumadp.agent.metrics import MetricsServer, envoy_last_update_ms
+from kumadp.agent.prometheus import (
     CONTENT_TYPE,
-    AgentMetrics,
-    MetricsServer,
     Page,
     add_label,
-    check_metrics_config,
-    envoy_last_update_ms,
     family,
     parse_families,
     sample_value,
@@ -191,9 +190,9 @@ def test_envoy_config_age_source_is_the_newest_update_time() -> None:
 def agent_metrics() -> AgentMetrics:
     readiness = Readiness()
     readiness.set_ready(True)
-    dns = SimpleNamespace(stats=DnsStats(queries_udp=5, queries_tcp=1, forwards=2, malformed=1))
-    dns.stats.answers[0] = 4
-    dns.stats.answers[3] = 2
+    dns = DnsStats(queries_udp=5, queries_tcp=1, forwards=2, malformed=1)
+    dns.answers[0] = 4
+    dns.answers[3] = 2
     return AgentMetrics(
         version="0.1.0",
         envoy_version="1.40.0",
@@ -255,13 +254,15 @@ def test_agent_families_without_components() -> None:
     assert not any(name.startswith("kumadp_dns_") for name in fams)
 
 
-def test_live_sources_are_read_at_scrape_time() -> None:
-    owner = SimpleNamespace()
-    metrics = AgentMetrics(version="0.1.0", live=owner)
-    owner.watch = SimpleNamespace(connected=True, reconnects=0, updates=1)
+def test_sources_are_read_at_scrape_time() -> None:
+    watch = SimpleNamespace(connected=False, reconnects=0, updates=0)
+    metrics = AgentMetrics(version="0.1.0", watch=watch)
+    watch.connected, watch.updates = True, 1
     page = Page()
     page.add(metrics.families(envoy_update_ms=None))
-    assert parse(page.render())["kumadp_cp_connected"][0][2] == 1
+    fams = parse(page.render())
+    assert fams["kumadp_cp_connected"][0][2] == 1
+    assert fams["kumadp_cp_updates"][0][2] == 1
 
 
 def test_own_family_label_values_are_escaped() -> None:

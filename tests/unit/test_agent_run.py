@@ -190,6 +190,7 @@ async def test_graceful_shutdown_sequence(
         boot = wd / "bootstrap.yaml"
         assert stat.S_IMODE(boot.stat().st_mode) == 0o600
         assert f"port_value: {world.admin.port}" in boot.read_text()
+        await until(lambda: (wd / "fake-envoy.args").exists(), what="the fake Envoy's args")
         args = (wd / "fake-envoy.args").read_text().splitlines()
         assert args[args.index("--config-path") + 1] == str(boot)
 
@@ -243,7 +244,10 @@ async def test_third_signal_exits_at_once(
     )  # fmt: skip
     async with agent_task(cfg) as task:
         await until_ready_state(unused_tcp_port, (200, "READY"))
-        envoy_pid = int((tmp_path / "wd" / "fake-envoy.pid").read_text())
+        pid_file = tmp_path / "wd" / "fake-envoy.pid"
+        # READY comes from the fake admin API: the fake Envoy may not have written it yet
+        await until(lambda: pid_file.exists() and pid_file.read_text().strip(), what="pid")
+        envoy_pid = int(pid_file.read_text())
         for n in (1, 2):
             os.kill(os.getpid(), signal.SIGTERM)
             await until(received(caplog, n), what=f"signal {n}")

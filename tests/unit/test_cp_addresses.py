@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from kumadp.agent.bootstrap import BootstrapClient, BootstrapFailed
+from kumadp.agent.config import AgentConfig, check_local
 from kumadp.agent.errors import ConfigError
-from kumadp.agent.run import AgentConfig, _check_local
 from kumadp.cli.run import _split_addresses
 from tests.unit.test_agent_bootstrap import OK_BODY, REQUEST
 
@@ -36,7 +36,7 @@ def test_every_address_is_checked() -> None:
         "    tags: {kuma.io/service: web}\n",
     )
     with pytest.raises(ConfigError, match="--cp-address: 'cp-b:5681' is not an http"):
-        _check_local(config)
+        check_local(config)
 
 
 def _client(handler: httpx.MockTransport, *addresses: str, timeout: float = 5.0) -> BootstrapClient:

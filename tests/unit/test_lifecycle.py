@@ -1,0 +1,116 @@
+"""The one retry mechanism: ``Backoff`` and the ``Resilient`` wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from kumadp.lifecycle import Backoff, Resilient, stopped_within
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+    backoff = Backoff(1.0, 4.0, jitter=0.0)
+    assert [backoff.next() for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next() == 1.0
+
+
+def test_backoff_jitter_stays_in_its_band() -> None:
+    backoff = Backoff(1.0, 1.0, jitter=0.5)
+    delays = [backoff.next() for _ in range(200)]
+    assert all(0.5 <= d <= 1.5 for d in delays)
+    assert len(set(delays)) > 1
+
+
+def test_backoff_starts_over_after_a_stable_run() -> None:
+    backoff = Backoff(1.0, 8.0, jitter=0.0, stable_after=30.0)
+    assert [backoff.next(ran_for=1.0) for _ in range(3)] == [1.0, 2.0, 4.0]
+    assert backoff.next(ran_for=29.0) == 8.0
+    assert backoff.next(ran_for=30.0) == 1.0  # it had run long enough: not a crash loop
+
+
+def test_backoff_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        Backoff(-1.0, 1.0)
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff(1.0, 1.0, jitter=2.0)
+
+
+class Flaky:
+    """Fails ``failures`` times (raising, or returning when ``raise_`` is False), then runs
+    until stopped."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int, *, raise_: bool = True) -> None:
+        self.failures = failures
+        self.raise_ = raise_
+        self.runs = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.runs += 1
+        if self.runs <= self.failures:
+            if self.raise_:
+                raise RuntimeError(f"failure {self.runs}")
+            return
+        await stop.wait()
+
+
+async def test_resilient_restarts_with_backoff_and_reports_each_failure() -> None:
+    inner = Flaky(3)
+    seen: list[tuple[str | None, float]] = []
+    resilient = Resilient(
+        inner,
+        backoff=Backoff(0.01, 0.02, jitter=0.0),
+        on_retry=lambda error, delay: seen.append((str(error) if error else None, delay)),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(resilient.run(stop))
+    deadline = time.monotonic() + 5
+    while inner.runs < 4:
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.005)
+    assert seen == [("failure 1", 0.01), ("failure 2", 0.02), ("failure 3", 0.02)]
+    assert resilient.name == "flaky"
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert inner.runs == 4
+
+
+async def test_resilient_counts_an_early_return_as_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    inner = Flaky(1, raise_=False)
+    resilient = Resilient(inner, backoff=Backoff(0.01, 0.01, jitter=0.0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(resilient.run(stop))
+    deadline = time.monotonic() + 5
+    while inner.runs < 2:
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.005)
+    assert "flaky exited; restarting in" in caplog.text
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_resilient_stops_while_waiting_to_restart() -> None:
+    inner = Flaky(100)
+    resilient = Resilient(inner, backoff=Backoff(60.0, 60.0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(resilient.run(stop))
+    deadline = time.monotonic() + 5
+    while inner.runs < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.wait_for(task, 5)  # not the 60 s backoff
+    assert inner.runs == 1
+
+
+async def test_stopped_within() -> None:
+    stop = asyncio.Event()
+    assert await stopped_within(stop, 0.01) is False
+    stop.set()
+    assert await stopped_within(stop, 60.0) is True
