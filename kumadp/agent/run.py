@@ -50,9 +50,7 @@ from kumadp.agent.sds import SdsServer
 from kumadp.agent.workdir import BOOTSTRAP_FILE, work_dir, write_private
 from kumadp.lifecycle import Component, ComponentFailed, supervise
 from kumadp.signals import SignalWatcher
-
-BIND_OUTBOUNDS = "bind-outbounds"
-SDS_SOCKET = "sds.sock"
+from kumadp.wire.names import FEATURE_BIND_OUTBOUNDS, SDS_SOCKET_FILE
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +174,7 @@ class _Agent:
         self.sidecar_config: dict[str, Any] = {}
         self.cp_address = config.cp_address  # the CP whose bootstrap is used
         self._background: set[asyncio.Task[None]] = set()
-        self.features: tuple[str, ...] = (BIND_OUTBOUNDS,) if config.bind_outbounds else ()
+        self.features: tuple[str, ...] = (FEATURE_BIND_OUTBOUNDS,) if config.bind_outbounds else ()
         self.envoy: EnvoyProcess | None = None  # set by serve()
         self.admin: EnvoyAdmin | None = None  # set by serve()
 
@@ -306,7 +304,7 @@ class _Agent:
     ) -> list[Component]:
         """SDS + certificate rotation, the DNS resolver, and the CP watch that feeds them."""
         config, identity = self.config, self.identity
-        sds = SdsServer(self.workdir / SDS_SOCKET)
+        sds = SdsServer(self.workdir / SDS_SOCKET_FILE)
         components: list[Component] = [sds]
         self.names = NameTable()
         if config.dns_enabled:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kumadp.cp.api.bootstrap_route import BootstrapError
-from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
+from kumadp.cp.api.bootstrap_route import STATUS
+from kumadp.cp.bootstrap import BootstrapError, BootstrapParams, BootstrapService
 from kumadp.cp.lifecycle import LIFECYCLE_LABEL, DataplaneLifecycle
 from kumadp.cp.server import ensure_default_mesh
 from kumadp.cp.store.memory import MemoryStore
@@ -96,7 +96,7 @@ async def test_bad_requests_get_a_specific_error(
     service, store, _ = await _service()
     with pytest.raises(BootstrapError) as info:
         await service.handle(_request(**overrides), "h")
-    assert info.value.status == status
+    assert STATUS[info.value.kind] == status
     assert fragment in info.value.message
     assert await store.list(DATAPLANE_TYPE) == []
 

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, TypeAlias
 
-import grpc
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
@@ -19,8 +18,9 @@ from google.rpc import status_pb2
 
 from kumadp.xds import types
 from kumadp.xds.cache import SnapshotCache
-from kumadp.xds.server import AdsServer, StreamRejected
+from kumadp.xds.server import AdsServer
 from kumadp.xds.snapshot import Snapshot
+from kumadp.xds.stream import Code, StreamRejected
 
 NODE = "default.web-1"
 TIMEOUT = 5.0
@@ -437,13 +437,13 @@ async def test_stream_closed_exactly_once_when_sending_fails(h: Harness) -> None
 
 async def test_rejected_stream_sends_nothing_and_is_not_closed(h: Harness) -> None:
     h.cache.set_snapshot(NODE, snapshot())
-    h.callbacks.reject = StreamRejected(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+    h.callbacks.reject = StreamRejected(Code.UNAUTHENTICATED, "bad token")
     h.start()
     h.stream.push(request(types.CLUSTER, node=True))
     assert h.task is not None
     with pytest.raises(StreamRejected) as info:
         await asyncio.wait_for(h.task, TIMEOUT)
-    assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+    assert info.value.code is Code.UNAUTHENTICATED
     assert h.stream.responses == []
     assert h.callbacks.of("closed") == []
 
@@ -454,7 +454,7 @@ async def test_first_request_needs_a_node_id(h: Harness) -> None:
     assert h.task is not None
     with pytest.raises(StreamRejected) as info:
         await asyncio.wait_for(h.task, TIMEOUT)
-    assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.code is Code.INVALID_ARGUMENT
     assert h.callbacks.events == []
 
 
