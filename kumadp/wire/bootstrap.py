@@ -84,12 +84,14 @@ class EnvoyInfo:
 class Version:
     kuma_dp: KumaDpVersion | None = None
     envoy: EnvoyInfo | None = None
+    dependencies: dict[str, str] | None = None  # e.g. {"coredns": "1.11.1"}
 
     def to_json(self) -> dict[str, Any]:
         return drop_none(
             {
                 "kumaDp": self.kuma_dp.to_json() if self.kuma_dp else None,
                 "envoy": self.envoy.to_json() if self.envoy else None,
+                "dependencies": dict(self.dependencies) if self.dependencies is not None else None,
             }
         )
 
@@ -99,6 +101,7 @@ class Version:
         return cls(
             KumaDpVersion.from_fields(kuma_dp) if kuma_dp else None,
             EnvoyInfo.from_fields(envoy) if envoy else None,
+            f.text_map("dependencies") if f.obj("dependencies") is not None else None,
         )
 
 
