@@ -17,8 +17,6 @@ store, so what one rejects the others reject too.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import ssl
@@ -31,6 +29,7 @@ from kumadp import __version__
 from kumadp.agent.errors import AgentError
 from kumadp.agent.http import httpx
 from kumadp.lifecycle import Backoff
+from kumadp.wire import bootstrap as wire
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,8 @@ class BootstrapFailed(AgentError):
 @dataclass(frozen=True)
 class BootstrapRequest:
     """What the agent tells the CP about itself. ``dataplane_resource`` is the resource
-    as a dict (sent as a JSON string), or None when the CP must already know it."""
+    as a dict (sent as a JSON string), or None when the CP must already know it.
+    ``to_wire()`` gives the contract's request (``kumadp.wire.bootstrap``)."""
 
     mesh: str
     name: str
@@ -62,40 +62,43 @@ class BootstrapRequest:
     features: tuple[str, ...] = ()
     dynamic_metadata: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        """The request body, with kuma-dp 2.x's field names."""
+    def to_wire(self) -> wire.BootstrapRequest:
         resource = ""
         if self.dataplane_resource is not None:
             resource = json.dumps(self.dataplane_resource, separators=(",", ":"))
-        return {
-            "mesh": self.mesh,
-            "name": self.name,
-            "proxyType": self.proxy_type,
-            "dataplaneToken": self.dataplane_token,
-            "dataplaneTokenPath": self.dataplane_token_path,
-            "dataplaneResource": resource,
-            "version": {
-                "kumaDp": {
-                    "version": __version__,
-                    "gitTag": f"v{__version__}",
-                    "gitCommit": "unknown",
-                    "buildDate": "unknown",
-                },
-                "envoy": {
-                    "version": self.envoy_version,
-                    "build": self.envoy_build,
-                    "kumaDpCompatible": self.envoy_compatible,
-                },
-            },
-            "caCert": self.ca_cert,
-            "dynamicMetadata": dict(self.dynamic_metadata),
-            "dnsPort": self.dns_port,
-            "readinessPort": self.readiness_port,
-            "appProbeProxyDisabled": True,
-            "operatingSystem": sys.platform,
-            "features": list(self.features),
-            "workdir": self.workdir,
-        }
+        return wire.BootstrapRequest(
+            mesh=self.mesh,
+            name=self.name,
+            proxy_type=self.proxy_type,
+            dataplane_token=self.dataplane_token,
+            dataplane_token_path=self.dataplane_token_path,
+            dataplane_resource=resource,
+            version=wire.Version(
+                kuma_dp=wire.KumaDpVersion(
+                    version=__version__,
+                    git_tag=f"v{__version__}",
+                    git_commit="unknown",
+                    build_date="unknown",
+                ),
+                envoy=wire.EnvoyInfo(
+                    version=self.envoy_version,
+                    build=self.envoy_build,
+                    kuma_dp_compatible=self.envoy_compatible,
+                ),
+            ),
+            ca_cert=self.ca_cert,
+            dynamic_metadata=dict(self.dynamic_metadata),
+            dns_port=self.dns_port,
+            readiness_port=self.readiness_port,
+            app_probe_proxy_disabled=True,
+            operating_system=sys.platform,
+            features=self.features,
+            workdir=self.workdir,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The request body, with kuma-dp 2.x's field names."""
+        return self.to_wire().to_json()
 
 
 @dataclass(frozen=True)
@@ -223,17 +226,16 @@ class BootstrapClient:
 
 def _parse_result(response: httpx.Response, cp_address: str) -> BootstrapResult:
     try:
-        data = response.json()
-        encoded = data["bootstrap"]
-        config = data.get("kumaSidecarConfiguration") or {}
-        if not isinstance(encoded, str) or not isinstance(config, dict):
-            raise TypeError("unexpected field types")
-        yaml_bytes = base64.b64decode(encoded, validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        parsed = wire.BootstrapResponse.from_json(response.json())
+    except ValueError as exc:  # not JSON, or not the contract's shape (WireError)
         raise BootstrapFailed(
             f"the control plane at {cp_address} sent an invalid bootstrap response: {exc}"
         ) from exc
-    return BootstrapResult(bootstrap_yaml=yaml_bytes, sidecar_config=config, cp_address=cp_address)
+    return BootstrapResult(
+        bootstrap_yaml=parsed.bootstrap_yaml,
+        sidecar_config=parsed.kuma_sidecar_configuration.to_json(),
+        cp_address=cp_address,
+    )
 
 
 def _error_message(response: httpx.Response) -> str:

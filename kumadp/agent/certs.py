@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kumadp.wire.names import spiffe_id
+
 PrivateKey = ec.EllipticCurvePrivateKey
 
 
@@ -30,10 +32,6 @@ def key_pem(key: PrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def spiffe_id(mesh: str, service: str) -> str:
-    return f"spiffe://{mesh}/{service}"
 
 
 def _check_name(kind: str, value: str) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from kumadp.wire.names import AUTHORIZATION_METADATA
+
 log = logging.getLogger(__name__)
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -100,7 +102,7 @@ async def leave(
 
     if isinstance(server, str):
         server = DpServer(server)
-    metadata = (("authorization", token),) if token else None
+    metadata = ((AUTHORIZATION_METADATA, token),) if token else None
     try:
         if server.tls:
             options = [("grpc.ssl_target_name_override", server.sni)] if server.sni else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from kumadp.agent.cp_channel import DpServer
 from kumadp.lifecycle import Backoff, Resilient
+from kumadp.wire.names import AUTHORIZATION_METADATA
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class CpLink:
         self.server = server
         self.mesh = mesh
         self.name = name
-        self.metadata = (("authorization", token),) if token else ()
+        self.metadata = ((AUTHORIZATION_METADATA, token),) if token else ()
         self._channel: Any = None
 
     def stub(self) -> Any:

@@ -51,9 +51,7 @@ from kumadp.agent.sds import SdsServer
 from kumadp.agent.workdir import BOOTSTRAP_FILE, work_dir, write_private
 from kumadp.lifecycle import Component, ComponentFailed, supervise
 from kumadp.signals import SignalWatcher
-
-BIND_OUTBOUNDS = "bind-outbounds"
-SDS_SOCKET = "sds.sock"
+from kumadp.wire.names import FEATURE_BIND_OUTBOUNDS, SDS_SOCKET_FILE
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +102,7 @@ class _Agent:
         self.sidecar_config: dict[str, Any] = {}
         self.cp_address = config.cp_address  # the CP whose bootstrap is used
         self._background: set[asyncio.Task[None]] = set()
-        self.features: tuple[str, ...] = (BIND_OUTBOUNDS,) if config.bind_outbounds else ()
+        self.features: tuple[str, ...] = (FEATURE_BIND_OUTBOUNDS,) if config.bind_outbounds else ()
 
     async def fetch_bootstrap(self, token: str, token_path: str, ca_cert: str) -> bytes | None:
         """The bootstrap YAML, or None when a signal arrived first."""
@@ -231,7 +229,7 @@ class _Agent:
     ) -> _MeshParts:
         """SDS + certificate rotation, the DNS resolver, and the CP watch that feeds them."""
         config, identity = self.config, self.identity
-        sds = SdsServer(self.workdir / SDS_SOCKET)
+        sds = SdsServer(self.workdir / SDS_SOCKET_FILE)
         parts = _MeshParts(components=[sds])
         names = NameTable()
         if config.dns_enabled:

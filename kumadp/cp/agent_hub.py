@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from kumadp.wire import agent_pb2
-
-BIND_OUTBOUNDS = "bind-outbounds"
+from kumadp.wire.names import FEATURE_BIND_OUTBOUNDS as BIND_OUTBOUNDS
 
 
 @dataclass

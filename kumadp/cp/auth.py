@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from kumadp.cp.tokens import TokenClaims, TokenError, TokenIssuer
+from kumadp.wire.names import AUTHORIZATION_METADATA
 
 DpAuthMode = Literal["dpToken", "none"]
 DP_AUTH_MODES: tuple[str, ...] = ("dpToken", "none")
@@ -16,7 +17,7 @@ class AuthError(Exception):
 
 
 def token_from_metadata(metadata: Mapping[str, str]) -> str:
-    value = metadata.get("authorization", "").strip()
+    value = metadata.get(AUTHORIZATION_METADATA, "").strip()
     if value.lower().startswith("bearer "):
         value = value[7:].strip()
     return value

@@ -1,13 +1,17 @@
 """``POST /bootstrap``: register the agent's dataplane and render its Envoy bootstrap.
 
-Request and response use kuma-dp 2.x's JSON field names. A dataplane that an agent brings
-with it is stored with the label ``kumadp.io/lifecycle: agent``: the control plane removes it
-when the agent leaves (or its connection has been gone for the deregistration delay).
+Request and response are the contract's (``kumadp.wire.bootstrap``: kuma-dp 2.x's JSON field
+names). A dataplane that an agent brings with it is stored with the label
+``kumadp.io/lifecycle: agent``: the control plane removes it when the agent leaves (or its
+connection has been gone for the deregistration delay).
+
+Problems are ``BootstrapError``s with a kind; the HTTP route (``kumadp.cp.api``) maps kinds to
+statuses. This module knows nothing of HTTP.
 """
 
 from __future__ import annotations
 
-import base64
+import enum
 import ipaddress
 import json
 import logging
@@ -19,18 +23,42 @@ from typing import Any
 
 import yaml
 
-from kumadp.cp.api.bootstrap_route import BootstrapError
 from kumadp.cp.auth import AuthError, DpAuth
 from kumadp.cp.lifecycle import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneLifecycle
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
+from kumadp.wire.bootstrap import (
+    BootstrapRequest,
+    BootstrapResponse,
+    KumaSidecarConfiguration,
+    SidecarMetrics,
+    SidecarNetworking,
+    WireError,
+)
+from kumadp.wire.names import AUTHORIZATION_METADATA, SDS_SOCKET_FILE
+from kumadp.xds import types as xds_types
 
 log = logging.getLogger(__name__)
 
 
 PROXY_TYPES = ("dataplane", "ingress", "egress")
-_STRING_FIELDS = ("mesh", "name", "proxyType", "dataplaneToken", "dataplaneResource", "caCert")
+
+
+class ErrorKind(enum.Enum):
+    NOT_FOUND = "not found"  # the dataplane is not known yet: the agent retries
+    MALFORMED = "malformed"  # a field of the wrong JSON type
+    INVALID = "invalid"  # a request the agent should not repeat as is
+    UNAUTHORIZED = "unauthorized"  # a token that does not hold
+
+
+class BootstrapError(Exception):
+    """The bootstrap cannot be given; ``message`` says why (empty for NOT_FOUND)."""
+
+    def __init__(self, kind: ErrorKind, message: str = "") -> None:
+        super().__init__(f"{kind.value}: {message}" if message else kind.value)
+        self.kind = kind
+        self.message = message
 
 
 @cache
@@ -70,9 +98,6 @@ class BootstrapParams:
     dp_server_ca_pem: bytes | None = None
 
 
-SDS_SOCKET = "sds.sock"
-
-
 class BootstrapService:
     def __init__(
         self,
@@ -87,65 +112,77 @@ class BootstrapService:
         self._auth = auth
 
     async def handle(self, body: dict[str, Any], host: str) -> dict[str, Any]:
-        for key in _STRING_FIELDS:
-            if key in body and body[key] is not None and not isinstance(body[key], str):
-                raise BootstrapError(400, f"{key}: must be a string")
-        proxy_type = body.get("proxyType") or "dataplane"
+        """The response to the JSON request ``body``; ``host`` is the host name the agent
+        used to reach the API. Raises ``BootstrapError``."""
+        try:
+            request = BootstrapRequest.from_json(body)
+        except WireError as exc:
+            raise BootstrapError(ErrorKind.MALFORMED, str(exc)) from None
+        return (await self.bootstrap(request, host)).to_json()
+
+    async def bootstrap(self, request: BootstrapRequest, host: str) -> BootstrapResponse:
+        proxy_type = request.proxy_type or "dataplane"
         if proxy_type not in PROXY_TYPES:
-            raise BootstrapError(422, f"proxyType: must be one of {', '.join(PROXY_TYPES)}")
+            raise BootstrapError(
+                ErrorKind.INVALID, f"proxyType: must be one of {', '.join(PROXY_TYPES)}"
+            )
         if proxy_type != "dataplane":
-            raise BootstrapError(422, f"proxyType: {proxy_type} is not supported yet by kumadp")
-        dataplane = await self._dataplane(body)
+            raise BootstrapError(
+                ErrorKind.INVALID, f"proxyType: {proxy_type} is not supported yet by kumadp"
+            )
+        dataplane = await self._dataplane(request)
         if self._auth is not None:
             try:
-                await self._auth.check(body.get("dataplaneToken"), dataplane.mesh, dataplane.name)
+                await self._auth.check(request.dataplane_token, dataplane.mesh, dataplane.name)
             except AuthError as exc:
                 # Kuma answers 422 for a missing token; a bad one is 401.
-                status = 401 if body.get("dataplaneToken") else 422
-                raise BootstrapError(status, str(exc)) from exc
+                kind = ErrorKind.UNAUTHORIZED if request.dataplane_token else ErrorKind.INVALID
+                raise BootstrapError(kind, str(exc)) from exc
         if await self._store.get(MESH_TYPE, "", dataplane.mesh) is None:
-            raise BootstrapError(422, f'mesh: mesh "{dataplane.mesh}" does not exist')
-        bootstrap = self._render(dataplane, body, host)  # every check before any write
-        if body.get("dataplaneResource"):
+            raise BootstrapError(ErrorKind.INVALID, f'mesh: mesh "{dataplane.mesh}" does not exist')
+        bootstrap = self._render(dataplane, request, host)  # every check before any write
+        if request.dataplane_resource:
             await self._register(dataplane)
         text = yaml.safe_dump(bootstrap, sort_keys=False)
-        return {
-            "bootstrap": base64.b64encode(text.encode()).decode(),
-            "kumaSidecarConfiguration": {
-                "networking": {"address": dataplane.networking.address},
-                "metrics": {"aggregate": []},
-            },
-        }
+        return BootstrapResponse(
+            text.encode(),
+            KumaSidecarConfiguration(
+                networking=SidecarNetworking(address=dataplane.networking.address),
+                metrics=SidecarMetrics(aggregate=()),
+            ),
+        )
 
-    async def _dataplane(self, body: dict[str, Any]) -> Dataplane:
-        mesh = body.get("mesh") or ""
-        name = body.get("name") or ""
-        raw = body.get("dataplaneResource")
+    async def _dataplane(self, request: BootstrapRequest) -> Dataplane:
+        mesh, name, raw = request.mesh, request.name, request.dataplane_resource
         if raw:
             try:
                 doc = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise BootstrapError(422, f"dataplaneResource: not valid JSON: {exc}") from exc
+                raise BootstrapError(
+                    ErrorKind.INVALID, f"dataplaneResource: not valid JSON: {exc}"
+                ) from exc
             try:
                 dataplane = parse_dataplane(doc)
             except ValidationError as exc:
-                raise BootstrapError(422, f"dataplaneResource: {exc}") from exc
+                raise BootstrapError(ErrorKind.INVALID, f"dataplaneResource: {exc}") from exc
             if mesh and mesh != dataplane.mesh:
                 raise BootstrapError(
-                    422, f'mesh: "{mesh}" does not match the resource\'s mesh "{dataplane.mesh}"'
+                    ErrorKind.INVALID,
+                    f'mesh: "{mesh}" does not match the resource\'s mesh "{dataplane.mesh}"',
                 )
             if name and name != dataplane.name:
                 raise BootstrapError(
-                    422, f'name: "{name}" does not match the resource\'s name "{dataplane.name}"'
+                    ErrorKind.INVALID,
+                    f'name: "{name}" does not match the resource\'s name "{dataplane.name}"',
                 )
             return dataplane
         if not mesh or not name:
             raise BootstrapError(
-                422, "mesh and name are required when no dataplaneResource is sent"
+                ErrorKind.INVALID, "mesh and name are required when no dataplaneResource is sent"
             )
         stored = await self._store.get(DATAPLANE_TYPE, mesh, name)
         if stored is None:
-            raise BootstrapError(404, "")  # not known yet: kuma-dp retries
+            raise BootstrapError(ErrorKind.NOT_FOUND)  # not known yet: kuma-dp retries
         return parse_dataplane(stored.spec)
 
     async def _register(self, dataplane: Dataplane) -> None:
@@ -163,15 +200,14 @@ class BootstrapService:
             "registered" if created else "re-registered",
         )
 
-    def _render(self, dataplane: Dataplane, body: dict[str, Any], host: str) -> Any:
-        token = body.get("dataplaneToken") or ""
-        dns_port = _port(body.get("dnsPort"), "dnsPort")
-        readiness_port = _port(body.get("readinessPort"), "readinessPort")
+    def _render(self, dataplane: Dataplane, request: BootstrapRequest, host: str) -> Any:
+        token = request.dataplane_token
+        dns_port = _port(request.dns_port, "dnsPort")
+        readiness_port = _port(request.readiness_port, "readinessPort")
         services = dataplane.services
         xds_host = self._params.xds_host or host or "127.0.0.1"
-        workdir = body.get("workdir") or ""
-        if not isinstance(workdir, str):
-            raise BootstrapError(400, "workdir: must be a string")
+        workdir = request.workdir
+        metadata = [{"key": AUTHORIZATION_METADATA, "value": token}] if token else []
         variables: dict[str, Any] = {
             "node_id": f"{dataplane.mesh}.{dataplane.name}",
             "node_cluster": services[0] if services else dataplane.name,
@@ -181,13 +217,13 @@ class BootstrapService:
             "dns_port_str": str(dns_port or ""),
             "readiness_port_str": str(readiness_port or ""),
             "proxy_type": "dataplane",
-            "version": body.get("version") or {},
-            "features": body.get("features") or [],
-            "ads_initial_metadata": ([{"key": "authorization", "value": token}] if token else []),
+            "version": request.version.to_json() if request.version else {},
+            "features": list(request.features),
+            "ads_initial_metadata": metadata,
             "xds_host": xds_host,
             "xds_port": self._params.xds_port,
-            "ads_transport_socket": self._ads_tls(xds_host, body.get("caCert") or ""),
-            "sds_socket": str(Path(workdir) / SDS_SOCKET) if workdir else None,
+            "ads_transport_socket": self._ads_tls(xds_host, request.ca_cert),
+            "sds_socket": str(Path(workdir) / SDS_SOCKET_FILE) if workdir else None,
         }
         rendered = render_template(load_template(), variables)
         if not workdir:  # an agent that did not say where it lives gets no SDS cluster
@@ -203,8 +239,8 @@ class BootstrapService:
         return {
             "name": "envoy.transport_sockets.tls",
             "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
-                "UpstreamTlsContext",
+                "@type": xds_types.TYPE_URL_PREFIX
+                + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
                 "sni": sni,
                 "common_tls_context": {
                     "alpn_protocols": ["h2"],
@@ -225,9 +261,9 @@ def _san_matcher(host: str) -> dict[str, Any]:
         return {"san_type": "DNS", "matcher": {"exact": host}}
 
 
-def _port(value: Any, field: str) -> int | None:
-    if value in (None, "", 0):
+def _port(value: int, field: str) -> int | None:
+    if value == 0:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise BootstrapError(422, f"{field}: must be a port number 1-65535")
+    if not 0 < value < 65536:
+        raise BootstrapError(ErrorKind.INVALID, f"{field}: must be a port number 1-65535")
     return value

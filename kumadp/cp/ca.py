@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from kumadp.cp.store.base import ConflictError, Store, StoredResource
 from kumadp.resources import Mesh, parse_duration
+from kumadp.wire.names import spiffe_trust_domain
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def _new_ca_spec(mesh: str, conf: BackendConf) -> dict[str, Any]:
         ),
         not_before=now - BACKDATE,
         not_after=now + timedelta(seconds=conf.ca_expiration),
-        uri=f"spiffe://{mesh}",
+        uri=spiffe_trust_domain(mesh),
     )
     return {
         "type": MESH_CA_TYPE,

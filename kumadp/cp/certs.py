@@ -29,6 +29,7 @@ from kumadp.cp.ca import (
 )
 from kumadp.resources import Dataplane, Mesh, parse_duration
 from kumadp.resources.model import SERVICE_TAG
+from kumadp.wire.names import kuma_tag_uri, spiffe_id
 
 _ALLOWED_CURVES = ("secp256r1", "secp384r1")
 _MIN_RSA_BITS = 2048
@@ -55,9 +56,7 @@ def dataplane_uris(dataplane: Dataplane) -> list[str]:
     each group sorted."""
     services = sorted({i.tags[SERVICE_TAG] for i in dataplane.networking.inbound})
     tags = sorted({(k, v) for i in dataplane.networking.inbound for k, v in i.tags.items()})
-    return [f"spiffe://{dataplane.mesh}/{s}" for s in services] + [
-        f"kuma://{k}/{v}" for k, v in tags
-    ]
+    return [spiffe_id(dataplane.mesh, s) for s in services] + [kuma_tag_uri(k, v) for k, v in tags]
 
 
 def sign_dataplane_csr(

@@ -26,7 +26,8 @@ from kumadp.wire import agent_pb2_grpc
 from kumadp.xds import types as xds_types
 from kumadp.xds.cache import SnapshotCache
 from kumadp.xds.grpc_adapter import add_ads_to_server
-from kumadp.xds.server import AdsServer, StreamRejected
+from kumadp.xds.server import AdsServer
+from kumadp.xds.stream import Code, StreamRejected
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class XdsCallbacks:
         key = parse_node_id(node_id)
         if key is None:
             raise StreamRejected(
-                grpc.StatusCode.INVALID_ARGUMENT,
+                Code.INVALID_ARGUMENT,
                 f'node id "{node_id}" is not "<mesh>.<name>"',
             )
         if self._auth is not None:
@@ -83,7 +84,7 @@ class XdsCallbacks:
                 await self._auth.check(token_from_metadata(metadata), *key)
             except AuthError as exc:
                 log.warning("xDS stream of %s refused: %s", node_id, exc)
-                raise StreamRejected(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
+                raise StreamRejected(Code.UNAUTHENTICATED, str(exc)) from exc
         self._lifecycle.stream_opened(key)
         try:
             known = await self._reconciler.node_connected(key, node_features(node))
@@ -93,7 +94,7 @@ class XdsCallbacks:
         if not known:
             await self.on_stream_closed(stream_id, node_id)
             raise StreamRejected(
-                grpc.StatusCode.NOT_FOUND,
+                Code.NOT_FOUND,
                 f"dataplane {node_id} is not known to this control plane (bootstrap first)",
             )
         self.streams += 1

@@ -55,7 +55,7 @@ class SnapshotCache:
     def node_ids(self) -> list[str]:
         return sorted(n for n, node in self._nodes.items() if node.snapshot is not None)
 
-    async def next_snapshot(self, node_id: str, known: Snapshot | None) -> Snapshot:
+    async def next_snapshot(self, node_id: str, known: object | None) -> Snapshot:
         """Return the node's current snapshot as soon as there is one that is not ``known``
         (compared by identity): at once if there already is, else when one is set."""
         node = self._nodes.setdefault(node_id, _Node())

@@ -17,23 +17,15 @@ Versions hash serialised bytes, so messages packed into ``Any`` fields should be
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.listener.v3 import listener_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
 from kumadp.xds import types
 
-TYPE_URL_PREFIX = "type.googleapis.com/"
-_HCM_TYPE_URL = TYPE_URL_PREFIX + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 _VERSION_LENGTH = 16
 
 
@@ -41,35 +33,23 @@ class InconsistentSnapshot(ValueError):
     """The resources of a snapshot do not fit together (or are malformed)."""
 
 
-def resource_name(resource: Message) -> str:
-    """The xDS name of a resource: ``cluster_name`` for a ClusterLoadAssignment, else ``name``."""
-    name: object
-    if isinstance(resource, endpoint_pb2.ClusterLoadAssignment):
-        name = resource.cluster_name
-    else:
-        name = getattr(resource, "name", None)
-    if not isinstance(name, str):
-        raise InconsistentSnapshot(f"{resource.DESCRIPTOR.full_name} has no name field")
-    return name
+_short = types.short_name
 
 
-def _type_url_of(resource: Message) -> str:
-    full_name: str = resource.DESCRIPTOR.full_name
-    return TYPE_URL_PREFIX + full_name
-
-
-def _short(type_url: str) -> str:
-    return types.SHORT_NAMES.get(type_url, type_url.rsplit(".", 1)[-1])
-
-
-def _version(serialised: Mapping[str, bytes]) -> str:
+def _version(serialised: Mapping[str, bytes], names: Iterable[str] | None = None) -> str:
+    """A digest of named bodies (all of them, or those of ``names`` that exist)."""
     digest = hashlib.sha256()
-    for name in sorted(serialised):
+    for name in sorted(serialised if names is None else set(names) & serialised.keys()):
         raw_name = name.encode()
         body = serialised[name]
         digest.update(len(raw_name).to_bytes(4, "big") + raw_name)
         digest.update(len(body).to_bytes(8, "big") + body)
     return digest.hexdigest()[:_VERSION_LENGTH]
+
+
+def resource_version(packed: any_pb2.Any) -> str:
+    """The version of one resource: a digest of its serialised content."""
+    return hashlib.sha256(packed.value).hexdigest()[:_VERSION_LENGTH]
 
 
 class Snapshot:
@@ -78,11 +58,12 @@ class Snapshot:
     Build with ``Snapshot.build``; the constructor is internal.
     """
 
-    __slots__ = ("_packed", "_resources", "_versions")
+    __slots__ = ("_packed", "_resource_versions", "_resources", "_versions")
 
     _resources: Mapping[str, Mapping[str, Message]]
     _packed: Mapping[str, Mapping[str, any_pb2.Any]]
     _versions: Mapping[str, str]
+    _resource_versions: dict[str, Mapping[str, str]]
 
     def __init__(
         self,
@@ -94,6 +75,7 @@ class Snapshot:
         object.__setattr__(self, "_resources", resources)
         object.__setattr__(self, "_packed", packed)
         object.__setattr__(self, "_versions", versions)
+        object.__setattr__(self, "_resource_versions", {})  # type URL -> name -> version
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Snapshot is immutable")
@@ -111,11 +93,14 @@ class Snapshot:
             found = by_type.setdefault(type_url, {})
             anys = packed.setdefault(type_url, {})
             for message in messages:
-                if _type_url_of(message) != type_url:
+                if types.type_url_of(message) != type_url:
                     raise InconsistentSnapshot(
-                        f"{_type_url_of(message)} given under type {type_url}"
+                        f"{types.type_url_of(message)} given under type {type_url}"
                     )
-                name = resource_name(message)
+                try:
+                    name = types.name_of(message)
+                except ValueError as exc:
+                    raise InconsistentSnapshot(str(exc)) from None
                 if not name:
                     raise InconsistentSnapshot(f"{_short(type_url)}: resource without a name")
                 if name in found:
@@ -161,6 +146,29 @@ class Snapshot:
         """Resources of one type by name, already packed for a DiscoveryResponse."""
         return self._packed.get(type_url, MappingProxyType({}))
 
+    def version_of(self, type_url: str, names: Iterable[str] | None) -> str | None:
+        """The version of a selection: the type's version for ``None`` (everything), else a
+        digest of the named resources that exist (same formula, so selecting everything
+        gives the type's version). None for a type this snapshot does not have."""
+        if names is None:
+            return self._versions.get(type_url)
+        packed = self._packed.get(type_url)
+        if packed is None:
+            return None
+        return _version({name: a.value for name, a in packed.items()}, names)
+
+    def resource_versions(self, type_url: str) -> Mapping[str, str]:
+        """The version of each resource of a type, by name (computed once, on demand: only
+        the delta server needs them)."""
+        cache = self._resource_versions
+        found = cache.get(type_url)
+        if found is None:
+            packed = self.packed(type_url)
+            found = cache[type_url] = MappingProxyType(
+                {name: resource_version(a) for name, a in packed.items()}
+            )
+        return found
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Snapshot):
             return NotImplemented
@@ -179,61 +187,18 @@ class Snapshot:
     # -- consistency ---------------------------------------------------------------------
     def check_consistency(self) -> None:
         """Raise ``InconsistentSnapshot`` naming every dangling reference."""
-        problems: list[str] = []
-        endpoints = self.resources(types.ENDPOINT)
-        for name, cluster in self.resources(types.CLUSTER).items():
-            assert isinstance(cluster, cluster_pb2.Cluster)
-            if cluster.WhichOneof("cluster_discovery_type") != "type":
-                continue
-            if cluster.type != cluster_pb2.Cluster.EDS:
-                continue
-            wanted = cluster.eds_cluster_config.service_name or name
-            if wanted not in endpoints:
-                problems.append(f"cluster {name!r} (EDS) has no ClusterLoadAssignment {wanted!r}")
-        routes = self.resources(types.ROUTE)
-        for name, listener in self.resources(types.LISTENER).items():
-            assert isinstance(listener, listener_pb2.Listener)
-            for route_name in sorted(set(_rds_names(listener))):
-                if route_name not in routes:
-                    problems.append(
-                        f"listener {name!r} uses RouteConfiguration {route_name!r}, "
-                        "which is not in the snapshot"
-                    )
+        clusters, listeners = self.resources(types.CLUSTER), self.resources(types.LISTENER)
+        if not clusters and not listeners:
+            return  # nothing refers to anything (the agent's secrets)
+        # Imported here: Envoy's cluster and listener modules cost the agent (which builds
+        # snapshots of secrets only) ~15 ms of start-up.
+        from kumadp.xds.consistency import dangling_references
+
+        problems = dangling_references(
+            clusters, self.resources(types.ENDPOINT), listeners, self.resources(types.ROUTE)
+        )
         if problems:
             raise InconsistentSnapshot("inconsistent snapshot: " + "; ".join(problems))
-
-
-def _rds_names(listener: listener_pb2.Listener) -> Iterator[str]:
-    """Route configuration names the listener's HTTP connection managers load over RDS."""
-    chains = list(listener.filter_chains)
-    if listener.HasField("default_filter_chain"):
-        chains.append(listener.default_filter_chain)
-    configs = [
-        f.typed_config for chain in chains for f in chain.filters if f.HasField("typed_config")
-    ]
-    if listener.HasField("api_listener"):
-        configs.append(listener.api_listener.api_listener)
-    for config in configs:
-        if config.type_url != _HCM_TYPE_URL:
-            continue
-        route_name = _RDS_BY_CONFIG.get(config.value)
-        if route_name is None:
-            hcm = hcm_pb2.HttpConnectionManager()
-            if not config.Unpack(hcm):
-                raise InconsistentSnapshot(f"listener {listener.name!r}: bad HttpConnectionManager")
-            route_name = hcm.rds.route_config_name if hcm.HasField("rds") else ""
-            if len(_RDS_BY_CONFIG) >= _RDS_CACHE_SIZE:
-                _RDS_BY_CONFIG.clear()
-            _RDS_BY_CONFIG[config.value] = route_name
-        if route_name:
-            yield route_name
-
-
-# The RDS name (or "") of an HttpConnectionManager, by its packed bytes: every dataplane of a
-# mesh carries the same connection managers, and unpacking each one again costs more than
-# generating it.
-_RDS_BY_CONFIG: dict[bytes, str] = {}
-_RDS_CACHE_SIZE = 8192
 
 
 # -- YAML-friendly views ---------------------------------------------------------------------

@@ -19,7 +19,8 @@ import pytest
 from cryptography import x509
 
 from kumadp.agent import certs
-from kumadp.agent.sds import SdsServer, ca_secret_name, identity_secret_name
+from kumadp.agent.sds import SdsServer
+from kumadp.wire.names import identity_secret_name, mesh_ca_secret_name
 from testkit.procs import envoy_binary, eventually, free_port
 from tests.unit.test_agent_certs import TestCa
 
@@ -67,7 +68,7 @@ def bootstrap(sds_socket: Path, admin_port: int, listen_port: int, echo_port: in
                     ]
                 },
                 "validation_context_sds_secret_config": {
-                    "name": ca_secret_name(MESH),
+                    "name": mesh_ca_secret_name(MESH),
                     "sds_config": sds_source(),
                 },
             },
@@ -282,7 +283,7 @@ async def test_envoy_takes_and_rotates_certificates_over_sds(tmp_path: Path) -> 
         envoy(bootstrap(sock, admin_port, listen_port, echo_port), tmp_path),
     ):
         # Envoy asks over the pipe before the agent has an identity: it waits, not fails
-        wanted = {identity_secret_name(MESH), ca_secret_name(MESH)}
+        wanted = {identity_secret_name(MESH), mesh_ca_secret_name(MESH)}
 
         async def asked() -> bool:
             return sds.subscribed_names == wanted

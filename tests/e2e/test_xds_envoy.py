@@ -31,8 +31,9 @@ from google.protobuf.message import Message
 from kumadp.xds import types
 from kumadp.xds.cache import SnapshotCache
 from kumadp.xds.grpc_adapter import add_ads_to_server
-from kumadp.xds.server import AdsServer, StreamRejected
+from kumadp.xds.server import AdsServer
 from kumadp.xds.snapshot import Snapshot
+from kumadp.xds.stream import Code, StreamRejected
 from testkit.procs import envoy_binary, eventually, free_port
 
 ENVOY = envoy_binary()
@@ -364,7 +365,7 @@ class TokenCheck(Recorder):
     ) -> None:
         await super().on_stream_open(stream_id, node_id, node, metadata)
         if metadata.get("authorization") != "Bearer good":
-            raise StreamRejected(grpc.StatusCode.UNAUTHENTICATED, f"bad token for {node_id}")
+            raise StreamRejected(Code.UNAUTHENTICATED, f"bad token for {node_id}")
 
 
 async def test_grpc_adapter_passes_metadata_and_rejects() -> None:

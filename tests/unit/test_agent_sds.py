@@ -19,12 +19,14 @@ from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 
 from kumadp.agent import certs
-from kumadp.agent.sds import SECRET_TYPE, SdsServer, ca_secret_name, identity_secret_name
+from kumadp.agent.sds import SdsServer
+from kumadp.wire.names import identity_secret_name, mesh_ca_secret_name
+from kumadp.xds.types import SECRET as SECRET_TYPE
 from tests.unit.test_agent_certs import TestCa
 
 DEADLINE = 10.0
 ID = identity_secret_name("default")
-CA = ca_secret_name("default")
+CA = mesh_ca_secret_name("default")
 
 
 async def until(check: Callable[[], object], what: str) -> None:

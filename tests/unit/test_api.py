@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 import kumadp
-from kumadp.cp.api import BootstrapError, create_app
+from kumadp.cp.api import create_app
 from kumadp.cp.api.bodies import MAX_BODY_BYTES
+from kumadp.cp.bootstrap import BootstrapError, ErrorKind
 from kumadp.cp.store import ChangeEvent, MemoryStore
 
 BASE_URL = "http://cp.example:5681"
@@ -364,7 +365,7 @@ async def test_bootstrap_host_ipv6(
 async def test_bootstrap_not_known_yet_is_empty_404(
     client: httpx.AsyncClient, fake_bootstrap: FakeBootstrap
 ) -> None:
-    fake_bootstrap.error = BootstrapError(404, "")
+    fake_bootstrap.error = BootstrapError(ErrorKind.NOT_FOUND)
     r = await client.post("/bootstrap", json={"mesh": "default", "name": "web-1"})
     assert r.status_code == 404
     assert r.content == b""
@@ -373,7 +374,7 @@ async def test_bootstrap_not_known_yet_is_empty_404(
 async def test_bootstrap_handler_error_message(
     client: httpx.AsyncClient, fake_bootstrap: FakeBootstrap
 ) -> None:
-    fake_bootstrap.error = BootstrapError(422, "proxyType: must be one of dataplane")
+    fake_bootstrap.error = BootstrapError(ErrorKind.INVALID, "proxyType: must be one of dataplane")
     body = assert_error(await client.post("/bootstrap", json={}), 422)
     assert body["details"] == "proxyType: must be one of dataplane"
 

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from kumadp.cp.api.bootstrap_route import BootstrapError
-from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
+from kumadp.cp.api.bootstrap_route import STATUS
+from kumadp.cp.bootstrap import BootstrapError, BootstrapParams, BootstrapService
 from kumadp.cp.lifecycle import LIFECYCLE_LABEL, DataplaneLifecycle
 from kumadp.cp.server import ensure_default_mesh
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.resources.model import DATAPLANE_TYPE
+from tests.unit.test_wire_bootstrap import KUMA_DP_BODY
 
 DATAPLANE = {
     "type": "Dataplane",
@@ -96,7 +97,7 @@ async def test_bad_requests_get_a_specific_error(
     service, store, _ = await _service()
     with pytest.raises(BootstrapError) as info:
         await service.handle(_request(**overrides), "h")
-    assert info.value.status == status
+    assert STATUS[info.value.kind] == status
     assert fragment in info.value.message
     assert await store.list(DATAPLANE_TYPE) == []
 
@@ -121,3 +122,21 @@ async def test_rendered_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_a_kuma_dp_request_is_read_through_the_contract() -> None:
+    service, _, _ = await _service()
+    body = {**KUMA_DP_BODY, "dataplaneResource": json.dumps(DATAPLANE), "dataplaneToken": ""}
+    resp = await service.handle(body, "h")
+    bootstrap = yaml.safe_load(base64.b64decode(resp["bootstrap"]))
+    metadata = bootstrap["node"]["metadata"]
+    sent = {k: v for k, v in KUMA_DP_BODY["version"].items() if k != "future"}
+    assert metadata["version"] == sent  # what kumadp does not know is not passed on
+    assert metadata["features"] == KUMA_DP_BODY["features"]
+    assert metadata["dataplane.dns.port"] == "15053"
+    sds = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "sds_cluster")
+    assert "/tmp/kuma-dp/sds.sock" in json.dumps(sds)
+    assert resp["kumaSidecarConfiguration"] == {
+        "networking": {"address": "127.0.0.1"},
+        "metrics": {"aggregate": []},
+    }

@@ -7,20 +7,22 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, TypeAlias
 
-import grpc
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
+from kumadp.agent.sds import SDS
 from kumadp.xds import types
 from kumadp.xds.cache import SnapshotCache
-from kumadp.xds.server import AdsServer, StreamRejected
+from kumadp.xds.server import AdsServer
 from kumadp.xds.snapshot import Snapshot
+from kumadp.xds.stream import Code, StreamRejected
 
 NODE = "default.web-1"
 TIMEOUT = 5.0
@@ -437,13 +439,13 @@ async def test_stream_closed_exactly_once_when_sending_fails(h: Harness) -> None
 
 async def test_rejected_stream_sends_nothing_and_is_not_closed(h: Harness) -> None:
     h.cache.set_snapshot(NODE, snapshot())
-    h.callbacks.reject = StreamRejected(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+    h.callbacks.reject = StreamRejected(Code.UNAUTHENTICATED, "bad token")
     h.start()
     h.stream.push(request(types.CLUSTER, node=True))
     assert h.task is not None
     with pytest.raises(StreamRejected) as info:
         await asyncio.wait_for(h.task, TIMEOUT)
-    assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+    assert info.value.code is Code.UNAUTHENTICATED
     assert h.stream.responses == []
     assert h.callbacks.of("closed") == []
 
@@ -454,7 +456,7 @@ async def test_first_request_needs_a_node_id(h: Harness) -> None:
     assert h.task is not None
     with pytest.raises(StreamRejected) as info:
         await asyncio.wait_for(h.task, TIMEOUT)
-    assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.code is Code.INVALID_ARGUMENT
     assert h.callbacks.events == []
 
 
@@ -466,3 +468,49 @@ async def test_stream_ids_are_unique(h: Harness) -> None:
         stream.push(None)
         await asyncio.wait_for(h.server.handle_stream(stream), TIMEOUT)
     assert [e[1] for e in h.callbacks.of("closed")] == [1, 2]
+
+
+async def test_sds_options_version_the_selection_and_wait_for_names() -> None:
+    """The agent's SDS configuration of the same server (``kumadp.agent.sds.SDS``)."""
+
+    def secrets(*names: str, ca: bytes = b"ca") -> Snapshot:
+        made = []
+        for name in names:
+            secret = secret_pb2.Secret(name=name)
+            secret.validation_context.trusted_ca.inline_bytes = ca + name.encode()
+            made.append(secret)
+        return Snapshot.build({types.SECRET: made})
+
+    cache, callbacks = SnapshotCache(), FakeCallbacks()
+    server = AdsServer(cache, callbacks, SDS)
+    stream = FakeStream()
+    task = asyncio.ensure_future(server.handle_stream(stream))
+    try:
+        stream.push(Request(resource_names=["a"]))  # no node id, no type URL: fine for SDS
+        await stream.settled()
+        cache.set_snapshot("", secrets("b"))
+        stream.push(Request(resource_names=["a"]))  # asks again, after the snapshot
+        await stream.settled()
+        assert stream.responses == []  # "a" does not exist yet: the stream waits
+        assert server.subscribed_names(types.SECRET) == {"a"} and server.open_streams == 1
+
+        cache.set_snapshot("", secrets("a", "b"))
+        first = await stream.next_response()
+        assert first.type_url == types.SECRET and len(first.resources) == 1
+        stream.push(ack(first, names=["a"]))
+        cache.set_snapshot("", secrets("a", "b", ca=b"other"))
+        second = await stream.next_response()  # "a" changed
+        stream.push(ack(second, names=["a"]))
+        cache.set_snapshot("", secrets("a", "b", "c", ca=b"other"))  # only "c" is new
+        stream.push(ack(second, names=["a"]))  # answered if anything were due
+        await stream.settled()
+        assert stream.unread() == []  # what this stream asked for did not change
+
+        stream.push(Request(type_url=types.CLUSTER, resource_names=["x"]))
+        with pytest.raises(StreamRejected) as info:
+            await asyncio.wait_for(task, TIMEOUT)
+        assert info.value.code is Code.INVALID_ARGUMENT
+        assert server.open_streams == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,8 +1,9 @@
 """``POST /bootstrap``: kuma-dp's request for its Envoy bootstrap.
 
-The route only speaks HTTP; a ``BootstrapHandler`` does the work. Status codes follow what
-kuma-dp expects: 404 with an EMPTY body means "dataplane not known yet, retry"; any other 4xx
-is a request the agent should not retry (the body says why); 5xx is retried with backoff.
+The route only speaks HTTP; a ``BootstrapHandler`` (``kumadp.cp.bootstrap``) does the work
+and raises ``BootstrapError``s, whose kinds map to the statuses kuma-dp expects: 404 with an
+EMPTY body means "dataplane not known yet, retry"; any other 4xx is a request the agent
+should not retry (the body says why); 5xx is retried with backoff.
 """
 
 from __future__ import annotations
@@ -18,18 +19,16 @@ from starlette.responses import JSONResponse, Response
 
 from kumadp.cp.api.bodies import read_body
 from kumadp.cp.api.errors import ApiError
+from kumadp.cp.bootstrap import BootstrapError, ErrorKind
 
 log = logging.getLogger(__name__)
 
-
-class BootstrapError(Exception):
-    """Raised by a handler to answer with ``status``. ``BootstrapError(404, "")`` is the
-    "not known yet" answer (empty body); other statuses carry ``message`` as a JSON error."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"{status}: {message}" if message else str(status))
+STATUS = {
+    ErrorKind.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    ErrorKind.MALFORMED: HTTPStatus.BAD_REQUEST,
+    ErrorKind.INVALID: HTTPStatus.UNPROCESSABLE_ENTITY,  # Kuma's answer to a bad request
+    ErrorKind.UNAUTHORIZED: HTTPStatus.UNAUTHORIZED,
+}
 
 
 class BootstrapHandler(Protocol):
@@ -52,13 +51,6 @@ def request_host(request: Request) -> str:
     return request.url.hostname or ""
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
 def bootstrap_endpoint(handler: BootstrapHandler | None) -> Any:
     """The Starlette endpoint serving ``POST /bootstrap`` with ``handler``."""
 
@@ -75,17 +67,15 @@ def bootstrap_endpoint(handler: BootstrapHandler | None) -> Any:
         try:
             result = await handler.handle(body, request_host(request))
         except BootstrapError as e:
-            if e.status == 404:
+            status = STATUS[e.kind]
+            if status == HTTPStatus.NOT_FOUND:
                 log.debug("bootstrap for %s.%s: not known yet", body.get("mesh"), body.get("name"))
-                return Response(status_code=404)
-            if e.status >= 500:
-                log.error("bootstrap failed: %s", e)
-            else:
-                log.info("bootstrap request refused (%d): %s", e.status, e.message)
-            raise ApiError(e.status, _phrase(e.status), e.message) from None
+                return Response(status_code=status)
+            log.info("bootstrap request refused (%d): %s", status, e.message)
+            raise ApiError(status, status.phrase, e.message) from None
         return JSONResponse(result)
 
     return bootstrap
 
 
-__all__ = ["BootstrapError", "BootstrapHandler", "bootstrap_endpoint", "request_host"]
+__all__ = ["STATUS", "BootstrapHandler", "bootstrap_endpoint", "request_host"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from kumadp.wire import names as wire_names
+
 _NOT_STAT_SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -44,11 +46,14 @@ def outbound_route(service: str) -> str:
 
 
 def identity_secret(mesh: str) -> str:
-    return f"identity_cert:secret:{mesh}"
+    """The SDS secret with the dataplane's certificate (the agent serves it: the contract's
+    name)."""
+    return wire_names.identity_secret_name(mesh)
 
 
 def mesh_ca_secret(mesh: str) -> str:
-    return f"mesh_ca:secret:{mesh}"
+    """The SDS secret with the mesh CA (the contract's name)."""
+    return wire_names.mesh_ca_secret_name(mesh)
 
 
 def stat_prefix(name: str) -> str:

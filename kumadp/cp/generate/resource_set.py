@@ -7,22 +7,11 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from kumadp.xds import types
-
-TYPE_URL_PREFIX = "type.googleapis.com/"
+from kumadp.xds.types import name_of, type_url_of
 
 M = TypeVar("M", bound=Message)
 
-
-def type_url_of(resource: Message | type[Message]) -> str:
-    full_name: str = resource.DESCRIPTOR.full_name
-    return TYPE_URL_PREFIX + full_name
-
-
-def name_of(resource: Message) -> str:
-    """The xDS resource name: ``cluster_name`` for a ClusterLoadAssignment, else ``name``."""
-    field = "cluster_name" if type_url_of(resource) == types.ENDPOINT else "name"
-    name: str = getattr(resource, field)
-    return name
+__all__ = ["ResourceSet", "name_of", "type_url_of"]  # the helpers live in kumadp.xds.types
 
 
 class ResourceSet:

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 
 from kumadp.cp.generate.context import MtlsContext
 from kumadp.cp.generate.protocol import is_http
+from kumadp.wire.names import spiffe_id, spiffe_prefix
 
 SDS_CLUSTER = "sds_cluster"  # the bootstrap's static cluster to the agent's SDS socket
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
@@ -36,20 +37,6 @@ KUMA_ALPN = "kuma"  # what a mesh client offers: tells mesh mTLS apart from othe
 HTTP_ALPN = ("h2", "http/1.1")
 TLS_MIN_VERSION = common_pb2.TlsParameters.TLSv1_2
 TLS_TRANSPORT_PROTOCOL = "tls"  # tls_inspector's value of FilterChainMatch.transport_protocol
-
-
-def spiffe_id(mesh: str, service: str) -> str:
-    return f"spiffe://{mesh}/{service}"
-
-
-def spiffe_prefix(mesh: str) -> str:
-    """What every identity of ``mesh`` starts with (the trailing slash keeps ``mesh2`` out)."""
-    return f"spiffe://{mesh}/"
-
-
-def kuma_tag_uri(key: str, value: str) -> str:
-    """The URI SAN a dataplane certificate carries for each tag of its inbounds."""
-    return f"kuma://{key}/{value}"
 
 
 def sni(service: str, mesh: str) -> str:

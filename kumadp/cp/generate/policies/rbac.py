@@ -30,7 +30,6 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2
 
 from kumadp.cp.generate.policies.match import selects_inbound
-from kumadp.cp.generate.tls import kuma_tag_uri, spiffe_id
 from kumadp.resources.policies import (
     ALLOW,
     ALLOW_WITH_SHADOW_DENY,
@@ -39,6 +38,7 @@ from kumadp.resources.policies import (
     MeshTrafficPermission,
     TargetRef,
 )
+from kumadp.wire.names import kuma_tag_uri, spiffe_id
 
 NETWORK_RBAC = "envoy.filters.network.rbac"
 POLICY_NAME = "MeshTrafficPermission"  # the key of the one policy in the RBAC rules
