@@ -28,7 +28,7 @@ from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.store.base import ConflictError, Store
 from kumadp.resources import ValidationError, default_traffic_permission
 from kumadp.resources.model import MESH_TYPE
-from kumadp.resources.validate import MESH_TRAFFIC_PERMISSION_TYPE
+from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 
 log = logging.getLogger(__name__)
 
