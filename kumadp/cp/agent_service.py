@@ -15,7 +15,7 @@ from kumadp.cp.auth import AuthError, DpAuth, allowed_services, token_from_metad
 from kumadp.cp.ca import CAError, MeshCAs
 from kumadp.cp.certs import SigningError, sign_dataplane_csr
 from kumadp.cp.insights import InsightStore
-from kumadp.cp.lifecycle import DataplaneLifecycle
+from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
@@ -31,7 +31,7 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         self,
         *,
         store: Store,
-        lifecycle: DataplaneLifecycle,
+        lifecycle: DataplaneRegistry,
         auth: DpAuth,
         cas: MeshCAs,
         hub: AgentHub,

@@ -31,10 +31,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kumadp.cp.store.base import ConflictError, Store, StoredResource
+from kumadp.resources.registry import VIRTUAL_IPS_TYPE
 
 log = logging.getLogger(__name__)
 
-VIRTUAL_IPS_TYPE = "VirtualIPs"
 RESOURCE_NAME = "vips"
 
 DEFAULT_CIDR = "240.0.0.0/4"

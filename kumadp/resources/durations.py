@@ -41,5 +41,4 @@ def parse_duration(value: str) -> float:
     return total
 
 
-
 __all__ = ["parse_duration"]

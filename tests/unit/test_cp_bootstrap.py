@@ -12,8 +12,8 @@ import yaml
 
 from kumadp.cp.api.bootstrap_route import BootstrapError
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
-from kumadp.cp.lifecycle import LIFECYCLE_LABEL, DataplaneLifecycle
-from kumadp.cp.server import ensure_default_mesh
+from kumadp.cp.defaults import ensure_default_mesh
+from kumadp.cp.registration import LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.resources.model import DATAPLANE_TYPE
 
@@ -28,10 +28,10 @@ DATAPLANE = {
 }
 
 
-async def _service() -> tuple[BootstrapService, MemoryStore, DataplaneLifecycle]:
+async def _service() -> tuple[BootstrapService, MemoryStore, DataplaneRegistry]:
     store = MemoryStore()
     await ensure_default_mesh(store)
-    lifecycle = DataplaneLifecycle(store)
+    lifecycle = DataplaneRegistry(store)
     return BootstrapService(store, BootstrapParams(xds_port=5678), lifecycle), store, lifecycle
 
 
