@@ -15,6 +15,7 @@ from typing import Any
 from kumadp.ctl import tables
 from kumadp.ctl.client import CtlError, segment
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
+from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 from kumadp.resources.registry import REGISTRY, Registry, ResourceType
 
 Row = Callable[[dict[str, Any], datetime], list[str]]
@@ -115,7 +116,7 @@ def kind_of_type(type_: str, kinds: Sequence[Kind] = KINDS) -> Kind:
 
 MESH = kind_of_type(MESH_TYPE)
 DATAPLANE = kind_of_type(DATAPLANE_TYPE)
-MESH_TRAFFIC_PERMISSION = kind_of_type("MeshTrafficPermission")
+MESH_TRAFFIC_PERMISSION = kind_of_type(MESH_TRAFFIC_PERMISSION_TYPE)
 
 __all__ = [
     "DATAPLANE",
