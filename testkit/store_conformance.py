@@ -212,6 +212,17 @@ class StoreConformance:
         await store.delete(DP, "m", "a")
         assert ops(await collect(late, 1)) == [("delete", DP, "m", "a")]
 
+    async def test_a_subscription_may_pick_types(self, store: Store) -> None:
+        meshes = store.changes([MESH])
+        await store.put(DP, "m", "a", dp_spec("m", "a"))
+        await store.put(MESH, "", "m", {"type": MESH, "name": "m"})
+        await store.delete(DP, "m", "a")
+        await store.delete(MESH, "", "m")
+        assert ops(await collect(meshes, 2)) == [
+            ("create", MESH, "", "m"),
+            ("delete", MESH, "", "m"),
+        ]
+
     async def test_close_ends_subscriptions(self, store: Store, sub: ChangeSubscription) -> None:
         waiter = asyncio.ensure_future(sub.next())
         await store.close()

@@ -237,7 +237,7 @@ class InsightStore:
     async def run(self, stop: asyncio.Event) -> None:
         """Component: writes changed insights to the store (at most once per interval per
         dataplane) and forgets those of deleted dataplanes; flushes on stop."""
-        async with following(self._store, self._on_store_change):
+        async with following(self._store, self._on_store_change, (DATAPLANE_TYPE,)):
             stop_task = asyncio.ensure_future(stop.wait())
             try:
                 while not stop.is_set():

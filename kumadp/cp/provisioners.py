@@ -34,6 +34,7 @@ class MeshWorker:
     per wake-up. Everything is processed at start and after a ``RESYNC``."""
 
     name = "mesh-worker"
+    watched: tuple[str, ...] = ()  # the store types whose events matter
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -63,7 +64,7 @@ class MeshWorker:
             self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with following(self._store, self.on_store_change):
+        async with following(self._store, self.on_store_change, self.watched):
             stop_task = asyncio.ensure_future(stop.wait())
             try:
                 while not stop.is_set():
@@ -91,6 +92,7 @@ class VipProvisioner(MeshWorker):
     """Keeps every mesh's ``VirtualIPs`` in step with its dataplanes' services."""
 
     name = "vip-provisioner"
+    watched = (DATAPLANE_TYPE, MESH_TYPE, VIRTUAL_IPS_TYPE)
 
     def __init__(self, store: Store, vips: VipAllocator) -> None:
         super().__init__(store)
@@ -144,6 +146,7 @@ class CaProvisioner(MeshWorker):
     """Creates the CA of every mesh with builtin mTLS; drops a deleted mesh's CAs."""
 
     name = "ca-provisioner"
+    watched = (MESH_TYPE, MESH_CA_TYPE)
 
     def __init__(self, store: Store, cas: MeshCAs) -> None:
         super().__init__(store)

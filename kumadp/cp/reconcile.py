@@ -116,7 +116,7 @@ class Reconciler:
 
     # -- the loop ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        async with following(self._store, self.on_store_change):
+        async with following(self._store, self.on_store_change, self._inputs):
             stop_task = asyncio.ensure_future(stop.wait())
             try:
                 while not stop.is_set():

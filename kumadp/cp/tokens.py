@@ -72,7 +72,7 @@ class TokenIssuer:
         self._lock = asyncio.Lock()
         # Drained before each use of a cache: no task needed, and a change committed before
         # a call is seen by that call.
-        self._changes = store.changes()
+        self._changes = store.changes((REVOCATIONS_TYPE, SIGNING_KEY_TYPE))
 
     def close(self) -> None:
         self._changes.close()

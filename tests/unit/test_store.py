@@ -46,7 +46,7 @@ async def test_a_consumer_that_falls_behind_gets_one_resync() -> None:
 
 async def test_resync_reaches_every_consumer_and_close_ends_them() -> None:
     feed = ChangeFeed()
-    subs = [feed.subscribe(), feed.subscribe()]
+    subs = [feed.subscribe(), feed.subscribe(types=["Mesh"])]
     feed.resync()
     assert [await s.next() for s in subs] == [RESYNC, RESYNC]
     assert RESYNC.is_resync

@@ -10,6 +10,7 @@ Mesh-scoped types use the mesh name; global types (``Mesh``, ``ZoneIngress``...)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from kumadp.cp.store.feed import ChangeSubscription
@@ -52,11 +53,11 @@ class Store(Protocol):
         """Delete; True if something was deleted."""
         ...
 
-    def changes(self) -> ChangeSubscription:
-        """A new subscription to the change feed: every change committed from now on, as
-        ``ChangeEvent``s; see ``kumadp.cp.store.feed`` for the contract (after commit, at
-        least once, ordered per resource, ``RESYNC`` = reload everything). Close it when
-        done."""
+    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
+        """A new subscription to the change feed: every change committed from now on (of
+        ``types`` only, if given), as ``ChangeEvent``s; see ``kumadp.cp.store.feed`` for the
+        contract (after commit, at least once, ordered per resource, ``RESYNC`` = reload
+        everything). Close it when done."""
         ...
 
     async def close(self) -> None: ...

@@ -11,7 +11,9 @@ The contract (``Store.changes()``), the same for every backend:
   derived from the store". A backend sends it when it cannot vouch for the feed (a lost
   database connection, a consumer that fell ``max_pending`` events behind);
 - a subscription sees the changes committed after it was made: subscribe first, then read
-  the initial state.
+  the initial state;
+- a subscription made with ``types`` gets the events of those types only (and every
+  ``RESYNC``): a backend may filter at the source.
 
 Consumers iterate a ``ChangeSubscription`` (``async for event in sub``), or take what is
 pending without waiting (``sub.drain()``: caches that invalidate on use). Events are
@@ -24,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 from kumadp.cp.store.records import RESYNC, ChangeEvent
@@ -41,7 +43,9 @@ class ChangeSubscription:
         self,
         on_close: Callable[[ChangeSubscription], None] | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
+        types: Iterable[str] | None = None,
     ) -> None:
+        self.types = frozenset(types) if types is not None else None  # None: every type
         self._pending: deque[ChangeEvent] = deque()
         self._ready = asyncio.Event()
         self._closed = False
@@ -55,7 +59,9 @@ class ChangeSubscription:
     def push(self, event: ChangeEvent) -> None:
         """Backend side: queue ``event``. A consumer too far behind gets one ``RESYNC``
         instead of what it missed."""
-        if self._closed:
+        if self._closed or (
+            self.types is not None and not event.is_resync and event.type not in self.types
+        ):
             return
         if len(self._pending) >= self._max_pending:
             log.warning("a store change consumer fell behind; asking it to resync")
@@ -111,8 +117,8 @@ class ChangeFeed:
         self._subscriptions: list[ChangeSubscription] = []
         self._max_pending = max_pending
 
-    def subscribe(self) -> ChangeSubscription:
-        sub = ChangeSubscription(self._remove, self._max_pending)
+    def subscribe(self, types: Iterable[str] | None = None) -> ChangeSubscription:
+        sub = ChangeSubscription(self._remove, self._max_pending, types)
         self._subscriptions.append(sub)
         return sub
 
@@ -137,16 +143,19 @@ class ChangeFeed:
 
 
 class ChangeSource(Protocol):
-    def changes(self) -> ChangeSubscription: ...
+    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription: ...
 
 
 @contextlib.asynccontextmanager
 async def following(
-    store: ChangeSource, handle: Callable[[ChangeEvent], None]
+    store: ChangeSource,
+    handle: Callable[[ChangeEvent], None],
+    types: Iterable[str] | None = None,
 ) -> AsyncIterator[ChangeSubscription]:
-    """Call ``handle`` for every change while the block runs (subscribed on entry, so the
-    block may read the initial state first). A failing ``handle`` is logged, never fatal."""
-    sub = store.changes()
+    """Call ``handle`` for every change (of ``types``, if given) while the block runs
+    (subscribed on entry, so the block may read the initial state first). A failing
+    ``handle`` is logged, never fatal."""
+    sub = store.changes(types)
 
     async def pump() -> None:
         async for event in sub:

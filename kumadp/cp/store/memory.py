@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,8 +127,8 @@ class MemoryStore:
         self._feed.publish(ChangeEvent(op="delete", type=type, mesh=mesh, name=name, resource=None))
         return True
 
-    def changes(self) -> ChangeSubscription:
-        return self._feed.subscribe()
+    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
+        return self._feed.subscribe(types)
 
     async def close(self) -> None:
         self._closed = True

@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -207,8 +208,8 @@ class SqliteStore:
             )
         return deleted
 
-    def changes(self) -> ChangeSubscription:
-        return self._feed.subscribe()
+    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
+        return self._feed.subscribe(types)
 
     async def close(self) -> None:
         self._feed.close()
