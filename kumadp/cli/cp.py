@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from kumadp.cp.runtime.config import ControlPlaneConfig
 
 log = logging.getLogger("kumadp.cp")
 
@@ -108,8 +111,8 @@ def run(
     )
     try:
         code = asyncio.run(_main(config))
-    except KeyboardInterrupt:
-        code = 1
+    except KeyboardInterrupt:  # before the signal handlers were installed
+        code = 0
     except Exception as exc:  # one clear line, no traceback
         log.debug("control plane failed", exc_info=exc)
         fail(str(exc))
@@ -117,13 +120,12 @@ def run(
         raise typer.Exit(code)
 
 
-async def _main(config: object) -> int:
+async def _main(config: ControlPlaneConfig) -> int:
     """Run the control plane under the shared signal handling: the first SIGTERM/SIGINT
     shuts down gracefully (in phases), a second one forces the exit (status 1)."""
-    from kumadp.cp.runtime import ControlPlaneConfig, run_control_plane
+    from kumadp.cp.runtime import run_control_plane
     from kumadp.signals import SignalWatcher
 
-    assert isinstance(config, ControlPlaneConfig)
     stop = asyncio.Event()
     with SignalWatcher() as signals:
         run = asyncio.create_task(run_control_plane(config, stop), name="control-plane")
