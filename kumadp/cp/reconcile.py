@@ -36,7 +36,7 @@ class Reconciler:
         self,
         store: Store,
         cache: SnapshotCache,
-        lifecycle: DataplaneRegistry,
+        registrations: DataplaneRegistry,
         *,
         vips: VipAllocator | None = None,
         cas: MeshCAs | None = None,
@@ -45,10 +45,10 @@ class Reconciler:
         registry: Registry = REGISTRY,
     ) -> None:
         self._store = store
-        self._registrations = lifecycle
+        self._registrations = registrations
         self._debounce = debounce
         self._inputs = state_inputs(registry)
-        self._builder = MeshStateBuilder(store, lifecycle, vips=vips, cas=cas, registry=registry)
+        self._builder = MeshStateBuilder(store, registrations, vips=vips, cas=cas, registry=registry)
         self.stats = ReconcileStats()
         self._snapshots = SnapshotPublisher(cache, self.stats)
         self._agents = AgentStatePublisher(hub) if hub is not None else None

@@ -347,7 +347,7 @@ async def agent_service(
 
     return AgentChannelService(
         store=store,
-        lifecycle=DataplaneRegistry(store),
+        registrations=DataplaneRegistry(store),
         auth=DpAuth(auth, TokenIssuer(store)),
         cas=MeshCAs(store),
         hub=AgentHub(),

@@ -1,4 +1,4 @@
-"""Lifecycle + reconciler: store changes become snapshots; pending, leave and deregistration."""
+"""Registration + reconciler: store changes become snapshots; pending, leave and deregistration."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ class ControlPlane:
         self.ca_provisioner = CaProvisioner(store, self.cas)
         self.agent_channel = AgentChannelService(
             store=store,
-            lifecycle=self.registrations,
+            registrations=self.registrations,
             auth=self.auth,
             cas=self.cas,
             hub=self.hub,
