@@ -48,7 +48,9 @@ class Reconciler:
         self._registrations = registrations
         self._debounce = debounce
         self._inputs = state_inputs(registry)
-        self._builder = MeshStateBuilder(store, registrations, vips=vips, cas=cas, registry=registry)
+        self._builder = MeshStateBuilder(
+            store, registrations, vips=vips, cas=cas, registry=registry
+        )
         self.stats = ReconcileStats()
         self._snapshots = SnapshotPublisher(cache, self.stats)
         self._agents = AgentStatePublisher(hub) if hub is not None else None
