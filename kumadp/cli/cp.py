@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import signal
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from kumadp.cp.runtime.config import ControlPlaneConfig
 
 log = logging.getLogger("kumadp.cp")
 
@@ -77,7 +79,7 @@ def run(
 ) -> None:
     """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
     from kumadp.cli.common import fail, setup_logging
-    from kumadp.cp.server import ControlPlaneConfig
+    from kumadp.cp.runtime.config import ControlPlaneConfig
     from kumadp.resources import parse_duration
 
     setup_logging(log_level)
@@ -108,32 +110,41 @@ def run(
         loopback_cidr=loopback_cidr,
     )
     try:
-        asyncio.run(_main(config))
-    except KeyboardInterrupt:
-        pass
+        code = asyncio.run(_main(config))
+    except KeyboardInterrupt:  # before the signal handlers were installed
+        code = 0
     except Exception as exc:  # one clear line, no traceback
         log.debug("control plane failed", exc_info=exc)
         fail(str(exc))
+    if code:
+        raise typer.Exit(code)
 
 
-async def _main(config: object) -> None:
-    from kumadp.cp.server import ControlPlaneConfig, run_control_plane
+async def _main(config: ControlPlaneConfig) -> int:
+    """Run the control plane under the shared signal handling: the first SIGTERM/SIGINT
+    shuts down gracefully (in phases), a second one forces the exit (status 1)."""
+    from kumadp.cp.runtime import run_control_plane
+    from kumadp.signals import SignalWatcher
 
-    assert isinstance(config, ControlPlaneConfig)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.info("shutting down (signal again to force)")
-            stop.set()
-        else:
-            log.warning("forced exit")
-            sys.exit(1)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    await run_control_plane(config, stop)
+    with SignalWatcher() as signals:
+        run = asyncio.create_task(run_control_plane(config, stop), name="control-plane")
+        first = asyncio.create_task(signals.wait(1))
+        second = asyncio.create_task(signals.wait(2))
+        try:
+            await asyncio.wait({run, first}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                log.info("shutting down (signal again to force)")
+                stop.set()
+                await asyncio.wait({run, second}, return_when=asyncio.FIRST_COMPLETED)
+                if not run.done():
+                    log.warning("forced exit")
+                    run.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await run  # its cleanup (the store) still runs
+                    return 1
+            run.result()  # a failure raises here
+            return 0
+        finally:
+            first.cancel()
+            second.cancel()

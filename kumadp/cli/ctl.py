@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kumadp.cli.common import fail
+from kumadp.resources.registry import REGISTRY
 
 if TYPE_CHECKING:
     from kumadp.ctl import ApiClient
@@ -45,7 +46,15 @@ CpAddress = Annotated[
 Mesh = Annotated[str | None, typer.Option("--mesh", "-m", help="Mesh (default: every mesh)")]
 ItemMesh = Annotated[str, typer.Option("--mesh", "-m", help="Mesh of the resource")]
 Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
-KIND_HELP = "meshes, dataplanes or meshtrafficpermissions (singular works too)"
+
+
+def _kinds_help() -> str:
+    """``meshes, dataplanes or meshtrafficpermissions (singular works too)``: the registry's."""
+    plurals = [t.plural for t in REGISTRY.served() if t.plural]
+    return f"{', '.join(plurals[:-1])} or {plurals[-1]} (singular works too)"
+
+
+KIND_HELP = _kinds_help()
 
 
 @contextmanager

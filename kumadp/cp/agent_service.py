@@ -15,7 +15,7 @@ from kumadp.cp.auth import AuthError, DpAuth, allowed_services, token_from_metad
 from kumadp.cp.ca import CAError, MeshCAs
 from kumadp.cp.certs import SigningError, sign_dataplane_csr
 from kumadp.cp.insights import InsightStore
-from kumadp.cp.lifecycle import DataplaneLifecycle
+from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
@@ -31,7 +31,7 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         self,
         *,
         store: Store,
-        lifecycle: DataplaneLifecycle,
+        registrations: DataplaneRegistry,
         auth: DpAuth,
         cas: MeshCAs,
         hub: AgentHub,
@@ -39,7 +39,7 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         insights: InsightStore | None = None,
     ) -> None:
         self._store = store
-        self._lifecycle = lifecycle
+        self._registrations = registrations
         self._auth = auth
         self._cas = cas
         self._hub = hub
@@ -65,7 +65,7 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         self, request: agent_pb2.LeaveRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.LeaveResponse:
         await self._authenticate(context, request.mesh, request.name)
-        removed = await self._lifecycle.leave((request.mesh, request.name))
+        removed = await self._registrations.leave((request.mesh, request.name))
         return agent_pb2.LeaveResponse(removed=removed)
 
     async def SignCertificate(

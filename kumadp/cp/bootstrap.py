@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from kumadp.cp.auth import AuthError, DpAuth
-from kumadp.cp.lifecycle import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneLifecycle
+from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
@@ -103,7 +103,7 @@ class BootstrapService:
         self,
         store: Store,
         params: BootstrapParams,
-        lifecycle: DataplaneLifecycle | None = None,
+        lifecycle: DataplaneRegistry | None = None,
         auth: DpAuth | None = None,
     ) -> None:
         self._store = store

@@ -9,36 +9,44 @@ CA. The HTTP API never exposes that type.
 Once created, a CA is never changed by editing the backend's ``conf`` (as in Kuma): a
 different key type or lifetime takes a new backend name.
 
-The small X.509 helpers at the bottom (``new_private_key``, ``build_ca_certificate``...) are
-shared with ``kumadp.cp.certs`` and ``kumadp.cp.server_tls``.
+The X.509 helpers (``new_private_key``, ``build_ca_certificate``...) are in
+``kumadp.cp.x509``, shared with ``kumadp.cp.certs`` and ``kumadp.cp.server_tls`` (and
+re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from kumadp.cp.store.base import ConflictError, Store, StoredResource
+from kumadp.cp.x509 import (
+    BACKDATE,
+    ORGANIZATION,
+    PrivateKey,
+    build_ca_certificate,
+    build_leaf_certificate,
+    fingerprint,
+    key_type_name,
+    new_private_key,
+    private_key_pem,
+    spki,
+)
 from kumadp.resources import Mesh, parse_duration
+from kumadp.resources.registry import MESH_CA_TYPE
 from kumadp.wire.names import spiffe_trust_domain
 
 log = logging.getLogger(__name__)
 
-MESH_CA_TYPE = "MeshCA"
 DEFAULT_CA_EXPIRATION = "10y"
-BACKDATE = timedelta(seconds=10)  # not-before = now - 10 s: tolerate small clock skew
-ORGANIZATION = "kumadp"
-
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 class CAError(Exception):
@@ -113,6 +121,16 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _builtin_conf(mesh: Mesh) -> BackendConf | None:
+    """The enabled backend's conf; None when mTLS is off; CAError unless it is builtin."""
+    conf = backend_conf(mesh)
+    if conf is not None and conf.type != "builtin":
+        raise CAError(
+            f"mtls.backends[{conf.index}]: type {conf.type} is not supported yet by kumadp"
+        )
+    return conf
+
+
 class MeshCAs:
     """The CAs of every mesh, created on first use and kept in ``store``.
 
@@ -129,13 +147,9 @@ class MeshCAs:
     async def ca_for(self, mesh: Mesh) -> CA | None:
         """The CA of the mesh's enabled backend (created and stored on first use); None when
         mTLS is off. Raises CAError for a backend kumadp cannot serve."""
-        conf = backend_conf(mesh)
+        conf = _builtin_conf(mesh)
         if conf is None:
             return None
-        if conf.type != "builtin":
-            raise CAError(
-                f"mtls.backends[{conf.index}]: type {conf.type} is not supported yet by kumadp"
-            )
         key = (mesh.name, conf.name)
         found = await self._load(*key)
         if found is not None:
@@ -162,6 +176,13 @@ class MeshCAs:
                 "created CA for mesh %s backend %s (%s)", mesh.name, conf.name, spec["keyType"]
             )
             return self._parse(stored)
+
+    async def current(self, mesh: Mesh) -> CA | None:
+        """The stored CA of the mesh's enabled backend, never creating one (what the config
+        generation path reads; ``kumadp.cp.provisioners.CaProvisioner`` creates it).
+        Raises CAError for a backend kumadp cannot serve."""
+        conf = _builtin_conf(mesh)
+        return None if conf is None else await self._load(mesh.name, conf.name)
 
     async def get(self, mesh: str, backend: str) -> CA | None:
         """The stored CA of (mesh, backend), without creating one."""
@@ -243,102 +264,20 @@ def _new_ca_spec(mesh: str, conf: BackendConf) -> dict[str, Any]:
     }
 
 
-# --- shared X.509 helpers ------------------------------------------------------------------
-
-
-def new_private_key(rsa_bits: int | None = None) -> PrivateKey:
-    """EC P-256, or RSA with ``rsa_bits`` when given."""
-    if rsa_bits:
-        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def key_type_name(key: PrivateKey | Any) -> str:
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        return {"secp256r1": "ecdsa-p256", "secp384r1": "ecdsa-p384"}.get(
-            key.curve.name, f"ecdsa-{key.curve.name}"
-        )
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return f"rsa-{key.key_size}"
-    return type(key).__name__
-
-
-def private_key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def spki(public_key: Any) -> bytes:
-    """The DER SubjectPublicKeyInfo of a public key: compares keys of any type."""
-    return bytes(
-        public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def build_ca_certificate(
-    key: PrivateKey,
-    subject: x509.Name,
-    *,
-    not_before: datetime,
-    not_after: datetime,
-    uri: str | None = None,
-    path_length: int | None = None,
-) -> x509.Certificate:
-    """A self-signed CA certificate: CA:true and keyCertSign+cRLSign (both critical), SKI
-    (and AKI), an optional URI SAN."""
-    public_key = key.public_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False
-        )
-    )
-    if uri is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False
-        )
-    return builder.sign(key, hashes.SHA256())
-
-
 __all__ = [
+    "BACKDATE",
     "CA",
+    "DEFAULT_CA_EXPIRATION",
+    "DEFAULT_DP_CERT_EXPIRATION",
     "MESH_CA_TYPE",
+    "ORGANIZATION",
     "BackendConf",
     "CAError",
     "MeshCAs",
+    "PrivateKey",
     "backend_conf",
     "build_ca_certificate",
+    "build_leaf_certificate",
     "ca_from_spec",
     "fingerprint",
     "key_type_name",
@@ -346,52 +285,3 @@ __all__ = [
     "private_key_pem",
     "spki",
 ]
-
-
-def build_leaf_certificate(
-    ca_key: PrivateKey,
-    ca_cert: x509.Certificate,
-    public_key: Any,
-    *,
-    subject: x509.Name,
-    names: list[x509.GeneralName],
-    not_before: datetime,
-    not_after: datetime,
-    usages: list[x509.ObjectIdentifier],
-    key_encipherment: bool = False,
-) -> x509.Certificate:
-    """An end-entity certificate signed by ``ca_cert``: CA:false and digitalSignature (both
-    critical), the given extended key usages, SANs (critical when the subject is empty, as
-    RFC 5280 asks), SKI and AKI."""
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=key_encipherment,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=len(subject) == 0)
-        .sign(ca_key, hashes.SHA256())
-    )

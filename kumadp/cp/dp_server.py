@@ -19,8 +19,8 @@ from google.protobuf.json_format import MessageToDict
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.auth import AuthError, DpAuth, token_from_metadata
 from kumadp.cp.insights import InsightStore
-from kumadp.cp.lifecycle import DataplaneLifecycle, parse_node_id
 from kumadp.cp.reconcile import Reconciler
+from kumadp.cp.registration import DataplaneRegistry, parse_node_id
 from kumadp.cp.server_tls import ServerCertificate
 from kumadp.wire import agent_pb2_grpc
 from kumadp.xds import types as xds_types
@@ -57,7 +57,7 @@ class XdsCallbacks:
 
     def __init__(
         self,
-        lifecycle: DataplaneLifecycle,
+        lifecycle: DataplaneRegistry,
         reconciler: Reconciler,
         auth: DpAuth | None = None,
         insights: InsightStore | None = None,
@@ -143,7 +143,7 @@ class DpServer:
         address: str,
         port: int,
         cache: SnapshotCache,
-        lifecycle: DataplaneLifecycle,
+        lifecycle: DataplaneRegistry,
         reconciler: Reconciler,
         agent_channel: AgentChannelService,
         auth: DpAuth | None = None,

@@ -31,14 +31,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kumadp.cp.lifecycle import NodeKey
+from kumadp.cp.registration import NodeKey
 from kumadp.cp.store.base import ChangeEvent, Store
+from kumadp.cp.store.feed import following
 from kumadp.resources.model import DATAPLANE_TYPE
+from kumadp.resources.registry import DATAPLANE_INSIGHT_TYPE
 from kumadp.xds import types as xds_types
 
 log = logging.getLogger(__name__)
 
-INSIGHT_TYPE = "DataplaneInsight"
+INSIGHT_TYPE = DATAPLANE_INSIGHT_TYPE
 MAX_SUBSCRIPTIONS = 5
 XDS_TYPES = ("cds", "eds", "lds", "rds")
 MTLS_FIELDS = (
@@ -108,6 +110,7 @@ class InsightStore:
         self._entries: dict[NodeKey, _Entry] = {}
         self._streams: dict[int, tuple[NodeKey, str]] = {}  # stream id -> (key, sub id)
         self._deleted: set[NodeKey] = set()  # to delete from the store
+        self._resync = False  # the change feed asked for a reload
         self._wake = asyncio.Event()
         self.started_at = clock()
 
@@ -234,24 +237,32 @@ class InsightStore:
     async def run(self, stop: asyncio.Event) -> None:
         """Component: writes changed insights to the store (at most once per interval per
         dataplane) and forgets those of deleted dataplanes; flushes on stop."""
-        unsubscribe = self._store.subscribe(self._on_store_change)
-        stop_task = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                due = await self.flush()
-                self._wake.clear()
-                waits: set[asyncio.Future[Any]] = {stop_task}
-                wake = asyncio.ensure_future(self._wake.wait())
-                waits.add(wake)
-                await asyncio.wait(waits, timeout=due, return_when=asyncio.FIRST_COMPLETED)
-                wake.cancel()
-        finally:
-            stop_task.cancel()
-            unsubscribe()
+        async with following(self._store, self._on_store_change, (DATAPLANE_TYPE,)):
+            stop_task = asyncio.ensure_future(stop.wait())
             try:
-                await self.flush(force=True)
-            except Exception:
-                log.exception("writing the dataplane insights on stop failed")
+                while not stop.is_set():
+                    if self._resync:
+                        await self._forget_missing()
+                    due = await self.flush()
+                    self._wake.clear()
+                    waits: set[asyncio.Future[Any]] = {stop_task}
+                    wake = asyncio.ensure_future(self._wake.wait())
+                    waits.add(wake)
+                    await asyncio.wait(waits, timeout=due, return_when=asyncio.FIRST_COMPLETED)
+                    wake.cancel()
+            finally:
+                stop_task.cancel()
+                try:
+                    await self.flush(force=True)
+                except Exception:
+                    log.exception("writing the dataplane insights on stop failed")
+
+    async def _forget_missing(self) -> None:
+        """After a store resync: forget the insights of dataplanes that are gone."""
+        self._resync = False
+        present = {(r.mesh, r.name) for r in await self._store.list(DATAPLANE_TYPE)}
+        for key in [k for k in self._entries if k not in present]:
+            self.forget(key)
 
     async def flush(self, *, force: bool = False) -> float | None:
         """Write what is due; returns the seconds until the next write is due (None: none)."""
@@ -291,7 +302,10 @@ class InsightStore:
 
     # -- internals -------------------------------------------------------------------------
     def _on_store_change(self, event: ChangeEvent) -> None:
-        if event.type == DATAPLANE_TYPE and event.op == "delete":
+        if event.is_resync:
+            self._resync = True
+            self._wake.set()
+        elif event.type == DATAPLANE_TYPE and event.op == "delete":
             self.forget((event.mesh, event.name))
 
     def _entry(self, key: NodeKey) -> _Entry:

@@ -11,75 +11,44 @@ every instance on the same store accepts them. Revocations live in one ``TokenRe
 document. Both are cached here and the caches follow store change events, so a verification
 costs one RSA signature check and no store round trip.
 
-JWT is small enough to do by hand with ``cryptography``; only RS256 is accepted, whatever the
-header says (no ``alg: none``, no HMAC-with-the-public-key confusion).
+JWT encoding and strict decoding are in ``kumadp.cp.jwt``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import logging
-import math
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from kumadp.cp.jwt import (
+    MAX_TIME,
+    TokenClaims,
+    TokenError,
+    b64url_decode,
+    b64url_encode,
+    claims_from_payload,
+    decode_jwt,
+    encode_jwt,
+)
 from kumadp.cp.store.base import ChangeEvent, ConflictError, Store
+from kumadp.resources.registry import SIGNING_KEY_TYPE, TOKEN_REVOCATIONS_TYPE
 
 log = logging.getLogger(__name__)
 
-SIGNING_KEY_TYPE = "SigningKey"
 SIGNING_KEY_PREFIX = "dataplane-token-signing-key-"
-REVOCATIONS_TYPE = "TokenRevocations"
+REVOCATIONS_TYPE = TOKEN_REVOCATIONS_TYPE
 REVOCATIONS_NAME = "dataplane"
 PROXY_TYPES = ("dataplane", "ingress", "egress")
 DEFAULT_VALID_FOR = 10 * 365 * 86400.0
 NOT_BEFORE_SKEW = 5 * 60  # seconds, as Kuma
 _RSA_BITS = 2048
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_ALG = "RS256"
-_MAX_TIME = 253402300800  # 10000-01-01: what datetime can show
-
-
-class TokenError(Exception):
-    """A token is refused; ``reason`` (also the message) is meant for the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class TokenClaims:
-    name: str
-    mesh: str
-    tags: dict[str, list[str]]
-    type: str
-    jti: str
-    iat: int
-    nbf: int
-    exp: int
-    kid: str = ""
-
-    @property
-    def services(self) -> set[str] | None:
-        """The services the token allows (``Tags["kuma.io/service"]``); None = any."""
-        values = self.tags.get("kuma.io/service")
-        return set(values) if values else None
-
-    @property
-    def expires_at(self) -> datetime:
-        return datetime.fromtimestamp(self.exp, UTC)
 
 
 @dataclass(frozen=True)
@@ -101,13 +70,23 @@ class TokenIssuer:
         self._revoked: frozenset[str] | None = None  # None = not loaded
         self._generation = 0  # bumped on every relevant store change
         self._lock = asyncio.Lock()
-        self._unsubscribe = store.subscribe(self._on_change)
+        # Drained before each use of a cache: no task needed, and a change committed before
+        # a call is seen by that call.
+        self._changes = store.changes((REVOCATIONS_TYPE, SIGNING_KEY_TYPE))
 
     def close(self) -> None:
-        self._unsubscribe()
+        self._changes.close()
+
+    def _catch_up(self) -> None:
+        for event in self._changes.drain():
+            self._on_change(event)
 
     def _on_change(self, event: ChangeEvent) -> None:
-        if event.type == REVOCATIONS_TYPE and event.name == REVOCATIONS_NAME:
+        if event.is_resync:
+            self._revoked = None
+            self._keys = None
+            self._generation += 1
+        elif event.type == REVOCATIONS_TYPE and event.name == REVOCATIONS_NAME:
             self._revoked = None
             self._generation += 1
         elif event.type == SIGNING_KEY_TYPE:
@@ -129,7 +108,7 @@ class TokenIssuer:
             raise ValueError("mesh: required to issue a dataplane token")
         if not valid_for > 0:
             raise ValueError(f"valid for: must be longer than 0, not {valid_for}s")
-        if time.time() + valid_for >= _MAX_TIME:
+        if time.time() + valid_for >= MAX_TIME:
             raise ValueError(f"valid for: {valid_for:.0f}s is too long (past the year 9999)")
         if proxy_type not in PROXY_TYPES:
             raise ValueError(
@@ -161,7 +140,7 @@ class TokenIssuer:
     ) -> TokenClaims:
         """The claims of a token valid for dataplane ``name`` of ``mesh`` (and ``proxy_type``
         when given); raises TokenError with the reason otherwise."""
-        header, payload, signing_input, signature = _split(token)
+        header, payload, signing_input, signature = decode_jwt(token)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenError("malformed token: no kid in the header")
@@ -176,7 +155,7 @@ class TokenIssuer:
             raise TokenError(
                 "signature does not verify: the token was not issued by this control plane"
             ) from None
-        claims = _claims(payload, kid)
+        claims = claims_from_payload(payload, kid)
         now = time.time()
         if now >= claims.exp:
             raise TokenError(f"token expired at {_when(claims.exp)}")
@@ -228,11 +207,13 @@ class TokenIssuer:
 
     async def revoked(self) -> set[str]:
         """The ``jti`` of every revoked token."""
+        self._catch_up()
         cached = self._revoked
         if cached is None:
             generation = self._generation
             stored = await self._store.get(REVOCATIONS_TYPE, "", REVOCATIONS_NAME)
             cached = frozenset(stored.spec.get("jtis", [])) if stored is not None else frozenset()
+            self._catch_up()
             if generation == self._generation:  # no change arrived while reading
                 self._revoked = cached
         return set(cached)
@@ -240,6 +221,7 @@ class TokenIssuer:
     # --- keys -----------------------------------------------------------------------------
 
     async def _load_keys(self) -> dict[str, _Key]:
+        self._catch_up()
         keys = self._keys
         if keys is not None:
             return keys
@@ -262,6 +244,7 @@ class TokenIssuer:
                 continue
             kid = str(res.spec.get("kid") or res.name.removeprefix(SIGNING_KEY_PREFIX))
             keys[kid] = _Key(kid=kid, private_key=loaded, public_key=loaded.public_key())
+        self._catch_up()
         if generation == self._generation:
             self._keys, self._key_names = keys, names
         return keys
@@ -314,99 +297,6 @@ class TokenIssuer:
 
 def _serial(kid: str) -> tuple[int, str]:
     return (int(kid), kid) if kid.isdigit() else (-1, kid)
-
-
-# --- JWT encoding ------------------------------------------------------------------------
-
-
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Strict base64url without padding; ValueError otherwise."""
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise ValueError("not base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except binascii.Error as e:  # pragma: no cover - excluded by the checks above
-        raise ValueError("not base64url") from e
-
-
-def _json_part(obj: dict[str, Any]) -> str:
-    return b64url_encode(json.dumps(obj, separators=(",", ":")).encode())
-
-
-def encode_jwt(claims: dict[str, Any], key: rsa.RSAPrivateKey, kid: str) -> str:
-    """An RS256 JWT of ``claims`` with ``kid`` in the header."""
-    header = {"alg": _ALG, "typ": "JWT", "kid": kid}
-    signing_input = f"{_json_part(header)}.{_json_part(claims)}"
-    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{b64url_encode(signature)}"
-
-
-def _split(token: str | None) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
-    """Header, payload, signing input and signature of a JWT; TokenError when malformed."""
-    text = (token or "").strip()
-    if not text:
-        raise TokenError("no dataplane token: pass --dataplane-token-file")
-    parts = text.split(".")
-    if len(parts) != 3:
-        raise TokenError(f"malformed token: expected 3 dot-separated parts, got {len(parts)}")
-    decoded: list[dict[str, Any]] = []
-    for part, what in zip(parts[:2], ("header", "payload"), strict=True):
-        try:
-            value = json.loads(b64url_decode(part))
-        except (ValueError, UnicodeDecodeError):
-            raise TokenError(f"malformed token: the {what} is not base64url JSON") from None
-        if not isinstance(value, dict):
-            raise TokenError(f"malformed token: the {what} is not a JSON object")
-        decoded.append(value)
-    try:
-        signature = b64url_decode(parts[2])
-    except ValueError:
-        raise TokenError("malformed token: the signature is not base64url") from None
-    header, payload = decoded
-    alg = header.get("alg")
-    if alg != _ALG:
-        raise TokenError(f"malformed token: unsupported alg {json.dumps(alg)} (expected RS256)")
-    return header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
-
-
-def _claims(payload: dict[str, Any], kid: str) -> TokenClaims:
-    def text(key: str, required: bool = False) -> str:
-        value = payload.get(key, "")
-        if not isinstance(value, str) or (required and not value):
-            raise TokenError(f"malformed token: claim {key} must be a non-empty string")
-        return value
-
-    def number(key: str) -> int:
-        value = payload.get(key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or not 0 <= value < _MAX_TIME
-        ):
-            raise TokenError(f"malformed token: claim {key} must be a number")
-        return int(value)
-
-    raw_tags = payload.get("Tags") or {}
-    if not isinstance(raw_tags, dict) or not all(
-        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in raw_tags.values()
-    ):
-        raise TokenError("malformed token: claim Tags must map tags to lists of strings")
-    return TokenClaims(
-        name=text("Name"),
-        mesh=text("Mesh", required=True),
-        tags={str(k): list(v) for k, v in raw_tags.items()},
-        type=text("Type"),
-        jti=text("jti", required=True),
-        iat=number("iat") if "iat" in payload else 0,
-        nbf=number("nbf") if "nbf" in payload else 0,
-        exp=number("exp"),
-        kid=kid,
-    )
 
 
 def _when(timestamp: float) -> str:

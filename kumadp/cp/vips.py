@@ -16,7 +16,7 @@ plane instances on one store agree. A service that disappears keeps its addresse
 grace period (its ``lastSeen`` is set) and gets them back if it returns in time.
 
 ``sync`` writes only when something changed: the store emits an event for every write, and
-a write per reconcile would wake the reconciler forever.
+a write per pass would wake every consumer for nothing.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kumadp.cp.store.base import ConflictError, Store, StoredResource
+from kumadp.resources.registry import VIRTUAL_IPS_TYPE
 
 log = logging.getLogger(__name__)
 
-VIRTUAL_IPS_TYPE = "VirtualIPs"
 RESOURCE_NAME = "vips"
 
 DEFAULT_CIDR = "240.0.0.0/4"
@@ -187,9 +187,9 @@ def _entries_from_spec(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 class VipAllocator:
     """Allocates and persists the VIPs of every mesh; see the module docstring.
 
-    ``sync(mesh, services)`` is the one call a reconciler needs; concurrent calls for one
-    mesh are serialised, and several allocators on one store agree through the store's
-    compare-and-swap.
+    ``sync(mesh, services)`` is what ``kumadp.cp.provisioners.VipProvisioner`` calls (the
+    reconciler only ``get``s); concurrent calls for one mesh are serialised, and several
+    allocators on one store agree through the store's compare-and-swap.
     """
 
     def __init__(

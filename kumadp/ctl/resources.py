@@ -15,79 +15,21 @@ import yaml
 
 from kumadp.ctl import tables
 from kumadp.ctl.client import ApiClient, CtlError, NotFoundError, UnreachableError, segment
-from kumadp.resources import FieldError, ValidationError, parse_resource, parse_vars, render
+from kumadp.ctl.kinds import (
+    DATAPLANE,
+    KINDS,
+    MESH,
+    MESH_TRAFFIC_PERMISSION,
+    Kind,
+    kind_named,
+    kind_of_type,
+    kinds_of,
+)
+from kumadp.resources import FieldError, ValidationError, parse_vars, render
+from kumadp.resources.registry import REGISTRY, Registry
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
 DEFAULT_MESH = "default"
-
-Row = Callable[[dict[str, Any], datetime], list[str]]
-
-
-@dataclass(frozen=True)
-class Kind:
-    type: str  # "Dataplane"
-    singular: str  # "dataplane": CLI name and error messages
-    plural: str  # "dataplanes": CLI name and URL segment
-    mesh_scoped: bool
-    headers: tuple[str, ...]
-    row: Row
-
-    def collection(self, mesh: str | None) -> str:
-        """The list path: one mesh, or every mesh when ``mesh`` is None."""
-        if not self.mesh_scoped:
-            return f"/{self.plural}"
-        if mesh is None:
-            return f"/{self.plural}"
-        return f"/meshes/{segment(mesh)}/{self.plural}"
-
-    def item(self, mesh: str, name: str) -> str:
-        if not self.mesh_scoped:
-            return f"/{self.plural}/{segment(name)}"
-        return f"/meshes/{segment(mesh)}/{self.plural}/{segment(name)}"
-
-    def describe(self, mesh: str, name: str) -> str:
-        """``Dataplane "web-1" in mesh "default"``."""
-        where = f' in mesh "{mesh}"' if self.mesh_scoped else ""
-        return f'{self.type} "{name}"{where}'
-
-    def not_found(self, mesh: str, name: str) -> str:
-        where = f' in mesh "{mesh}"' if self.mesh_scoped else ""
-        return f'{self.singular} "{name}" not found{where}'
-
-
-MESH = Kind("Mesh", "mesh", "meshes", False, tables.MESH_HEADERS, tables.mesh_row)
-DATAPLANE = Kind(
-    "Dataplane", "dataplane", "dataplanes", True, tables.DATAPLANE_HEADERS, tables.dataplane_row
-)
-MESH_TRAFFIC_PERMISSION = Kind(
-    "MeshTrafficPermission",
-    "meshtrafficpermission",
-    "meshtrafficpermissions",
-    True,
-    tables.POLICY_HEADERS,
-    tables.policy_row,
-)
-KINDS = (MESH, DATAPLANE, MESH_TRAFFIC_PERMISSION)
-_ALIASES = {"mtp": MESH_TRAFFIC_PERMISSION, "mtps": MESH_TRAFFIC_PERMISSION, "dp": DATAPLANE}
-
-
-def kind_named(name: str) -> Kind:
-    """A kind by its CLI name (singular or plural, any case, ``mtp``, ``dp``)."""
-    key = name.strip().lower()
-    for kind in KINDS:
-        if key in (kind.singular, kind.plural, kind.type.lower()):
-            return kind
-    if key in _ALIASES:
-        return _ALIASES[key]
-    supported = ", ".join(k.plural for k in KINDS)
-    raise CtlError(f'unknown resource type "{name}" (supported: {supported})')
-
-
-def kind_of_type(type_: str) -> Kind:
-    for kind in KINDS:
-        if kind.type == type_:
-            return kind
-    raise CtlError(f'unsupported resource type "{type_}"')
 
 
 def check_format(output: str) -> str:
@@ -246,10 +188,13 @@ def _lines(errors: Iterable[FieldError], prefix: str) -> list[str]:
     return [f"{prefix}{error.path}: {error.reason}" for error in errors]
 
 
-def parse_documents(text: str, variables: list[str], source: str) -> list[Document]:
+def parse_documents(
+    text: str, variables: list[str], source: str, registry: Registry = REGISTRY
+) -> list[Document]:
     """Fill ``{{ placeholders }}`` from ``key=value`` variables, split the YAML documents
-    and validate each one; ``CtlError`` listing every problem of every document (with its
-    number and field paths) when any is invalid."""
+    and validate each one (as a type of ``registry``); ``CtlError`` listing every problem
+    of every document (with its number and field paths) when any is invalid."""
+    kinds = KINDS if registry is REGISTRY else kinds_of(registry)
     try:
         rendered = render(text, parse_vars(variables))
     except ValidationError as exc:
@@ -266,11 +211,11 @@ def parse_documents(text: str, variables: list[str], source: str) -> list[Docume
             label = f"{label} ({doc['name']})" if label else ""
         prefix = f"{label}: " if label else ""
         try:
-            model = parse_resource(doc)
+            model = registry.parse(doc)
         except ValidationError as exc:
             problems.extend(_lines(exc.errors, prefix))
             continue
-        kind = kind_of_type(model.type)
+        kind = kind_of_type(model.type, kinds)
         mesh = getattr(model, "mesh", "") if kind.mesh_scoped else ""
         valid.append(Document(kind, mesh, model.name, doc))
     if problems:
@@ -324,5 +269,6 @@ __all__ = [
     "inspect_dataplanes",
     "kind_named",
     "kind_of_type",
+    "kinds_of",
     "parse_documents",
 ]

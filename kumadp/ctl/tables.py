@@ -124,6 +124,16 @@ def _text(value: Any) -> str:
 MESH_HEADERS = ("NAME", "MTLS", "AGE")
 DATAPLANE_HEADERS = ("MESH", "NAME", "TAGS", "AGE")
 POLICY_HEADERS = ("MESH", "NAME", "TARGET", "AGE")
+SCOPED_HEADERS = ("MESH", "NAME", "AGE")  # a mesh-scoped type without a table of its own
+GLOBAL_HEADERS = ("NAME", "AGE")  # a global type without a table of its own
+
+
+def scoped_row(doc: dict[str, Any], now: datetime) -> list[str]:
+    return [_text(doc.get("mesh")), _text(doc.get("name")), age(doc.get("creationTime"), now)]
+
+
+def global_row(doc: dict[str, Any], now: datetime) -> list[str]:
+    return [_text(doc.get("name")), age(doc.get("creationTime"), now)]
 
 
 def mesh_row(doc: dict[str, Any], now: datetime) -> list[str]:
@@ -239,14 +249,17 @@ def overview_row(doc: dict[str, Any], now: datetime) -> list[str]:
 
 __all__ = [
     "DATAPLANE_HEADERS",
+    "GLOBAL_HEADERS",
     "INSPECT_HEADERS",
     "MESH_HEADERS",
     "MISSING",
     "POLICY_HEADERS",
+    "SCOPED_HEADERS",
     "age",
     "ago",
     "dataplane_row",
     "dataplane_tags",
+    "global_row",
     "human_duration",
     "is_online",
     "mesh_row",
@@ -254,6 +267,7 @@ __all__ = [
     "parse_time",
     "policy_row",
     "render_table",
+    "scoped_row",
     "target_ref",
     "until",
 ]

@@ -19,16 +19,20 @@ from kumadp.resources.policies import (
     default_traffic_permission,
     parse_mesh_traffic_permission,
 )
-from kumadp.resources.template import load_document, parse_vars, render, render_resource
-from kumadp.resources.validate import (
+from kumadp.resources.registry import (
+    REGISTRY,
     SUPPORTED_TYPES,
-    parse_dataplane,
-    parse_duration,
-    parse_mesh,
+    Registry,
+    ResourceType,
+    Scope,
+    Sync,
     parse_resource,
 )
+from kumadp.resources.template import load_document, parse_vars, render, render_resource
+from kumadp.resources.validate import parse_dataplane, parse_duration, parse_mesh
 
 __all__ = [
+    "REGISTRY",
     "SUPPORTED_TYPES",
     "Dataplane",
     "FieldError",
@@ -37,7 +41,11 @@ __all__ = [
     "MeshTrafficPermission",
     "Networking",
     "Outbound",
+    "Registry",
     "Resource",
+    "ResourceType",
+    "Scope",
+    "Sync",
     "TransparentProxying",
     "ValidationError",
     "default_traffic_permission",

@@ -17,16 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kumadp.resources.errors import ErrorCollector, field_path, index_path
-from kumadp.resources.validate import (
-    _IGNORED,
-    _TAG_CHARS,
-    _TAG_RULE,
-    MESH_TRAFFIC_PERMISSION_TYPE,
-    _document,
-    _name,
-    _type,
+from kumadp.resources.checks import (
+    IGNORED_FIELDS,
+    TAG_CHARS,
+    TAG_RULE,
+    check_type,
+    open_document,
+    resource_name,
 )
+from kumadp.resources.errors import ErrorCollector, field_path, index_path
+
+MESH_TRAFFIC_PERMISSION_TYPE = "MeshTrafficPermission"
 
 MESH = "Mesh"
 MESH_SERVICE = "MeshService"
@@ -105,7 +106,7 @@ def default_traffic_permission(mesh: str) -> MeshTrafficPermission:
 
 # --- validation ------------------------------------------------------------------------------
 
-_MTP_FIELDS = ("type", "mesh", "name", "labels", "spec", *_IGNORED)
+_MTP_FIELDS = ("type", "mesh", "name", "labels", "spec", *IGNORED_FIELDS)
 _SPEC_FIELDS = ("targetRef", "from")
 _SPEC_UNSUPPORTED = ("rules",)
 _FROM_FIELDS = ("targetRef", "default")
@@ -125,7 +126,7 @@ def _target_ref(
     c.fields(ref, path, _TARGET_REF_FIELDS, _TARGET_REF_UNSUPPORTED)
     kind = c.one_of(ref, path, "kind", TARGET_KINDS, required=True)
     name = c.string(ref, path, "name")
-    tags = c.string_map(ref, path, "tags", _TAG_CHARS, _TAG_RULE)
+    tags = c.string_map(ref, path, "tags", TAG_CHARS, TAG_RULE)
     if kind == MESH_SERVICE:
         if not name:
             c.add(field_path(path, "name"), "is required for kind MeshService")
@@ -161,11 +162,11 @@ def _from(c: ErrorCollector, raw: Any, path: str) -> From | None:
 def parse_mesh_traffic_permission(doc: Any) -> MeshTrafficPermission:
     """A validated ``MeshTrafficPermission`` from a document (as ``load_document`` returns
     it); raises ``ValidationError`` listing every problem with its field path."""
-    c, obj = _document(doc)
+    c, obj = open_document(doc)
     c.fields(obj, "", _MTP_FIELDS)
-    _type(c, obj, MESH_TRAFFIC_PERMISSION_TYPE)
-    mesh = _name(c, obj, "", "mesh", dns_label=True)
-    name = _name(c, obj, "", "name", dns_label=False)
+    check_type(c, obj, MESH_TRAFFIC_PERMISSION_TYPE)
+    mesh = resource_name(c, obj, "", "mesh", dns_label=True)
+    name = resource_name(c, obj, "", "name", dns_label=False)
     labels = c.string_map(obj, "", "labels")
     spec = c.mapping(obj, "", "spec", required=True)
     target_ref: TargetRef | None = None

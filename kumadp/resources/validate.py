@@ -1,25 +1,33 @@
-"""Validate Kuma universal resources (parsed YAML/JSON documents) into the typed model.
+"""Validate Dataplane and Mesh documents (parsed YAML/JSON) into the typed model.
 
 Every ``parse_*`` function walks the whole document and collects every problem it finds, then
 raises one ``ValidationError`` listing them all, each with the path of the field it is about
-(``networking.inbound[0].port: must be 1-65535``).
+(``networking.inbound[0].port: must be 1-65535``). Checks shared with other parsers are in
+``kumadp.resources.checks``; dispatch on ``type`` is the registry's
+(``kumadp.resources.registry.parse_resource``).
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kumadp.resources.checks import (
+    IGNORED_FIELDS,
+    TAG_CHARS,
+    TAG_RULE,
+    check_type,
+    open_document,
+    resource_name,
+)
+from kumadp.resources.durations import parse_duration
 from kumadp.resources.errors import (
     ErrorCollector,
-    ValidationError,
     field_path,
     index_path,
     key_path,
     parse_ip,
-    quoted,
 )
 from kumadp.resources.model import (
     DATAPLANE_TYPE,
@@ -35,88 +43,9 @@ from kumadp.resources.model import (
     TransparentProxying,
 )
 
-if TYPE_CHECKING:
-    from kumadp.resources.policies import MeshTrafficPermission
-
-MESH_TRAFFIC_PERMISSION_TYPE = "MeshTrafficPermission"  # model: kumadp.resources.policies
-SUPPORTED_TYPES = (DATAPLANE_TYPE, MESH_TYPE, MESH_TRAFFIC_PERMISSION_TYPE)
-# Accepted and ignored on every resource: the CP's GET output has them, so it can be re-applied.
-_IGNORED = ("creationTime", "modificationTime")
-
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_NAME = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?")
-_TAG_CHARS = re.compile(r"[a-zA-Z0-9.\-_:/]*")  # Kuma's tag key and value charset
-_DNS_LABEL_RULE = (
-    "1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-)
-_NAME_RULE = "1-253 letters, digits, '-', '.' and '_', starting and ending with a letter or digit"
-_TAG_RULE = "only letters, digits and '.', '-', '_', ':', '/'"
-
-# --- durations ---------------------------------------------------------------------------
-
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "y": 365 * 86400.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d|y)")
-_DURATION_HELP = "expected e.g. 30s, 1h30m, 500ms, 24h (units: ns, us, ms, s, m, h, d, y)"
-
-
-def parse_duration(value: str) -> float:
-    """A Go-style duration (``30s``, ``1h30m``, ``500ms``; also ``d`` and ``y`` = 365d) in
-    seconds; ``"0"`` is 0. Raises ``ValueError`` naming the bad input."""
-    if not isinstance(value, str):
-        raise ValueError(f"invalid duration {value!r}: {_DURATION_HELP}")
-    text = value.strip()
-    if text == "0":
-        return 0.0
-    if not text:
-        raise ValueError(f'invalid duration "{value}": empty, {_DURATION_HELP}')
-    total, pos = 0.0, 0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if match is None:
-            missing = re.fullmatch(r"[\d.]+", text[pos:]) is not None
-            problem = "missing unit" if missing else f'unexpected "{text[pos:]}"'
-            raise ValueError(f'invalid duration "{value}": {problem}, {_DURATION_HELP}')
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return total
-
-
-# --- shared checks -----------------------------------------------------------------------
-
-
-def _type(c: ErrorCollector, doc: dict[str, Any], expected: str) -> None:
-    value = doc.get("type")
-    if value is None:
-        c.add("type", f'is required (must be "{expected}")')
-    elif value != expected:
-        c.add("type", f'must be "{expected}", not {quoted(value)}')
-
-
-def _name(c: ErrorCollector, obj: dict[str, Any], parent: str, key: str, dns_label: bool) -> str:
-    """A required resource name; ``dns_label`` for mesh names (Kuma: DNS-1123 label)."""
-    value = c.string(obj, parent, key, required=True)
-    if value is None:
-        return ""
-    if dns_label and (len(value) > 63 or not _DNS_LABEL.fullmatch(value)):
-        c.add(field_path(parent, key), f"must be a DNS-1123 label: {_DNS_LABEL_RULE}")
-    elif not dns_label and (len(value) > 253 or not _NAME.fullmatch(value)):
-        c.add(field_path(parent, key), f"must be {_NAME_RULE}")
-    return value
-
-
 # --- Dataplane ---------------------------------------------------------------------------
 
-_DATAPLANE_FIELDS = ("type", "mesh", "name", "labels", "networking", *_IGNORED)
+_DATAPLANE_FIELDS = ("type", "mesh", "name", "labels", "networking", *IGNORED_FIELDS)
 _NETWORKING_FIELDS = (
     "address",
     "advertisedAddress",
@@ -147,7 +76,7 @@ def _tags(c: ErrorCollector, obj: dict[str, Any], parent: str) -> dict[str, str]
     if obj.get("tags") is None:
         c.add(path, f'is required (with at least "{SERVICE_TAG}")')
         return None
-    tags = c.string_map(obj, parent, "tags", _TAG_CHARS, _TAG_RULE)
+    tags = c.string_map(obj, parent, "tags", TAG_CHARS, TAG_RULE)
     if tags is None:
         return None
     if not tags.get(SERVICE_TAG):
@@ -303,21 +232,13 @@ def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
     return net
 
 
-def _document(doc: Any) -> tuple[ErrorCollector, dict[str, Any]]:
-    c = ErrorCollector()
-    obj = c.is_object(doc, "document")
-    c.raise_if_any()
-    assert obj is not None
-    return c, obj
-
-
 def parse_dataplane(doc: Any) -> Dataplane:
     """A validated ``Dataplane`` from a document (as ``load_document`` returns it)."""
-    c, obj = _document(doc)
+    c, obj = open_document(doc)
     c.fields(obj, "", _DATAPLANE_FIELDS, _DATAPLANE_UNSUPPORTED)
-    _type(c, obj, DATAPLANE_TYPE)
-    mesh = _name(c, obj, "", "mesh", dns_label=True)
-    name = _name(c, obj, "", "name", dns_label=False)
+    check_type(c, obj, DATAPLANE_TYPE)
+    mesh = resource_name(c, obj, "", "mesh", dns_label=True)
+    name = resource_name(c, obj, "", "name", dns_label=False)
     labels = c.string_map(obj, "", "labels")
     networking = _networking(c, obj)
     c.raise_if_any()
@@ -327,7 +248,7 @@ def parse_dataplane(doc: Any) -> Dataplane:
 
 # --- Mesh ----------------------------------------------------------------------------------
 
-_MESH_FIELDS = ("type", "name", "labels", "mtls", *_IGNORED)
+_MESH_FIELDS = ("type", "name", "labels", "mtls", *IGNORED_FIELDS)
 _MESH_UNSUPPORTED = (
     "metrics",
     "logging",
@@ -358,7 +279,7 @@ def _backend(c: ErrorCollector, raw: Any, path: str) -> str | None:
     if obj is None:
         return None
     c.fields(obj, path, _BACKEND_FIELDS, ("rootChain",))
-    name = _name(c, obj, path, "name", dns_label=False)
+    name = resource_name(c, obj, path, "name", dns_label=False)
     kind = c.one_of(obj, path, "type", ("builtin", "provided"), required=True)
     c.one_of(obj, path, "mode", ("STRICT", "PERMISSIVE"))
     dp_cert = c.mapping(obj, path, "dpCert")
@@ -405,30 +326,14 @@ def _mtls(c: ErrorCollector, doc: dict[str, Any]) -> dict[str, Any] | None:
 
 def parse_mesh(doc: Any) -> Mesh:
     """A validated ``Mesh`` from a document (as ``load_document`` returns it)."""
-    c, obj = _document(doc)
+    c, obj = open_document(doc)
     c.fields(obj, "", _MESH_FIELDS, _MESH_UNSUPPORTED)
-    _type(c, obj, MESH_TYPE)
-    name = _name(c, obj, "", "name", dns_label=True)
+    check_type(c, obj, MESH_TYPE)
+    name = resource_name(c, obj, "", "name", dns_label=True)
     labels = c.string_map(obj, "", "labels")
     mtls = _mtls(c, obj)
     c.raise_if_any()
     return Mesh(name=name, mtls=mtls, labels=labels or {})
 
 
-def parse_resource(doc: Any) -> Mesh | Dataplane | MeshTrafficPermission:
-    """A validated resource of any supported type, chosen by the document's ``type``."""
-    supported = ", ".join(SUPPORTED_TYPES)
-    if not isinstance(doc, dict):
-        raise ValidationError.single("document", "must be an object")
-    kind = doc.get("type")
-    if kind == DATAPLANE_TYPE:
-        return parse_dataplane(doc)
-    if kind == MESH_TYPE:
-        return parse_mesh(doc)
-    if kind == MESH_TRAFFIC_PERMISSION_TYPE:
-        from kumadp.resources.policies import parse_mesh_traffic_permission  # imports this
-
-        return parse_mesh_traffic_permission(doc)
-    if kind is None:
-        raise ValidationError.single("type", f"is required (one of {supported})")
-    raise ValidationError.single("type", f"unknown type {quoted(kind)} (supported: {supported})")
+__all__ = ["parse_dataplane", "parse_duration", "parse_mesh"]

@@ -138,10 +138,10 @@ async def test_mesh_crud(client: httpx.AsyncClient, store: MemoryStore) -> None:
 
 
 async def test_identical_put_emits_no_event(client: httpx.AsyncClient, store: MemoryStore) -> None:
-    events: list[ChangeEvent] = []
-    store.subscribe(events.append)
+    changes = store.changes()
     assert (await put_json(client, "/meshes/m", mesh_doc("m"))).status_code == 201
     assert (await put_json(client, "/meshes/m", mesh_doc("m"))).status_code == 200
+    events: list[ChangeEvent] = changes.drain()
     # The first PUT creates the mesh and its default policy; the identical second one nothing.
     assert [(e.op, e.type) for e in events] == [
         ("create", "Mesh"),

@@ -12,8 +12,8 @@ import yaml
 
 from kumadp.cp.api.bootstrap_route import STATUS
 from kumadp.cp.bootstrap import BootstrapError, BootstrapParams, BootstrapService
-from kumadp.cp.lifecycle import LIFECYCLE_LABEL, DataplaneLifecycle
-from kumadp.cp.server import ensure_default_mesh
+from kumadp.cp.defaults import ensure_default_mesh
+from kumadp.cp.registration import LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.resources.model import DATAPLANE_TYPE
 from tests.unit.test_wire_bootstrap import KUMA_DP_BODY
@@ -29,10 +29,10 @@ DATAPLANE = {
 }
 
 
-async def _service() -> tuple[BootstrapService, MemoryStore, DataplaneLifecycle]:
+async def _service() -> tuple[BootstrapService, MemoryStore, DataplaneRegistry]:
     store = MemoryStore()
     await ensure_default_mesh(store)
-    lifecycle = DataplaneLifecycle(store)
+    lifecycle = DataplaneRegistry(store)
     return BootstrapService(store, BootstrapParams(xds_port=5678), lifecycle), store, lifecycle
 
 

@@ -23,7 +23,7 @@ from kumadp.cp.auth import DpAuth
 from kumadp.cp.ca import MeshCAs
 from kumadp.cp.dp_server import XdsCallbacks, node_version
 from kumadp.cp.insights import INSIGHT_TYPE, MAX_SUBSCRIPTIONS, InsightStore, is_online
-from kumadp.cp.lifecycle import DataplaneLifecycle
+from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.cp.tokens import TokenIssuer
 from kumadp.wire import agent_pb2
@@ -239,13 +239,20 @@ async def test_component_writes_and_forgets_deleted_dataplanes() -> None:
         insights.stream_opened(1, KEY)
         await until(lambda: store.get(INSIGHT_TYPE, *KEY), "insight written")
         await store.delete("Dataplane", *KEY)
-        assert insights.get(KEY) is None
+        await until(_forgotten(insights), "insight forgotten (through the change feed)")
         await until(_absent(store), "insight deleted")
         insights.stream_closed(1)  # the stream of a deleted dataplane ends: ignored
         assert insights.get(KEY) is None
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+def _forgotten(insights: InsightStore) -> Any:
+    async def check() -> bool:
+        return insights.get(KEY) is None
+
+    return check
 
 
 def _absent(store: MemoryStore) -> Any:
@@ -275,7 +282,7 @@ class FakeReconciler:
 async def test_ads_stream_feeds_insights() -> None:
     store = await store_with("web-1")
     insights = InsightStore(store)
-    lifecycle = DataplaneLifecycle(store)
+    lifecycle = DataplaneRegistry(store)
     callbacks = XdsCallbacks(lifecycle, FakeReconciler(), None, insights)  # type: ignore[arg-type]
     cache = SnapshotCache()
     cache.set_snapshot("default.web-1", make_snapshot(services=("c1",)))
@@ -340,7 +347,7 @@ async def agent_service(
 
     return AgentChannelService(
         store=store,
-        lifecycle=DataplaneLifecycle(store),
+        registrations=DataplaneRegistry(store),
         auth=DpAuth(auth, TokenIssuer(store)),
         cas=MeshCAs(store),
         hub=AgentHub(),

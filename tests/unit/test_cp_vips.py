@@ -34,9 +34,31 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await s.close()
 
 
-def _events(store: Store) -> tuple[list[ChangeEvent], Callable[[], None]]:
-    seen: list[ChangeEvent] = []
-    return seen, store.subscribe(seen.append)
+class _Seen:
+    """The change events of ``store`` so far (memory and SQLite deliver them at commit)."""
+
+    def __init__(self, store: Store) -> None:
+        self._sub = store.changes()
+        self._events: list[ChangeEvent] = []
+
+    def _update(self) -> list[ChangeEvent]:
+        self._events.extend(self._sub.drain())
+        return self._events
+
+    def __len__(self) -> int:
+        return len(self._update())
+
+    def __eq__(self, other: object) -> bool:
+        return self._update() == other
+
+    def close(self) -> None:
+        self._update()
+        self._sub.close()
+
+
+def _events(store: Store) -> tuple[_Seen, Callable[[], None]]:
+    seen = _Seen(store)
+    return seen, seen.close
 
 
 def _all_addresses(vips: VipMap) -> list[str]:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from kumadp.cp.api import create_app
-from kumadp.cp.server import ensure_default_mesh
+from kumadp.cp.defaults import ensure_default_mesh
 from kumadp.cp.store import MemoryStore
 from kumadp.resources import (
     SUPPORTED_TYPES,

@@ -1,199 +1,80 @@
-"""One conformance suite for every store backend, plus SQLite-specific durability checks."""
+"""The store conformance suite (testkit.store_conformance) on every backend, the change
+feed's own rules, and SQLite-specific durability checks."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from kumadp.cp.store import (
+    RESYNC,
     ChangeEvent,
-    ConflictError,
+    ChangeFeed,
     MemoryStore,
     SqliteStore,
-    Store,
     StoreError,
+    following,
     open_store,
 )
+from testkit.procs import eventually
+from testkit.store_conformance import DP, MESH, dp_spec, store_conformance_suite
 
-DP = "Dataplane"
-MESH = "Mesh"
-
-
-def dp_spec(mesh: str, name: str, port: int = 8080) -> dict[str, object]:
-    return {
-        "type": DP,
-        "mesh": mesh,
-        "name": name,
-        "networking": {
-            "address": "127.0.0.1",
-            "inbound": [{"port": port, "tags": {"kuma.io/service": name}}],
-        },
-    }
+TestMemoryStore = store_conformance_suite(lambda tmp_path: MemoryStore())
+TestSqliteStore = store_conformance_suite(lambda tmp_path: SqliteStore(tmp_path / "s.db"))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "s.db")
-    yield s
-    await s.close()
+# --- the change feed ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def events(store: Store) -> list[ChangeEvent]:
-    received: list[ChangeEvent] = []
-    store.subscribe(received.append)
-    return received
+def _event(name: str) -> ChangeEvent:
+    return ChangeEvent(op="create", type=DP, mesh="m", name=name, resource=None)
 
 
-async def test_create_and_get(store: Store, events: list[ChangeEvent]) -> None:
-    assert await store.get(DP, "default", "web") is None
-    res, created = await store.put(DP, "default", "web", dp_spec("default", "web"))
-    assert created
-    assert res.version == 1
-    assert (res.type, res.mesh, res.name) == (DP, "default", "web")
-    assert res.spec == dp_spec("default", "web")
-    assert res.creation_time == res.modification_time
-    assert res.creation_time.utcoffset() is not None
-    assert res.creation_time.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
-
-    got = await store.get(DP, "default", "web")
-    assert got == res
-    assert [(e.op, e.type, e.mesh, e.name) for e in events] == [("create", DP, "default", "web")]
-    assert events[0].resource == res
+async def test_a_consumer_that_falls_behind_gets_one_resync() -> None:
+    feed = ChangeFeed(max_pending=3)
+    slow, fast = feed.subscribe(), feed.subscribe()
+    for n in range(3):
+        feed.publish(_event(str(n)))
+    assert [e.name for e in fast.drain()] == ["0", "1", "2"]
+    feed.publish(_event("3"))  # slow has 3 pending: it loses them and must reload
+    feed.publish(_event("4"))
+    assert slow.drain() == [RESYNC, _event("4")]
+    assert [e.name for e in fast.drain()] == ["3", "4"]
 
 
-async def test_update_bumps_version_keeps_creation_time(
-    store: Store, events: list[ChangeEvent]
-) -> None:
-    first, _ = await store.put(DP, "default", "web", dp_spec("default", "web", 1))
-    second, created = await store.put(DP, "default", "web", dp_spec("default", "web", 2))
-    third, _ = await store.put(DP, "default", "web", dp_spec("default", "web", 3))
-    assert not created
-    assert (first.version, second.version, third.version) == (1, 2, 3)
-    assert third.creation_time == first.creation_time
-    assert third.modification_time >= second.modification_time >= first.modification_time
-    assert third.spec["networking"]["inbound"][0]["port"] == 3  # type: ignore[index]
-    got = await store.get(DP, "default", "web")
-    assert got is not None and got.version == 3 and got.spec == third.spec
-    assert [e.op for e in events] == ["create", "update", "update"]
-    assert events[-1].resource == third
+async def test_resync_reaches_every_consumer_and_close_ends_them() -> None:
+    feed = ChangeFeed()
+    subs = [feed.subscribe(), feed.subscribe(types=["Mesh"])]
+    feed.resync()
+    assert [await s.next() for s in subs] == [RESYNC, RESYNC]
+    assert RESYNC.is_resync
+    feed.close()
+    assert [await s.next() for s in subs] == [None, None]
+    assert len(feed) == 0
 
 
-async def test_identical_put_is_a_noop(store: Store, events: list[ChangeEvent]) -> None:
-    first, _ = await store.put(DP, "default", "web", dp_spec("default", "web"))
-    # Same document, keys in another order: still identical.
-    reordered = dict(reversed(list(dp_spec("default", "web").items())))
-    again, created = await store.put(DP, "default", "web", reordered)
-    assert not created
-    assert again == first
-    assert [e.op for e in events] == ["create"]
-
-
-async def test_true_and_one_are_different_specs(store: Store) -> None:
-    await store.put(MESH, "", "m", {"type": MESH, "name": "m", "x": 1})
-    res, _ = await store.put(MESH, "", "m", {"type": MESH, "name": "m", "x": True})
-    assert res.version == 2
-    assert res.spec["x"] is True
-
-
-async def test_caller_mutation_does_not_leak_into_store(store: Store) -> None:
-    spec = dp_spec("default", "web")
-    await store.put(DP, "default", "web", spec)
-    spec["name"] = "changed"
-    got = await store.get(DP, "default", "web")
-    assert got is not None and got.spec["name"] == "web"
-
-
-async def test_expected_version(store: Store, events: list[ChangeEvent]) -> None:
-    res, created = await store.put(DP, "m", "a", dp_spec("m", "a"), expected_version=0)
-    assert created and res.version == 1
-    with pytest.raises(ConflictError):
-        await store.put(DP, "m", "a", dp_spec("m", "a", 2), expected_version=0)
-    with pytest.raises(ConflictError):
-        await store.put(DP, "m", "a", dp_spec("m", "a", 2), expected_version=5)
-    with pytest.raises(ConflictError):
-        await store.put(DP, "m", "missing", dp_spec("m", "missing"), expected_version=1)
-    res, created = await store.put(DP, "m", "a", dp_spec("m", "a", 2), expected_version=1)
-    assert not created and res.version == 2
-    got = await store.get(DP, "m", "a")
-    assert got is not None and got.version == 2
-    assert await store.get(DP, "m", "missing") is None
-    assert [e.op for e in events] == ["create", "update"]
-
-
-async def test_list_ordering_and_mesh_filter(store: Store) -> None:
-    for mesh, name in [("m2", "b"), ("m1", "z"), ("m2", "a"), ("m1", "a"), ("", "g")]:
-        await store.put(DP, mesh, name, dp_spec(mesh, name))
-    await store.put(MESH, "", "m1", {"type": MESH, "name": "m1"})
-
-    everything = await store.list(DP)
-    assert [(r.mesh, r.name) for r in everything] == [
-        ("", "g"),
-        ("m1", "a"),
-        ("m1", "z"),
-        ("m2", "a"),
-        ("m2", "b"),
-    ]
-    assert [r.name for r in await store.list(DP, "m2")] == ["a", "b"]
-    assert await store.list(DP, "nope") == []
-    assert [r.name for r in await store.list(MESH)] == ["m1"]
-    assert [r.name for r in await store.list(MESH, "")] == ["m1"]
-    assert await store.list("Unknown") == []
-
-
-async def test_same_name_in_different_meshes_and_types(store: Store) -> None:
-    await store.put(DP, "a", "x", dp_spec("a", "x", 1))
-    await store.put(DP, "b", "x", dp_spec("b", "x", 2))
-    await store.put(MESH, "", "x", {"type": MESH, "name": "x"})
-    a = await store.get(DP, "a", "x")
-    b = await store.get(DP, "b", "x")
-    m = await store.get(MESH, "", "x")
-    assert a is not None and b is not None and m is not None
-    assert a.spec["mesh"] == "a" and b.spec["mesh"] == "b" and m.type == MESH
-    assert await store.delete(DP, "a", "x")
-    assert await store.get(DP, "b", "x") is not None
-    assert await store.get(MESH, "", "x") is not None
-
-
-async def test_delete(store: Store, events: list[ChangeEvent]) -> None:
-    await store.put(DP, "m", "a", dp_spec("m", "a"))
-    assert await store.delete(DP, "m", "a") is True
-    assert await store.get(DP, "m", "a") is None
-    assert await store.delete(DP, "m", "a") is False
-    assert [(e.op, e.resource is None) for e in events] == [("create", False), ("delete", True)]
-    # A re-created resource starts over at version 1.
-    res, created = await store.put(DP, "m", "a", dp_spec("m", "a"))
-    assert created and res.version == 1
-
-
-async def test_unsubscribe_and_failing_listener(store: Store) -> None:
+async def test_following_calls_the_handler_and_survives_its_errors() -> None:
+    store = MemoryStore()
     seen: list[str] = []
 
-    def broken(event: ChangeEvent) -> None:
-        raise RuntimeError("listener bug")
+    def handle(event: ChangeEvent) -> None:
+        if event.name == "bad":
+            raise RuntimeError("handler bug")
+        seen.append(event.name)
 
-    store.subscribe(broken)
-    unsubscribe = store.subscribe(lambda e: seen.append(e.name))
-    await store.put(DP, "m", "a", dp_spec("m", "a"))
-    unsubscribe()
-    await store.put(DP, "m", "b", dp_spec("m", "b"))
-    assert seen == ["a"]
-    assert await store.get(DP, "m", "b") is not None
+    async with following(store, handle):
+        for name in ("a", "bad", "b"):
+            await store.put(DP, "m", name, dp_spec("m", name))
 
+        async def both_seen() -> bool:
+            return seen == ["a", "b"]
 
-async def test_non_json_spec_is_refused(store: Store) -> None:
-    with pytest.raises(StoreError):
-        await store.put(DP, "m", "a", {"bad": object()})
-    assert await store.get(DP, "m", "a") is None
-
-
-async def test_closed_store_refuses_calls(store: Store) -> None:
+        await eventually(both_seen, "the handler saw a and b", within=5, interval=0.01)
+    await store.put(DP, "m", "c", dp_spec("m", "c"))  # no longer followed
+    assert seen == ["a", "b"]
     await store.close()
-    with pytest.raises(StoreError):
-        await store.get(DP, "m", "a")
 
 
 # --- SQLite specifics -------------------------------------------------------------------
@@ -250,11 +131,17 @@ async def test_sqlite_event_is_emitted_after_commit(tmp_path: Path) -> None:
             conn.close()
         seen_by_other_connection.append(row[0] if row else None)
 
-    s.subscribe(listener)
+    sub = s.changes()
     try:
         await s.put(DP, "m", "a", dp_spec("m", "a"))
+        for event in sub.drain():
+            listener(event)
         await s.put(DP, "m", "a", dp_spec("m", "a", 2))
+        for event in sub.drain():
+            listener(event)
         await s.delete(DP, "m", "a")
+        for event in sub.drain():
+            listener(event)
     finally:
         await s.close()
     assert seen_by_other_connection == [1, 2, None]

@@ -21,8 +21,9 @@ from kumadp.cp.api.errors import (
     api_error_handler,
     http_exception_handler,
 )
-from kumadp.cp.api.resources import ResourceEndpoints, ResourceKind, default_kinds
+from kumadp.cp.api.resources import ResourceEndpoints
 from kumadp.cp.store.base import Store
+from kumadp.resources.registry import REGISTRY, Registry
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +42,18 @@ def create_app(
     store: Store,
     bootstrap: BootstrapHandler | None = None,
     *,
-    kinds: Sequence[ResourceKind] | None = None,
+    registry: Registry = REGISTRY,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
-    route answers a 404 with a message, which kuma-dp treats as a final error). ``kinds``
-    overrides the served resource kinds (default: Mesh and Dataplane)."""
+    route answers a 404 with a message, which kuma-dp treats as a final error). The resource
+    routes are those of ``registry``'s served types."""
     index = index_document()
 
     async def get_index(request: Request) -> Response:
         return JSONResponse(index)
 
-    endpoints = ResourceEndpoints(store, default_kinds() if kinds is None else kinds)
+    endpoints = ResourceEndpoints(store, registry)
     routes: list[BaseRoute] = [
         Route("/", get_index, methods=["GET"]),
         Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),

@@ -5,10 +5,11 @@
   mesh), ``GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}``; MeshTrafficPermission likewise
   under ``meshtrafficpermissions``.
 
-Creating a mesh (``PUT /meshes/{name}``, not an update) also creates its default policies.
+Creating a mesh (``PUT /meshes/{name}``, not an update) also creates its default policies
+(``kumadp.cp.defaults``).
 
-Every kind is described by a ``ResourceKind`` (its type, URL plural, scope and parser), so a
-new kind is one more entry in the list given to ``resource_routes``.
+The served kinds are the registry's (``kumadp.resources.registry``): a new type is one more
+entry there, and its routes appear here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,10 +25,12 @@ from starlette.routing import BaseRoute, Route
 
 from kumadp.cp.api.bodies import check_json_representable, read_document, render_resource
 from kumadp.cp.api.errors import ApiError, Cause
+from kumadp.cp.defaults import create_default_policies
 from kumadp.cp.store.base import ConflictError, Store
-from kumadp.resources import ValidationError, default_traffic_permission
+from kumadp.resources import ValidationError
 from kumadp.resources.model import MESH_TYPE
-from kumadp.resources.validate import MESH_TRAFFIC_PERMISSION_TYPE
+from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
+from kumadp.resources.registry import REGISTRY, Registry, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,7 @@ MAX_PAGE_SIZE = 1000
 T = TypeVar("T")
 
 
-class ParsedResource(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class ResourceKind:
-    """How the API serves one resource type."""
-
-    type: str  # "Dataplane"
-    plural: str  # URL segment: "dataplanes"
-    mesh_scoped: bool
-    parse: Callable[[Any], ParsedResource]  # raises kumadp.resources.ValidationError
+ResourceKind = ResourceType  # how the API serves one type: the registry's entry
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -88,7 +76,7 @@ def page(
 
 def _describe(kind: ResourceKind, mesh: str, name: str) -> str:
     where = f' in mesh "{mesh}"' if kind.mesh_scoped else ""
-    return f'{kind.type} "{name}"{where}'
+    return f'{kind.name} "{name}"{where}'
 
 
 def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, Any]:
@@ -97,7 +85,7 @@ def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, A
     if not isinstance(body, dict):
         raise ApiError.bad_request("request body must be an object (a resource document)")
     doc = dict(body)
-    expected = {"type": kind.type, "name": name}
+    expected = {"type": kind.name, "name": name}
     if kind.mesh_scoped:
         expected["mesh"] = mesh
     for key, value in expected.items():
@@ -111,24 +99,25 @@ def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, A
 
 
 class ResourceEndpoints:
-    """The request handlers of every kind, sharing one store."""
+    """The request handlers of every served kind of ``registry``, sharing one store."""
 
-    def __init__(self, store: Store, kinds: Sequence[ResourceKind]) -> None:
+    def __init__(self, store: Store, registry: Registry = REGISTRY) -> None:
         self.store = store
-        self.kinds = tuple(kinds)
+        self.kinds = tuple(registry.served())
 
     async def _list(self, request: Request, kind: ResourceKind, mesh: str | None) -> Response:
-        resources = await self.store.list(kind.type, mesh)
+        resources = await self.store.list(kind.name, mesh)
         return JSONResponse(page(request, resources, render_resource))
 
     async def _get(self, kind: ResourceKind, mesh: str, name: str) -> Response:
-        res = await self.store.get(kind.type, mesh, name)
+        res = await self.store.get(kind.name, mesh, name)
         if res is None:
             raise ApiError.not_found(f"{_describe(kind, mesh, name)} not found")
         return JSONResponse(render_resource(res))
 
     async def _put(self, request: Request, kind: ResourceKind, mesh: str, name: str) -> Response:
         doc = _prepare(kind, await read_document(request), mesh, name)
+        assert kind.parse is not None  # served kinds have a parser
         try:
             model = kind.parse(doc)
         except ValidationError as e:
@@ -139,29 +128,29 @@ class ResourceEndpoints:
         if kind.mesh_scoped and await self.store.get(MESH_TYPE, "", mesh) is None:
             raise ApiError.invalid_field("mesh", f'mesh "{mesh}" does not exist')
         try:
-            _, created = await self.store.put(kind.type, mesh, name, spec)
+            _, created = await self.store.put(kind.name, mesh, name, spec)
         except ConflictError as e:
             raise ApiError(409, "Conflict", str(e)) from None
         log.info("%s %s", "created" if created else "updated", _describe(kind, mesh, name))
-        if created and kind.type == MESH_TYPE and self._serves(MESH_TRAFFIC_PERMISSION_TYPE):
+        if created and kind.name == MESH_TYPE and self._serves(MESH_TRAFFIC_PERMISSION_TYPE):
             await create_default_policies(self.store, name)
         return JSONResponse({}, status_code=201 if created else 200)
 
     def _serves(self, type: str) -> bool:
-        return any(kind.type == type for kind in self.kinds)
+        return any(kind.name == type for kind in self.kinds)
 
     async def _delete(self, kind: ResourceKind, mesh: str, name: str) -> Response:
-        if not await self.store.delete(kind.type, mesh, name):
+        if not await self.store.delete(kind.name, mesh, name):
             raise ApiError.not_found(f"{_describe(kind, mesh, name)} not found")
         log.info("deleted %s", _describe(kind, mesh, name))
-        if kind.type == MESH_TYPE:
+        if kind.name == MESH_TYPE:
             # Cascade: the mesh is gone first, so no new resource can be put into it while
             # its resources are being removed.
             for scoped in self.kinds:
                 if not scoped.mesh_scoped:
                     continue
-                for res in await self.store.list(scoped.type, name):
-                    await self.store.delete(scoped.type, name, res.name)
+                for res in await self.store.list(scoped.name, name):
+                    await self.store.delete(scoped.name, name, res.name)
                     log.info("deleted %s with its mesh", _describe(scoped, name, res.name))
         return JSONResponse({})
 
@@ -207,41 +196,10 @@ class ResourceEndpoints:
         return routes
 
 
-async def create_default_policies(store: Store, mesh: str) -> None:
-    """What Kuma creates with a new mesh: a MeshTrafficPermission ``allow-all-<mesh>``, so
-    that a mesh made by the CP lets every service call every other. Left alone if a
-    policy of that name already exists."""
-    policy = default_traffic_permission(mesh)
-    try:
-        await store.put(policy.type, mesh, policy.name, policy.to_dict(), 0)
-    except ConflictError:
-        return
-    log.info('created MeshTrafficPermission "%s" in mesh "%s"', policy.name, mesh)
-
-
-def default_kinds() -> list[ResourceKind]:
-    """The kinds kumadp serves today."""
-    from kumadp.resources import parse_dataplane, parse_mesh, parse_mesh_traffic_permission
-    from kumadp.resources.model import DATAPLANE_TYPE
-
-    return [
-        ResourceKind(MESH_TYPE, "meshes", mesh_scoped=False, parse=parse_mesh),
-        ResourceKind(DATAPLANE_TYPE, "dataplanes", mesh_scoped=True, parse=parse_dataplane),
-        ResourceKind(
-            MESH_TRAFFIC_PERMISSION_TYPE,
-            "meshtrafficpermissions",
-            mesh_scoped=True,
-            parse=parse_mesh_traffic_permission,
-        ),
-    ]
-
-
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "ResourceEndpoints",
     "ResourceKind",
-    "create_default_policies",
-    "default_kinds",
     "page",
 ]

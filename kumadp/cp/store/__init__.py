@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from kumadp.cp.store.base import (
+    RESYNC,
     ChangeEvent,
+    ChangeSubscription,
     ConflictError,
-    Listener,
-    ListenerSet,
     NotFoundError,
     Store,
     StoredResource,
     StoreError,
 )
+from kumadp.cp.store.feed import ChangeFeed, following
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.cp.store.sqlite import SqliteStore
 
@@ -39,16 +40,18 @@ def open_store(kind: str, data_dir: Path | None) -> Store:
 
 
 __all__ = [
+    "RESYNC",
     "STORE_KINDS",
     "ChangeEvent",
+    "ChangeFeed",
+    "ChangeSubscription",
     "ConflictError",
-    "Listener",
-    "ListenerSet",
     "MemoryStore",
     "NotFoundError",
     "SqliteStore",
     "Store",
     "StoreError",
     "StoredResource",
+    "following",
     "open_store",
 ]

@@ -2,17 +2,19 @@
 
 The store knows nothing of resource semantics: it keeps validated resource documents
 (Kuma's universal JSON shape, as produced by ``Resource.to_dict()``) keyed by
-``(type, mesh, name)``, with a version that increases on every write, and tells subscribers
-about every change. Mesh-scoped types use the mesh name; global types (``Mesh``,
-``ZoneIngress``...) use ``mesh=""``.
+``(type, mesh, name)``, with a version that increases on every write, and tells consumers
+about every change through its change feed (``changes()``, ``kumadp.cp.store.feed``).
+Mesh-scoped types use the mesh name; global types (``Mesh``, ``ZoneIngress``...) use
+``mesh=""``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from kumadp.cp.store.feed import ChangeSubscription
+from kumadp.cp.store.records import RESYNC, ChangeEvent, StoredResource
 
 
 class StoreError(Exception):
@@ -25,29 +27,6 @@ class ConflictError(StoreError):
 
 class NotFoundError(StoreError):
     """The resource does not exist."""
-
-
-@dataclass(frozen=True)
-class StoredResource:
-    type: str
-    mesh: str
-    name: str
-    spec: dict[str, Any]  # the whole resource document, incl. type/mesh/name
-    version: int
-    creation_time: datetime
-    modification_time: datetime
-
-
-@dataclass(frozen=True)
-class ChangeEvent:
-    op: Literal["create", "update", "delete"]
-    type: str
-    mesh: str
-    name: str
-    resource: StoredResource | None  # None for deletes
-
-
-Listener = Callable[[ChangeEvent], None]
 
 
 class Store(Protocol):
@@ -74,45 +53,21 @@ class Store(Protocol):
         """Delete; True if something was deleted."""
         ...
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` (on the event loop) after every committed change.
-        Returns a function that unsubscribes."""
+    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
+        """A new subscription to the change feed: every change committed from now on (of
+        ``types`` only, if given), as ``ChangeEvent``s; see ``kumadp.cp.store.feed`` for the
+        contract (after commit, at least once, ordered per resource, ``RESYNC`` = reload
+        everything). Close it when done."""
         ...
 
     async def close(self) -> None: ...
 
 
-class ListenerSet:
-    """Shared helper for backends: fan a change out to subscribers, never letting one
-    failing listener break the others or the write."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
-
-    def emit(self, event: ChangeEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # pragma: no cover - a listener bug must not break writes
-                import logging
-
-                logging.getLogger(__name__).exception("store listener failed")
-
-
 __all__ = [
+    "RESYNC",
     "ChangeEvent",
+    "ChangeSubscription",
     "ConflictError",
-    "Listener",
-    "ListenerSet",
     "NotFoundError",
     "Store",
     "StoreError",

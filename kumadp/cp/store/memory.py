@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from kumadp.cp.store.base import (
     ChangeEvent,
     ConflictError,
-    Listener,
-    ListenerSet,
     StoredResource,
     StoreError,
 )
+from kumadp.cp.store.feed import ChangeFeed, ChangeSubscription
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._data: dict[str, dict[tuple[str, str], StoredResource]] = {}
-        self._listeners = ListenerSet()
+        self._feed = ChangeFeed()
         self._closed = False
 
     def _check_open(self) -> None:
@@ -110,7 +109,7 @@ class MemoryStore:
         )
         by_key[(mesh, name)] = stored
         created = current is None
-        self._listeners.emit(
+        self._feed.publish(
             ChangeEvent(
                 op="create" if created else "update",
                 type=type,
@@ -125,16 +124,15 @@ class MemoryStore:
         self._check_open()
         if self._data.get(type, {}).pop((mesh, name), None) is None:
             return False
-        self._listeners.emit(
-            ChangeEvent(op="delete", type=type, mesh=mesh, name=name, resource=None)
-        )
+        self._feed.publish(ChangeEvent(op="delete", type=type, mesh=mesh, name=name, resource=None))
         return True
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        return self._listeners.subscribe(listener)
+    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
+        return self._feed.subscribe(types)
 
     async def close(self) -> None:
         self._closed = True
+        self._feed.close()
 
 
 __all__ = ["MemoryStore"]

@@ -3,8 +3,8 @@
 WAL journal with ``synchronous=FULL``: a write that returned survives a crash of the process
 or the machine. Each call runs synchronously inside its coroutine (a point query on a local
 file takes microseconds) under a lock, so the store is safe even if a caller uses it from
-several threads; change events are emitted after the commit, on the caller's (event loop)
-thread.
+several threads; change events go to the change feed after the commit, on the caller's (event
+loop) thread.
 """
 
 from __future__ import annotations
@@ -13,18 +13,17 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kumadp.cp.store.base import (
     ChangeEvent,
-    Listener,
-    ListenerSet,
     StoredResource,
     StoreError,
 )
+from kumadp.cp.store.feed import ChangeFeed, ChangeSubscription
 from kumadp.cp.store.memory import canonical_json, check_expected_version, encode_spec
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._listeners = ListenerSet()
+        self._feed = ChangeFeed()
         try:
             # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE).
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -186,7 +185,7 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 raise
         created = current is None
-        self._listeners.emit(
+        self._feed.publish(
             ChangeEvent(
                 op="create" if created else "update",
                 type=type,
@@ -204,15 +203,16 @@ class SqliteStore:
             )
             deleted = cursor.rowcount > 0
         if deleted:
-            self._listeners.emit(
+            self._feed.publish(
                 ChangeEvent(op="delete", type=type, mesh=mesh, name=name, resource=None)
             )
         return deleted
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        return self._listeners.subscribe(listener)
+    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
+        return self._feed.subscribe(types)
 
     async def close(self) -> None:
+        self._feed.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

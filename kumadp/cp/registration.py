@@ -1,4 +1,6 @@
-"""Dataplane lifecycle in the control plane.
+"""Dataplane registration in the control plane: a small state machine per dataplane
+(pending -> serving -> left / deregistered). Not to be confused with ``kumadp.lifecycle``
+(components and their supervision).
 
 - An agent registers its dataplane at bootstrap. Until that dataplane's Envoy has ACKed its
   first listeners it is *pending*: other sidecars do not get it as an endpoint yet, so no
@@ -34,7 +36,7 @@ def parse_node_id(node_id: str) -> NodeKey | None:
     return mesh, name
 
 
-class DataplaneLifecycle:
+class DataplaneRegistry:
     def __init__(
         self,
         store: Store,

@@ -1,4 +1,4 @@
-"""Lifecycle + reconciler: store changes become snapshots; pending, leave and deregistration."""
+"""Registration + reconciler: store changes become snapshots; pending, leave and deregistration."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from kumadp.cp.lifecycle import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneLifecycle
+from kumadp.cp.defaults import ensure_default_mesh
 from kumadp.cp.reconcile import Reconciler
-from kumadp.cp.server import ensure_default_mesh
+from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.resources.model import DATAPLANE_TYPE
 from kumadp.xds import types
@@ -40,7 +40,7 @@ def _dp(name: str, service: str, port: int, *, agent: bool = False, outbound: st
 class Env:
     store: MemoryStore
     cache: SnapshotCache
-    lifecycle: DataplaneLifecycle
+    lifecycle: DataplaneRegistry
     reconciler: Reconciler
 
     def endpoints(self, node_id: str, cluster: str) -> set[int]:
@@ -68,7 +68,7 @@ async def env() -> AsyncIterator[Env]:
     await ensure_default_mesh(store)
     cache = SnapshotCache()
     holder: list[Reconciler] = []
-    lifecycle = DataplaneLifecycle(
+    lifecycle = DataplaneRegistry(
         store, deregistration_delay=0.05, on_readiness_change=lambda m: holder[0].mark_dirty(m)
     )
     reconciler = Reconciler(store, cache, lifecycle, debounce=0.001)

@@ -1,0 +1,136 @@
+"""The state of one mesh, as the reconciler's consumers need it: built from the store by
+reading only (the VIPs and CAs it includes are written by ``kumadp.cp.provisioners``).
+
+Parsed resources are cached by store version, so a change costs one parse, not one per
+dataplane; the policy types are the registry's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kumadp.cp.ca import CA, MeshCAs
+from kumadp.cp.generate.context import MtlsContext, mtls_context_for
+from kumadp.cp.generate.view import MeshView, build_mesh_view
+from kumadp.cp.registration import DataplaneRegistry
+from kumadp.cp.store.base import Store, StoredResource
+from kumadp.cp.vips import VipAllocator, VipMap
+from kumadp.resources import ValidationError
+from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
+from kumadp.resources.registry import (
+    MESH_CA_TYPE,
+    REGISTRY,
+    VIRTUAL_IPS_TYPE,
+    Registry,
+)
+from kumadp.wire import agent_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MeshState:
+    mesh: Mesh
+    view: MeshView
+    all_dataplanes: dict[str, Dataplane]  # incl. pending ones
+    vips: VipMap | None
+    mtls: MtlsContext | None
+    ca: CA | None
+    ca_pending: bool = False  # mTLS is on, its CA is not created yet (the provisioner's job)
+    tables: tuple[agent_pb2.NameTable, ...] | None = None  # built on first publish
+
+
+def state_inputs(registry: Registry = REGISTRY) -> frozenset[str]:
+    """The store types a mesh state is built from: a change of one makes it stale."""
+    return frozenset(
+        {
+            MESH_TYPE,
+            DATAPLANE_TYPE,
+            VIRTUAL_IPS_TYPE,
+            MESH_CA_TYPE,
+            *(t.name for t in registry.policies()),
+        }
+    )
+
+
+class MeshStateBuilder:
+    """Builds ``MeshState``s from the store; never writes to it."""
+
+    def __init__(
+        self,
+        store: Store,
+        registrations: DataplaneRegistry,
+        *,
+        vips: VipAllocator | None = None,
+        cas: MeshCAs | None = None,
+        registry: Registry = REGISTRY,
+    ) -> None:
+        self._store = store
+        self._registrations = registrations
+        self._vips = vips
+        self._cas = cas
+        self._registry = registry
+        self._policy_types = tuple(t.name for t in registry.policies())
+        self._parsed: dict[tuple[str, str, str], tuple[int, object]] = {}
+
+    async def build(self, mesh_name: str) -> MeshState | None:
+        """The state of ``mesh_name``; None when the mesh does not exist (or is invalid)."""
+        stored_mesh = await self._store.get(MESH_TYPE, "", mesh_name)
+        if stored_mesh is None:
+            return None
+        mesh = self._parse(stored_mesh)
+        if not isinstance(mesh, Mesh):
+            return None
+        all_dataplanes: dict[str, Dataplane] = {}
+        serving: list[Dataplane] = []
+        live: set[tuple[str, str, str]] = set()
+        for stored in await self._store.list(DATAPLANE_TYPE, mesh_name):
+            live.add((stored.type, stored.mesh, stored.name))
+            dataplane = self._parse(stored)
+            if not isinstance(dataplane, Dataplane):
+                continue
+            all_dataplanes[dataplane.name] = dataplane
+            if not self._registrations.is_pending((mesh_name, dataplane.name)):
+                serving.append(dataplane)  # pending: its listeners are not up yet
+        policies: list[object] = []
+        for policy_type in self._policy_types:
+            for stored in await self._store.list(policy_type, mesh_name):
+                live.add((stored.type, stored.mesh, stored.name))
+                policy = self._parse(stored)
+                if policy is not None:
+                    policies.append(policy)
+        for key in [k for k in self._parsed if k[1] == mesh_name and k[0] != MESH_TYPE]:
+            if key not in live:
+                del self._parsed[key]
+        view = build_mesh_view(mesh, serving, policies)  # type: ignore[arg-type]
+        vips = await self._vips.get(mesh_name) if self._vips is not None else None
+        mtls = mtls_context_for(mesh)
+        ca = await self._cas.current(mesh) if (self._cas is not None and mtls) else None
+        pending = self._cas is not None and mtls is not None and ca is None
+        return MeshState(mesh, view, all_dataplanes, vips, mtls, ca, ca_pending=pending)
+
+    def forget(self, mesh_name: str) -> None:
+        """Drop the parse cache of a deleted mesh."""
+        for key in [
+            k
+            for k in self._parsed
+            if k[1] == mesh_name or (k[0] == MESH_TYPE and k[2] == mesh_name)
+        ]:
+            del self._parsed[key]
+
+    def _parse(self, stored: StoredResource) -> object | None:
+        key = (stored.type, stored.mesh, stored.name)
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] == stored.version:
+            return cached[1]
+        try:
+            model = self._registry.parse(stored.spec)
+        except ValidationError as exc:
+            log.error("stored %s %s/%s is invalid: %s", stored.type, stored.mesh, stored.name, exc)
+            return None
+        self._parsed[key] = (stored.version, model)
+        return model
+
+
+__all__ = ["MeshState", "MeshStateBuilder", "state_inputs"]
