@@ -15,8 +15,7 @@ from typing import Any
 from kumadp.agent.errors import ConfigError
 from kumadp.resources import ValidationError, parse_dataplane, render_resource
 from kumadp.resources.model import DEFAULT_ADMIN_PORT, DEFAULT_MESH, Dataplane
-
-PROXY_TYPES = ("dataplane", "ingress", "egress")
+from kumadp.wire.names import PROXY_TYPES
 
 
 @dataclass(frozen=True)

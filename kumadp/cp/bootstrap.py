@@ -36,13 +36,10 @@ from kumadp.wire.bootstrap import (
     SidecarNetworking,
     WireError,
 )
-from kumadp.wire.names import AUTHORIZATION_METADATA, SDS_SOCKET_FILE
+from kumadp.wire.names import AUTHORIZATION_METADATA, PROXY_TYPES, SDS_SOCKET_FILE
 from kumadp.xds import types as xds_types
 
 log = logging.getLogger(__name__)
-
-
-PROXY_TYPES = ("dataplane", "ingress", "egress")
 
 
 class ErrorKind(enum.Enum):

@@ -39,13 +39,13 @@ from kumadp.cp.jwt import (
 )
 from kumadp.cp.store.base import ChangeEvent, ConflictError, Store
 from kumadp.resources.registry import SIGNING_KEY_TYPE, TOKEN_REVOCATIONS_TYPE
+from kumadp.wire.names import PROXY_TYPES
 
 log = logging.getLogger(__name__)
 
 SIGNING_KEY_PREFIX = "dataplane-token-signing-key-"
 REVOCATIONS_TYPE = TOKEN_REVOCATIONS_TYPE
 REVOCATIONS_NAME = "dataplane"
-PROXY_TYPES = ("dataplane", "ingress", "egress")
 DEFAULT_VALID_FOR = 10 * 365 * 86400.0
 NOT_BEFORE_SKEW = 5 * 60  # seconds, as Kuma
 _RSA_BITS = 2048

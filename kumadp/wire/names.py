@@ -6,12 +6,19 @@
 - the agent's features (sent in the bootstrap request and the ``Watch`` call);
 - the SDS socket's file name in the agent's work dir (the CP writes its path into the
   bootstrap);
-- gRPC metadata keys.
+- gRPC metadata keys;
+- the proxy types (``--proxy-type``, the bootstrap's ``proxyType``, token claims).
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+# -- proxy types ----------------------------------------------------------------------------
+PROXY_DATAPLANE: Final = "dataplane"
+PROXY_INGRESS: Final = "ingress"
+PROXY_EGRESS: Final = "egress"
+PROXY_TYPES: Final = (PROXY_DATAPLANE, PROXY_INGRESS, PROXY_EGRESS)
 
 # -- SDS secrets ------------------------------------------------------------------------------
 IDENTITY_SECRET_PREFIX: Final = "identity_cert:secret:"

@@ -19,7 +19,6 @@ from kumadp.cp.generate.profile import (
     DATAPLANE,
     EGRESS,
     INGRESS,
-    PROXY_TYPES,
     GenerationError,
     Generator,
     Profile,
@@ -35,6 +34,7 @@ from kumadp.cp.generate.profiles import (
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.cp.generate.serialize import resource_to_dict, resources_to_yaml
 from kumadp.cp.generate.view import Endpoint, MeshView, Policy, build_mesh_view
+from kumadp.wire.names import PROXY_TYPES
 
 __all__ = [
     "DATAPLANE",

@@ -17,12 +17,12 @@ from google.protobuf.message import Message
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.policies import PolicyPlugin
 from kumadp.cp.generate.resource_set import ResourceSet
+from kumadp.wire.names import PROXY_DATAPLANE, PROXY_EGRESS, PROXY_INGRESS
 
 # Proxy types, as ``kumadp run --proxy-type`` names them: one profile each.
-DATAPLANE = "dataplane"
-INGRESS = "ingress"
-EGRESS = "egress"
-PROXY_TYPES = (DATAPLANE, INGRESS, EGRESS)
+DATAPLANE = PROXY_DATAPLANE
+INGRESS = PROXY_INGRESS
+EGRESS = PROXY_EGRESS
 
 
 class Generator(Protocol):
