@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -75,6 +76,29 @@ async def eventually(
             last = exc
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")
+
+
+async def until(
+    check: Callable[[], object],
+    what: str = "condition",
+    *,
+    within: float = 10.0,
+    interval: float = 0.005,
+) -> None:
+    """In-process polling for async tests: call ``check`` (a plain function, or one that
+    returns an awaitable) until it gives something truthy; fail after ``within`` seconds
+    naming ``what``. Use ``eventually`` when ``check`` talks to another process."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def envoy_binary() -> str | None:

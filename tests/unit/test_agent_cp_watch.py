@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -14,6 +13,7 @@ import pytest
 from kumadp.agent.cp_channel import DpServer
 from kumadp.agent.cp_watch import CpLink, CpWatch
 from kumadp.wire import agent_pb2, agent_pb2_grpc
+from testkit.procs import until
 
 LOST = "lost the control plane's watch stream"
 
@@ -50,13 +50,6 @@ class FakeWatch(agent_pb2_grpc.AgentChannelServicer):
 
     async def __aexit__(self, *exc: object) -> None:
         await self._server.stop(None)
-
-
-async def until(check: Callable[[], object], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 def delays(caplog: pytest.LogCaptureFixture) -> list[float]:

@@ -8,7 +8,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from kumadp.agent.nametable import DEFAULT_TTL, NameTable
 from kumadp.agent.readiness import Readiness, State
 from kumadp.wire import agent_pb2
 from testkit.dns_upstream import UpstreamServer
+from testkit.procs import until
 
 WAIT = 3.0  # seconds for any one answer
 MANY = [f"240.0.1.{i}" for i in range(1, 61)]  # too many for a 512-byte UDP answer
@@ -44,13 +45,6 @@ def make_table() -> NameTable:
         },
     )
     return table
-
-
-async def until(predicate: Callable[[], object], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,7 @@ from kumadp.agent.prometheus import (
     sample_value,
 )
 from kumadp.agent.readiness import Readiness
-from tests.unit.test_agent_fakes import FakeHttpServer, Request
+from testkit.fakes import FakeHttpServer, Request
 
 # An excerpt of Envoy 1.40's GET /stats/prometheus?usedonly for a sidecar (as it prints it:
 # TYPE lines only, empty label sets "{}", histograms).

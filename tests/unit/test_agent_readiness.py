@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,14 +11,8 @@ import pytest
 
 from kumadp.agent.admin import AdminError, EnvoyAdmin, admin_port_from_bootstrap
 from kumadp.agent.readiness import Readiness, ReadinessChecker, ReadinessServer, State
-from tests.unit.test_agent_fakes import FakeAdmin
-
-
-async def until(predicate: object, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+from testkit.fakes import FakeAdmin
+from testkit.procs import until
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from kumadp.agent import certs
 from kumadp.agent.readiness import Readiness, State
 from kumadp.agent.rotation import CertificateManager
 from kumadp.wire import agent_pb2
+from testkit.procs import until
 from tests.unit.test_agent_certs import TestCa
 
 DEADLINE = 10.0
@@ -99,14 +100,6 @@ def csr_uris(csr_pem: bytes) -> list[str]:
 
 def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-async def until(check: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 class Rig:

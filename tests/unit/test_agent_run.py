@@ -24,7 +24,8 @@ from kumadp.agent.bootstrap import BootstrapFailed
 from kumadp.agent.envoy import EnvoyExited
 from kumadp.agent.run import AgentConfig, run_agent
 from kumadp.wire import agent_pb2, agent_pb2_grpc
-from tests.unit.test_agent_fakes import FakeAdmin, FakeHttpServer, Request
+from testkit.fakes import FakeAdmin, FakeHttpServer, Request
+from testkit.procs import until
 
 FAKE = Path(__file__).parent / "testdata" / "fake-envoy"
 REPO = Path(__file__).resolve().parents[2]
@@ -138,13 +139,6 @@ def config(world: World, tmp_path: Path, readiness_port: int, **kw: object) -> A
     }
     defaults.update(kw)
     return AgentConfig(**defaults)  # type: ignore[arg-type]
-
-
-async def until(predicate: Callable[[], object], within: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def ready_state(port: int) -> tuple[int, str] | None:

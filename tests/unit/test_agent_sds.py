@@ -7,8 +7,7 @@ import asyncio
 import contextlib
 import socket
 import stat
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,12 @@ from kumadp.agent import certs
 from kumadp.agent.sds import SdsServer
 from kumadp.wire.names import identity_secret_name, mesh_ca_secret_name
 from kumadp.xds.types import SECRET as SECRET_TYPE
+from testkit.procs import until
 from tests.unit.test_agent_certs import TestCa
 
 DEADLINE = 10.0
 ID = identity_secret_name("default")
 CA = mesh_ca_secret_name("default")
-
-
-async def until(check: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def read(call: Any) -> discovery_pb2.DiscoveryResponse:

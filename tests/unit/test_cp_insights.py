@@ -30,6 +30,7 @@ from kumadp.wire import agent_pb2
 from kumadp.xds import types
 from kumadp.xds.cache import SnapshotCache
 from kumadp.xds.server import AdsServer
+from testkit.procs import until
 from tests.unit.test_xds_server import FakeStream
 from tests.unit.test_xds_server import snapshot as make_snapshot
 
@@ -260,14 +261,6 @@ def _absent(store: MemoryStore) -> Any:
         return await store.get(INSIGHT_TYPE, *KEY) is None
 
     return check
-
-
-async def until(check: Any, what: str, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 # -- the xDS callbacks feed it ------------------------------------------------------------

@@ -4,7 +4,7 @@ mesh state the reconciler builds only reads them, and reaches agents through the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from kumadp.cp.vips import VipAllocator
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
 from kumadp.resources.registry import MESH_CA_TYPE, VIRTUAL_IPS_TYPE
 from kumadp.xds.cache import SnapshotCache
+from testkit.procs import until
 
 
 def dp_doc(name: str, service: str, mesh: str = "default") -> dict[str, Any]:
@@ -45,14 +46,6 @@ def mtls_mesh(name: str = "default") -> dict[str, Any]:
         "name": name,
         "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]},
     }
-
-
-async def until(check: Callable[[], Any], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 5.0
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.005)
 
 
 @dataclass

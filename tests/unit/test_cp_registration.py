@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +15,7 @@ from kumadp.cp.store.memory import MemoryStore
 from kumadp.resources.model import DATAPLANE_TYPE
 from kumadp.xds import types
 from kumadp.xds.cache import SnapshotCache
+from testkit.procs import until
 
 
 def _dp(name: str, service: str, port: int, *, agent: bool = False, outbound: str = "") -> dict:
@@ -54,14 +55,6 @@ class Env:
         }
 
 
-async def _wait(predicate: Callable[[], bool]) -> None:
-    deadline = asyncio.get_running_loop().time() + 2.0
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.005)
-
-
 @pytest.fixture
 async def env() -> AsyncIterator[Env]:
     store = MemoryStore()
@@ -95,9 +88,9 @@ async def test_store_changes_are_pushed_without_polling(env: Env) -> None:
     await _connect(env, "web-1")
     assert env.endpoints("default.web-1", "backend") == set()
     await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002))
-    await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
+    await until(lambda: env.endpoints("default.web-1", "backend") == {20002})
     await env.store.delete(DATAPLANE_TYPE, "default", "b-1")
-    await _wait(lambda: env.endpoints("default.web-1", "backend") == set())
+    await until(lambda: env.endpoints("default.web-1", "backend") == set())
 
 
 async def test_agent_registered_dataplane_is_an_endpoint_only_after_its_listeners_ack(
@@ -115,7 +108,7 @@ async def test_agent_registered_dataplane_is_an_endpoint_only_after_its_listener
     await env.reconciler.reconcile_mesh("default")  # a full pass, as after any change
     assert env.endpoints("default.web-1", "backend") == set()
     env.lifecycle.listeners_acked(("default", "b-1"))
-    await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
+    await until(lambda: env.endpoints("default.web-1", "backend") == {20002})
 
 
 async def test_leave_removes_at_once_but_keeps_the_leaving_envoys_config(env: Env) -> None:
@@ -127,10 +120,10 @@ async def test_leave_removes_at_once_but_keeps_the_leaving_envoys_config(env: En
     )
     await _connect(env, "web-1")
     await _connect(env, "b-1")
-    await _wait(lambda: env.endpoints("default.web-1", "backend") == {20002})
+    await until(lambda: env.endpoints("default.web-1", "backend") == {20002})
     leaving = env.cache.get_snapshot("default.b-1")
     assert await env.lifecycle.leave(("default", "b-1"))
-    await _wait(lambda: env.endpoints("default.web-1", "backend") == set())
+    await until(lambda: env.endpoints("default.web-1", "backend") == set())
     assert env.cache.get_snapshot("default.b-1") is leaving
 
 
@@ -156,7 +149,7 @@ async def test_dataplane_created_through_the_api_is_never_deregistered(env: Env)
     await _connect(env, "db-1")
     env.lifecycle.stream_closed(("default", "db-1"))
     # Wait until the deregistration timer has fired and its check has run...
-    await _wait(lambda: not env.lifecycle._timers and not env.lifecycle._tasks)
+    await until(lambda: not env.lifecycle._timers and not env.lifecycle._tasks)
     # ... and it left the dataplane alone.
     assert await env.store.get(DATAPLANE_TYPE, "default", "db-1") is not None
 

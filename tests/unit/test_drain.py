@@ -22,8 +22,8 @@ from kumadp.agent.drain import (
     outbound_listeners,
     wait_until_idle,
 )
+from testkit.fakes import FakeHttpServer, Request
 from tests.unit import test_agent_run as fakes
-from tests.unit.test_agent_fakes import FakeHttpServer, Request
 
 world = fakes.world  # the fixture: fake CP, agent channel and Envoy admin
 

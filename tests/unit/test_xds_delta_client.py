@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import grpc
@@ -17,7 +17,7 @@ from kumadp.xds.cache import SnapshotCache
 from kumadp.xds.delta import DeltaServer, Nack, NoopDeltaCallbacks
 from kumadp.xds.delta_client import DeltaClient, Update
 from kumadp.xds.grpc_adapter import GrpcClientStream, add_ads_to_server
-from testkit.procs import eventually
+from testkit.procs import until
 from tests.unit.test_xds_delta import NODE, TIMEOUT, snapshot
 
 Request = discovery_pb2.DeltaDiscoveryRequest
@@ -118,13 +118,6 @@ async def connected(server: Server, client: DeltaClient) -> AsyncIterator[Pipe]:
 
 def node() -> base_pb2.Node:
     return base_pb2.Node(id=NODE)
-
-
-async def until(check: Callable[[], object], what: str) -> None:
-    async def poll() -> object:
-        return check()
-
-    await eventually(poll, what, within=TIMEOUT, interval=0.005)
 
 
 async def test_one_rejected_resource_does_not_hold_up_the_others() -> None:
