@@ -36,30 +36,40 @@ class ComponentFailed(Exception):
         super().__init__(f"component {name!r} failed: {reason}")
 
 
+async def guard(
+    component: Component,
+    own_stop: asyncio.Event,
+    stop: asyncio.Event,
+    failures: list[ComponentFailed],
+) -> None:
+    """Run ``component`` until ``own_stop``; a failure (raising, or returning while
+    ``own_stop`` is unset) is logged, recorded in ``failures`` and sets ``stop`` so that
+    everything else stops too. The one place supervisors turn a component's end into a
+    verdict (``supervise`` here, the CP's phased runtime)."""
+    try:
+        await component.run(own_stop)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.error("component %s failed: %s", component.name, exc, exc_info=exc)
+        failures.append(ComponentFailed(component.name, exc))
+        stop.set()
+        return
+    if not own_stop.is_set():
+        log.error("component %s exited unexpectedly", component.name)
+        failures.append(ComponentFailed(component.name, None))
+        stop.set()
+
+
 async def supervise(components: Sequence[Component], stop: asyncio.Event) -> None:
     """Run all components until ``stop`` is set. The first component that fails (raises, or
     returns while ``stop`` is unset) sets ``stop`` for the others, and its failure is raised
     as ``ComponentFailed`` once every component has returned."""
     failures: list[ComponentFailed] = []
 
-    async def guard(component: Component) -> None:
-        try:
-            await component.run(stop)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("component %s failed: %s", component.name, exc, exc_info=exc)
-            failures.append(ComponentFailed(component.name, exc))
-            stop.set()
-            return
-        if not stop.is_set():
-            log.error("component %s exited unexpectedly", component.name)
-            failures.append(ComponentFailed(component.name, None))
-            stop.set()
-
     async with asyncio.TaskGroup() as tg:
         for component in components:
-            tg.create_task(guard(component), name=component.name)
+            tg.create_task(guard(component, stop, stop, failures), name=component.name)
     if failures:
         raise failures[0]
 

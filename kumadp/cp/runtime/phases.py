@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kumadp.lifecycle import Component, ComponentFailed
+from kumadp.lifecycle import Component, ComponentFailed, guard
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +33,14 @@ async def run_in_phases(phases: Sequence[Phase], stop: asyncio.Event) -> None:
     """Run every phase's components until ``stop``; then stop the phases in order."""
     failures: list[ComponentFailed] = []
 
-    async def guard(component: Component, phase_stop: asyncio.Event) -> None:
-        try:
-            await component.run(phase_stop)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("component %s failed: %s", component.name, exc, exc_info=exc)
-            failures.append(ComponentFailed(component.name, exc))
-            stop.set()
-            return
-        if not phase_stop.is_set():
-            log.error("component %s exited unexpectedly", component.name)
-            failures.append(ComponentFailed(component.name, None))
-            stop.set()
-
     async with asyncio.TaskGroup() as tg:
         started: list[tuple[Phase, asyncio.Event, list[asyncio.Task[None]]]] = []
         for phase in phases:
             phase_stop = asyncio.Event()
-            tasks = [tg.create_task(guard(c, phase_stop), name=c.name) for c in phase.components]
+            tasks = [
+                tg.create_task(guard(c, phase_stop, stop, failures), name=c.name)
+                for c in phase.components
+            ]
             started.append((phase, phase_stop, tasks))
         await stop.wait()
         for number, (phase, phase_stop, tasks) in enumerate(started, start=1):
