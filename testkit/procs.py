@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,10 +21,33 @@ import httpx
 T = TypeVar("T")
 
 
+# Ports handed out come from below the kernel's ephemeral range (32768-60999 here), so an
+# outgoing connection of some other test cannot take one between our check and the bind; each
+# is handed out once per process, and checked free for TCP and UDP (the resolver binds both).
+_PORT_RANGE = (20000, 32767)
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port on ``host`` free for TCP and UDP right now, never handed out before by this
+    process."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            ):
+                tcp.bind((host, port))
+                udp.bind((host, port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE} on {host}")
 
 
 def wait_until(

@@ -26,7 +26,7 @@ from kumadp.agent.nametable import DEFAULT_TTL, NameTable
 from kumadp.agent.readiness import Readiness, State
 from kumadp.wire import agent_pb2
 from testkit.dns_upstream import UpstreamServer
-from testkit.procs import until
+from testkit.procs import free_port, until
 
 WAIT = 3.0  # seconds for any one answer
 MANY = [f"240.0.1.{i}" for i in range(1, 61)]  # too many for a 512-byte UDP answer
@@ -138,24 +138,6 @@ def question(
 
 def addresses(reply: DNSRecord) -> list[str]:
     return [str(rr.rdata) for rr in reply.rr]
-
-
-def free_udp_port() -> int:
-    """A port free for UDP *and* TCP (the resolver binds both): a port free for UDP alone may
-    be an open TCP connection's local port."""
-    for _ in range(50):
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
-        ):
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no port free for both UDP and TCP")
 
 
 # ------------------------------------------------------------------ the name table
@@ -339,7 +321,7 @@ async def test_truncated_upstream_answers_are_retried_over_tcp() -> None:
 
 
 async def test_upstreams_are_tried_in_order() -> None:
-    dead = ("127.0.0.1", free_udp_port())  # nothing listens: refused at once
+    dead = ("127.0.0.1", free_port())  # nothing listens: refused at once
     async with upstream("silent") as silent, upstream("servfail") as failing, upstream() as up:
         upstreams = [dead, ("127.0.0.1", silent.port), ("127.0.0.1", failing.port)]
         upstreams.append(("127.0.0.1", up.port))
@@ -351,7 +333,7 @@ async def test_upstreams_are_tried_in_order() -> None:
 
 async def test_servfail_when_every_upstream_fails() -> None:
     async with upstream("silent") as silent:
-        upstreams = [("127.0.0.1", free_udp_port()), ("127.0.0.1", silent.port)]
+        upstreams = [("127.0.0.1", free_port()), ("127.0.0.1", silent.port)]
         async with resolver(upstreams=upstreams, upstream_timeout=0.2) as server:
             query = question("example.test")
             started = time.monotonic()
@@ -384,7 +366,7 @@ def test_upstream_answers_must_match_the_query() -> None:
 
 
 async def test_the_resolver_does_not_forward_to_itself(caplog: pytest.LogCaptureFixture) -> None:
-    port = free_udp_port()
+    port = free_port()
     server = DnsServer(make_table(), port=port, upstreams=[("127.0.0.1", port)])
     with caplog.at_level(logging.WARNING):
         async with serving(server):
