@@ -27,6 +27,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from kumadp.resources.errors import ValidationError, quoted
+from kumadp.resources.meshtimeout import MESH_TIMEOUT_TYPE, MeshTimeout, parse_mesh_timeout
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
 from kumadp.resources.policies import (
     MESH_TRAFFIC_PERMISSION_TYPE,
@@ -193,6 +194,17 @@ def default_registry() -> Registry:
                 model=MeshTrafficPermission,
                 policy=True,
                 aliases=("mtp", "mtps"),
+            ),
+            # Resilience policies (kumadp.resources.mesh*): global-to-zone, like every policy.
+            ResourceType(
+                MESH_TIMEOUT_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshtimeouts",
+                parse=parse_mesh_timeout,
+                model=MeshTimeout,
+                policy=True,
+                aliases=("mt", "mts"),
             ),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),

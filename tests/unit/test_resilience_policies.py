@@ -1,0 +1,147 @@
+"""The resilience policies' models: round trips, the mesh's default policies, and validation
+errors with their field paths (one table per policy type)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kumadp.resources import ValidationError, parse_resource
+from kumadp.resources.meshtimeout import (
+    HttpTimeouts,
+    MeshTimeout,
+    TimeoutConf,
+    default_mesh_timeout,
+)
+from kumadp.resources.targeted import Item
+from kumadp.resources.targetref import TargetRef
+
+
+def policy(kind: str, spec: Any, **meta: Any) -> dict[str, Any]:
+    return {"type": kind, "mesh": "default", "name": "p", "spec": spec, **meta}
+
+
+def errors_of(doc: Any) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        parse_resource(doc)
+    return [str(e) for e in info.value.errors]
+
+
+def to_mesh(kind: str, default: Any) -> dict[str, Any]:
+    return policy(kind, {"to": [{"targetRef": {"kind": "Mesh"}, "default": default}]})
+
+
+# --- shared shape (targetRef, to/from, default) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (policy("MeshTimeout", {}), ["spec: needs at least one item in to or from"]),
+        (
+            policy("MeshTimeout", {"targetRef": {"kind": "Dataplane"}, "to": []}),
+            [
+                "spec.targetRef: kind Dataplane needs either name or labels (not both)",
+                "spec: needs at least one item in to or from",
+            ],
+        ),
+        (
+            policy(
+                "MeshTimeout",
+                {
+                    "targetRef": {"kind": "MeshService", "name": "web", "tags": {"a": "b"}},
+                    "rules": [],
+                    "to": [{"targetRef": {"kind": "MeshSubset"}, "default": {}}],
+                },
+            ),
+            [
+                "spec.rules: not supported yet by kumadp",
+                "spec.targetRef.tags: is only allowed for kinds MeshSubset, MeshServiceSubset",
+                "spec.to[0].targetRef.kind: must be one of Mesh, MeshService",
+                "spec.to[0].default: must configure something (it is empty)",
+            ],
+        ),
+        (
+            policy(
+                "MeshTimeout",
+                {"from": [{"targetRef": {"kind": "MeshService", "name": "a"}, "default": None}]},
+            ),
+            [
+                "spec.from[0].targetRef.kind: must be one of Mesh",
+                "spec.from[0].default: is required",
+            ],
+        ),
+    ],
+)
+def test_shared_shape_errors(doc: dict[str, Any], expected: list[str]) -> None:
+    assert errors_of(doc) == expected
+
+
+def test_top_level_kinds() -> None:
+    for ref in (
+        {"kind": "Mesh"},
+        {"kind": "MeshSubset", "tags": {"version": "v2"}},
+        {"kind": "MeshService", "name": "web"},
+        {"kind": "MeshServiceSubset", "name": "web", "tags": {"version": "v2"}},
+        {"kind": "Dataplane", "name": "web-1"},
+        {"kind": "Dataplane", "labels": {"team": "a"}},
+    ):
+        doc = policy("MeshTimeout", {"targetRef": ref, "to": [_timeout_item()]})
+        parsed = parse_resource(doc)
+        assert parsed.to_dict() == doc
+
+
+def _timeout_item() -> dict[str, Any]:
+    return {"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "1s"}}
+
+
+# --- MeshTimeout ------------------------------------------------------------------------------
+
+
+def test_mesh_timeout_round_trip_and_default() -> None:
+    default = default_mesh_timeout("payments")
+    assert default.name == "mesh-timeout-all-payments"
+    doc = default.to_dict()
+    conf = {
+        "connectionTimeout": "5s",
+        "idleTimeout": "1h",
+        "http": {"requestTimeout": "15s", "streamIdleTimeout": "30m"},
+    }
+    assert doc["spec"] == {
+        "targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "Mesh"}, "default": conf}],
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": conf}],
+    }
+    assert parse_resource(doc) == default
+    assert default.to[0] == Item(
+        TargetRef(),
+        TimeoutConf("5s", "1h", HttpTimeouts(request_timeout="15s", stream_idle_timeout="30m")),
+    )
+    assert isinstance(default, MeshTimeout)
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [
+        (
+            {"connectionTimeout": "0s"},
+            ["spec.to[0].default.connectionTimeout: must be greater than 0"],
+        ),
+        (
+            {"idleTimeout": 5},
+            ["spec.to[0].default.idleTimeout: must be a duration string such as 5s or 1h30m"],
+        ),
+        (
+            {"http": {"requestTimeout": "5 s", "timeout": "1s"}},
+            [
+                'spec.to[0].default.http.timeout: unknown field (did you mean "requestTimeout"?)',
+                'spec.to[0].default.http.requestTimeout: invalid duration "5 s": unexpected '
+                '"5 s", expected e.g. 30s, 1h30m, 500ms, 24h (units: ns, us, ms, s, m, h, d, y)',
+            ],
+        ),
+        ({"http": "x"}, ["spec.to[0].default.http: must be an object"]),
+    ],
+)
+def test_mesh_timeout_errors(default: Any, expected: list[str]) -> None:
+    assert errors_of(to_mesh("MeshTimeout", default)) == expected
