@@ -27,6 +27,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from kumadp.resources.errors import ValidationError, quoted
+from kumadp.resources.meshretry import MESH_RETRY_TYPE, MeshRetry, parse_mesh_retry
 from kumadp.resources.meshtimeout import MESH_TIMEOUT_TYPE, MeshTimeout, parse_mesh_timeout
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
 from kumadp.resources.policies import (
@@ -205,6 +206,16 @@ def default_registry() -> Registry:
                 model=MeshTimeout,
                 policy=True,
                 aliases=("mt", "mts"),
+            ),
+            ResourceType(
+                MESH_RETRY_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshretries",
+                parse=parse_mesh_retry,
+                model=MeshRetry,
+                policy=True,
+                aliases=("mr", "mrs"),
             ),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),

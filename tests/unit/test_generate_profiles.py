@@ -101,8 +101,12 @@ def test_a_profile_per_proxy_type() -> None:
         "vip-outbound",
         "transparent-proxy",
     ]
-    assert [p.policy_type for p in DATAPLANE.plugins] == ["MeshTrafficPermission", "MeshTimeout"]
-    assert POLICY_TYPES == ("MeshTimeout", "MeshTrafficPermission")
+    assert [p.policy_type for p in DATAPLANE.plugins] == [
+        "MeshTrafficPermission",
+        "MeshTimeout",
+        "MeshRetry",
+    ]
+    assert POLICY_TYPES == ("MeshRetry", "MeshTimeout", "MeshTrafficPermission")
 
 
 def test_generate_for_is_generate() -> None:

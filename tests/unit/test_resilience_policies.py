@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kumadp.resources import ValidationError, parse_resource
+from kumadp.resources.meshretry import MeshRetry, default_mesh_retry
 from kumadp.resources.meshtimeout import (
     HttpTimeouts,
     MeshTimeout,
@@ -145,3 +146,104 @@ def test_mesh_timeout_round_trip_and_default() -> None:
 )
 def test_mesh_timeout_errors(default: Any, expected: list[str]) -> None:
     assert errors_of(to_mesh("MeshTimeout", default)) == expected
+
+
+# --- MeshRetry --------------------------------------------------------------------------------
+
+
+def test_mesh_retry_default_round_trips() -> None:
+    default = default_mesh_retry("default")
+    assert default.name == "mesh-retry-all-default"
+    assert parse_resource(default.to_dict()) == default
+    conf = default.to[0].default
+    assert conf.tcp is not None and conf.tcp.max_connect_attempt == 5
+    assert conf.http is not None and conf.http.retry_on is None  # Kuma's defaults apply
+    assert conf.grpc is not None and conf.grpc.retry_on == (
+        "Canceled",
+        "DeadlineExceeded",
+        "Internal",
+        "ResourceExhausted",
+        "Unavailable",
+    )
+
+
+def test_mesh_retry_status_codes_may_be_numbers() -> None:
+    found = parse_resource(to_mesh("MeshRetry", {"http": {"retryOn": ["503", 409, "5xx"]}}))
+    assert isinstance(found, MeshRetry)
+    http = found.to[0].default.http
+    assert http is not None and http.retry_on == ("503", "409", "5xx")
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [
+        (
+            {"http": {"retryOn": ["Sometimes", 700]}},
+            [
+                "spec.to[0].default.http.retryOn[0]: must be one of 5XX, GatewayError, Reset, "
+                "Retriable4xx, ConnectFailure, EnvoyRatelimited, RefusedStream, "
+                "Http3PostConnectFailure, HttpMethodConnect, HttpMethodDelete, HttpMethodGet, "
+                "HttpMethodHead, HttpMethodOptions, HttpMethodPatch, HttpMethodPost, "
+                "HttpMethodPut, HttpMethodTrace, or an HTTP status code (100-599)",
+                "spec.to[0].default.http.retryOn[1]: must be one of 5XX, GatewayError, Reset, "
+                "Retriable4xx, ConnectFailure, EnvoyRatelimited, RefusedStream, "
+                "Http3PostConnectFailure, HttpMethodConnect, HttpMethodDelete, HttpMethodGet, "
+                "HttpMethodHead, HttpMethodOptions, HttpMethodPatch, HttpMethodPost, "
+                "HttpMethodPut, HttpMethodTrace, or an HTTP status code (100-599)",
+            ],
+        ),
+        (
+            {"grpc": {"retryOn": ["Unknown"], "numRetries": -1}},
+            [
+                "spec.to[0].default.grpc.numRetries: must be 0-4294967295",
+                "spec.to[0].default.grpc.retryOn[0]: must be one of Canceled, DeadlineExceeded, "
+                "Internal, ResourceExhausted, Unavailable",
+            ],
+        ),
+        (
+            {"http": {"backOff": {"baseInterval": "1s", "maxInterval": "10ms"}}},
+            ["spec.to[0].default.http.backOff.maxInterval: must not be shorter than baseInterval"],
+        ),
+        (
+            {"http": {"backOff": {"baseInterval": "0s"}}},
+            ["spec.to[0].default.http.backOff.baseInterval: must be greater than 0"],
+        ),
+        (
+            {"tcp": {"maxConnectAttempt": 0}},
+            ["spec.to[0].default.tcp.maxConnectAttempt: must be 1-4294967295"],
+        ),
+        (
+            {
+                "http": {
+                    "retriableResponseHeaders": [
+                        {"type": "Prefix"},
+                        {"name": "a b", "type": "Absent"},
+                    ],
+                    "hostSelection": [{"predicate": "OmitHostsWithTags"}, {}],
+                    "rateLimitedBackOff": {"resetHeaders": [{"name": "retry-after"}]},
+                }
+            },
+            [
+                "spec.to[0].default.http.rateLimitedBackOff.resetHeaders[0].format: is required",
+                "spec.to[0].default.http.retriableResponseHeaders[0].name: is required",
+                "spec.to[0].default.http.retriableResponseHeaders[0].value: is required for "
+                "type Prefix",
+                "spec.to[0].default.http.retriableResponseHeaders[1].name: must be an HTTP "
+                "header name",
+                "spec.to[0].default.http.hostSelection[0].tags: is required for predicate "
+                "OmitHostsWithTags",
+                "spec.to[0].default.http.hostSelection[1].predicate: is required",
+            ],
+        ),
+    ],
+)
+def test_mesh_retry_errors(default: Any, expected: list[str]) -> None:
+    assert errors_of(to_mesh("MeshRetry", default)) == expected
+
+
+def test_mesh_retry_has_no_from() -> None:
+    doc = policy("MeshRetry", {"from": [{"targetRef": {"kind": "Mesh"}, "default": {}}]})
+    assert errors_of(doc) == [
+        "spec.from: unknown field",
+        "spec: needs at least one item in to",
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import OutboundGenerator
+from kumadp.cp.generate.policies.retry import RetryPlugin
 from kumadp.cp.generate.policies.timeout import TimeoutPlugin
 from kumadp.cp.generate.policies.traffic_permission import TrafficPermissionPlugin
 from kumadp.cp.generate.profile import DATAPLANE, Profile
@@ -28,5 +29,6 @@ PROFILE = Profile(
     plugins=(
         TrafficPermissionPlugin(),
         TimeoutPlugin(),
+        RetryPlugin(),
     ),
 )
