@@ -27,6 +27,11 @@ from enum import Enum
 from typing import Any, Protocol
 
 from kumadp.resources.errors import ValidationError, quoted
+from kumadp.resources.meshcircuitbreaker import (
+    MESH_CIRCUIT_BREAKER_TYPE,
+    MeshCircuitBreaker,
+    parse_mesh_circuit_breaker,
+)
 from kumadp.resources.meshretry import MESH_RETRY_TYPE, MeshRetry, parse_mesh_retry
 from kumadp.resources.meshtimeout import MESH_TIMEOUT_TYPE, MeshTimeout, parse_mesh_timeout
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
@@ -216,6 +221,16 @@ def default_registry() -> Registry:
                 model=MeshRetry,
                 policy=True,
                 aliases=("mr", "mrs"),
+            ),
+            ResourceType(
+                MESH_CIRCUIT_BREAKER_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshcircuitbreakers",
+                parse=parse_mesh_circuit_breaker,
+                model=MeshCircuitBreaker,
+                policy=True,
+                aliases=("mcb", "mcbs"),
             ),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),

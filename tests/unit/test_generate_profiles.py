@@ -105,8 +105,14 @@ def test_a_profile_per_proxy_type() -> None:
         "MeshTrafficPermission",
         "MeshTimeout",
         "MeshRetry",
+        "MeshCircuitBreaker",
     ]
-    assert POLICY_TYPES == ("MeshRetry", "MeshTimeout", "MeshTrafficPermission")
+    assert POLICY_TYPES == (
+        "MeshCircuitBreaker",
+        "MeshRetry",
+        "MeshTimeout",
+        "MeshTrafficPermission",
+    )
 
 
 def test_generate_for_is_generate() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from kumadp.resources import ValidationError, parse_resource
+from kumadp.resources.meshcircuitbreaker import default_mesh_circuit_breaker
 from kumadp.resources.meshretry import MeshRetry, default_mesh_retry
 from kumadp.resources.meshtimeout import (
     HttpTimeouts,
@@ -247,3 +248,62 @@ def test_mesh_retry_has_no_from() -> None:
         "spec.from: unknown field",
         "spec: needs at least one item in to",
     ]
+
+
+# --- MeshCircuitBreaker -----------------------------------------------------------------------
+
+
+def test_mesh_circuit_breaker_default_round_trips() -> None:
+    default = default_mesh_circuit_breaker("default")
+    assert default.name == "mesh-circuit-breaker-all-default"
+    assert parse_resource(default.to_dict()) == default
+    outliers = default.to_dict()["spec"]["to"][0]["default"]["outlierDetection"]
+    assert outliers["detectors"]["successRate"]["standardDeviationFactor"] == "1.9"
+    assert outliers["maxEjectionPercent"] == 20
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [
+        (
+            {"outlierDetection": {"maxEjectionPercent": 101, "healthyPanicThreshold": "x"}},
+            [
+                "spec.to[0].default.outlierDetection.maxEjectionPercent: must be 0-100",
+                "spec.to[0].default.outlierDetection.healthyPanicThreshold: must be an integer "
+                'or a decimal number in a string, e.g. "1.9"',
+            ],
+        ),
+        (
+            {
+                "outlierDetection": {
+                    "detectors": {
+                        "successRate": {"standardDeviationFactor": "-1"},
+                        "failurePercentage": {"threshold": 200},
+                        "totalFailures": {"consecutive": "5"},
+                    }
+                }
+            },
+            [
+                "spec.to[0].default.outlierDetection.detectors.totalFailures.consecutive: "
+                "must be an integer",
+                "spec.to[0].default.outlierDetection.detectors.successRate."
+                "standardDeviationFactor: must be at least 0",
+                "spec.to[0].default.outlierDetection.detectors.failurePercentage.threshold: "
+                "must be 0-100",
+            ],
+        ),
+        (
+            {"connectionLimits": {"maxConnections": -1, "max": 1}},
+            [
+                "spec.to[0].default.connectionLimits.max: unknown field",
+                "spec.to[0].default.connectionLimits.maxConnections: must be 0-4294967295",
+            ],
+        ),
+        (
+            {"outlierDetection": {"interval": "0s"}},
+            ["spec.to[0].default.outlierDetection.interval: must be greater than 0"],
+        ),
+    ],
+)
+def test_mesh_circuit_breaker_errors(default: Any, expected: list[str]) -> None:
+    assert errors_of(to_mesh("MeshCircuitBreaker", default)) == expected

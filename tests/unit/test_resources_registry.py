@@ -124,7 +124,11 @@ def test_a_registered_policy_is_an_input_of_the_mesh_state() -> None:
     assert {"Mesh", "Dataplane", "MeshTrafficPermission", VIRTUAL_IPS_TYPE} <= state_inputs()
 
 
-RESILIENCE = [("MeshTimeout", "meshtimeouts"), ("MeshRetry", "meshretries")]
+RESILIENCE = [
+    ("MeshTimeout", "meshtimeouts"),
+    ("MeshRetry", "meshretries"),
+    ("MeshCircuitBreaker", "meshcircuitbreakers"),
+]
 
 
 def test_the_default_registry() -> None:
