@@ -32,6 +32,11 @@ from kumadp.resources.meshcircuitbreaker import (
     MeshCircuitBreaker,
     parse_mesh_circuit_breaker,
 )
+from kumadp.resources.meshhealthcheck import (
+    MESH_HEALTH_CHECK_TYPE,
+    MeshHealthCheck,
+    parse_mesh_health_check,
+)
 from kumadp.resources.meshretry import MESH_RETRY_TYPE, MeshRetry, parse_mesh_retry
 from kumadp.resources.meshtimeout import MESH_TIMEOUT_TYPE, MeshTimeout, parse_mesh_timeout
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
@@ -231,6 +236,16 @@ def default_registry() -> Registry:
                 model=MeshCircuitBreaker,
                 policy=True,
                 aliases=("mcb", "mcbs"),
+            ),
+            ResourceType(
+                MESH_HEALTH_CHECK_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshhealthchecks",
+                parse=parse_mesh_health_check,
+                model=MeshHealthCheck,
+                policy=True,
+                aliases=("mhc", "mhcs"),
             ),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),

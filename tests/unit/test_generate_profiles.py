@@ -106,9 +106,11 @@ def test_a_profile_per_proxy_type() -> None:
         "MeshTimeout",
         "MeshRetry",
         "MeshCircuitBreaker",
+        "MeshHealthCheck",
     ]
     assert POLICY_TYPES == (
         "MeshCircuitBreaker",
+        "MeshHealthCheck",
         "MeshRetry",
         "MeshTimeout",
         "MeshTrafficPermission",

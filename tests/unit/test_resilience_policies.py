@@ -307,3 +307,63 @@ def test_mesh_circuit_breaker_default_round_trips() -> None:
 )
 def test_mesh_circuit_breaker_errors(default: Any, expected: list[str]) -> None:
     assert errors_of(to_mesh("MeshCircuitBreaker", default)) == expected
+
+
+# --- MeshHealthCheck --------------------------------------------------------------------------
+
+
+def test_mesh_health_check_round_trips() -> None:
+    doc = to_mesh(
+        "MeshHealthCheck",
+        {
+            "interval": "10s",
+            "healthyPanicThreshold": "12.5",
+            "http": {
+                "path": "/health",
+                "expectedStatuses": [200],
+                "requestHeadersToAdd": {"set": [{"name": "x-a", "value": "b"}]},
+            },
+            "tcp": {"send": "cGluZw==", "receive": ["cG9uZw=="]},
+        },
+    )
+    found = parse_resource(doc)
+    assert parse_resource(found.to_dict()) == found
+    assert found.to_dict()["spec"]["to"] == doc["spec"]["to"]
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [
+        (
+            {"unhealthyThreshold": 0, "intervalJitterPercent": 101},
+            [
+                "spec.to[0].default.unhealthyThreshold: must be 1-2147483647",
+                "spec.to[0].default.intervalJitterPercent: must be 0-100",
+            ],
+        ),
+        (
+            {"http": {"path": "health", "expectedStatuses": [99]}},
+            [
+                "spec.to[0].default.http.path: must be an absolute path such as /health",
+                "spec.to[0].default.http.expectedStatuses[0]: must be 100-599",
+            ],
+        ),
+        (
+            {"tcp": {"send": "not base64!"}, "http": {"requestHeadersToAdd": {"add": [{}]}}},
+            [
+                "spec.to[0].default.tcp.send: must be base64",
+                "spec.to[0].default.http.requestHeadersToAdd.add[0].name: is required",
+                "spec.to[0].default.http.requestHeadersToAdd.add[0].value: is required",
+            ],
+        ),
+        (
+            {"timeout": "-1s"},
+            [
+                'spec.to[0].default.timeout: invalid duration "-1s": unexpected "-1s", '
+                "expected e.g. 30s, 1h30m, 500ms, 24h (units: ns, us, ms, s, m, h, d, y)"
+            ],
+        ),
+    ],
+)
+def test_mesh_health_check_errors(default: Any, expected: list[str]) -> None:
+    assert errors_of(to_mesh("MeshHealthCheck", default)) == expected

@@ -128,6 +128,7 @@ RESILIENCE = [
     ("MeshTimeout", "meshtimeouts"),
     ("MeshRetry", "meshretries"),
     ("MeshCircuitBreaker", "meshcircuitbreakers"),
+    ("MeshHealthCheck", "meshhealthchecks"),
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import OutboundGenerator
 from kumadp.cp.generate.policies.circuit_breaker import CircuitBreakerPlugin
+from kumadp.cp.generate.policies.health_check import HealthCheckPlugin
 from kumadp.cp.generate.policies.retry import RetryPlugin
 from kumadp.cp.generate.policies.timeout import TimeoutPlugin
 from kumadp.cp.generate.policies.traffic_permission import TrafficPermissionPlugin
@@ -32,5 +33,6 @@ PROFILE = Profile(
         TimeoutPlugin(),
         RetryPlugin(),
         CircuitBreakerPlugin(),
+        HealthCheckPlugin(),
     ),
 )
