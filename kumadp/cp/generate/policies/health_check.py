@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
-from envoy.config.core.v3 import base_pb2, health_check_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3.health_check_pb2 import HealthCheck
 from envoy.type.v3 import http_pb2, range_pb2
 
 from kumadp.cp.generate import protocol
@@ -32,7 +33,6 @@ from kumadp.resources.meshhealthcheck import (
     TcpCheck,
 )
 
-HealthCheck = health_check_pb2.HealthCheck
 DEFAULT_PATH = "/"
 
 
