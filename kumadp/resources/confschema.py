@@ -212,7 +212,8 @@ def conf_field(kind: Kind, key: str = "") -> Any:
     return field(default=None, metadata={_SPEC: FieldSpec(kind, key)})
 
 
-def _camel(name: str) -> str:
+def json_name(name: str) -> str:
+    """A field's JSON name: ``max_ring_size`` -> ``maxRingSize`` (``from_`` -> ``from``)."""
     head, *rest = name.rstrip("_").split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
@@ -235,7 +236,7 @@ def _fields(conf: type[Conf]) -> list[tuple[str, str, Kind]]:
     out = []
     for f in dataclasses.fields(conf):  # type: ignore[arg-type]
         spec = f.metadata[_SPEC]
-        out.append((f.name, spec.key or _camel(f.name), spec.kind))
+        out.append((f.name, spec.key or json_name(f.name), spec.kind))
     return out
 
 
@@ -311,6 +312,7 @@ __all__ = [
     "Text",
     "conf_field",
     "decimal",
+    "json_name",
     "merge",
     "parse_conf",
     "seconds",

@@ -37,6 +37,11 @@ from kumadp.resources.meshhealthcheck import (
     MeshHealthCheck,
     parse_mesh_health_check,
 )
+from kumadp.resources.meshloadbalancingstrategy import (
+    MESH_LOAD_BALANCING_STRATEGY_TYPE,
+    MeshLoadBalancingStrategy,
+    parse_mesh_load_balancing_strategy,
+)
 from kumadp.resources.meshretry import MESH_RETRY_TYPE, MeshRetry, parse_mesh_retry
 from kumadp.resources.meshtimeout import MESH_TIMEOUT_TYPE, MeshTimeout, parse_mesh_timeout
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
@@ -246,6 +251,16 @@ def default_registry() -> Registry:
                 model=MeshHealthCheck,
                 policy=True,
                 aliases=("mhc", "mhcs"),
+            ),
+            ResourceType(
+                MESH_LOAD_BALANCING_STRATEGY_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshloadbalancingstrategies",
+                parse=parse_mesh_load_balancing_strategy,
+                model=MeshLoadBalancingStrategy,
+                policy=True,
+                aliases=("mlbs", "mlbss"),
             ),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),

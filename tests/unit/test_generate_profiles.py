@@ -107,10 +107,12 @@ def test_a_profile_per_proxy_type() -> None:
         "MeshRetry",
         "MeshCircuitBreaker",
         "MeshHealthCheck",
+        "MeshLoadBalancingStrategy",
     ]
     assert POLICY_TYPES == (
         "MeshCircuitBreaker",
         "MeshHealthCheck",
+        "MeshLoadBalancingStrategy",
         "MeshRetry",
         "MeshTimeout",
         "MeshTrafficPermission",

@@ -367,3 +367,108 @@ def test_mesh_health_check_round_trips() -> None:
 )
 def test_mesh_health_check_errors(default: Any, expected: list[str]) -> None:
     assert errors_of(to_mesh("MeshHealthCheck", default)) == expected
+
+
+# --- MeshLoadBalancingStrategy ----------------------------------------------------------------
+
+
+def test_mesh_load_balancing_strategy_round_trips() -> None:
+    default = {
+        "localityAwareness": {
+            "localZone": {
+                "affinityTags": [{"key": "rack", "weight": 90}, {"key": "x", "weight": 1}]
+            },
+            "crossZone": {
+                "failover": [
+                    {"from": {"zones": ["a"]}, "to": {"type": "Only", "zones": ["b"]}},
+                    {"to": {"type": "Any"}},
+                ],
+                "failoverThreshold": {"percentage": 70},
+            },
+        },
+        "loadBalancer": {
+            "type": "RingHash",
+            "ringHash": {
+                "hashPolicies": [
+                    {"type": "Connection", "connection": {"sourceIP": True}},
+                    {"type": "FilterState", "filterState": {"key": "k"}},
+                ]
+            },
+        },
+    }
+    found = parse_resource(to_mesh("MeshLoadBalancingStrategy", default))
+    assert found.to_dict()["spec"]["to"][0]["default"] == default
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [
+        (
+            {"loadBalancer": {"ringHash": {}}},
+            ["spec.to[0].default.loadBalancer.type: is required"],
+        ),
+        (
+            {"loadBalancer": {"type": "Random", "ringHash": {"minRingSize": 10, "maxRingSize": 5}}},
+            [
+                "spec.to[0].default.loadBalancer.ringHash.minRingSize: must not be greater than "
+                "maxRingSize",
+            ],
+        ),
+        (
+            {"loadBalancer": {"type": "Random", "ringHash": {"minRingSize": 10}}},
+            ["spec.to[0].default.loadBalancer.ringHash: is only allowed for type RingHash"],
+        ),
+        (
+            {"loadBalancer": {"type": "Maglev", "maglev": {"tableSize": 100}}},
+            ["spec.to[0].default.loadBalancer.maglev.tableSize: must be a prime number"],
+        ),
+        (
+            {"loadBalancer": {"type": "LeastRequest", "leastRequest": {"choiceCount": 1}}},
+            ["spec.to[0].default.loadBalancer.leastRequest.choiceCount: must be 2-4294967295"],
+        ),
+        (
+            {
+                "loadBalancer": {
+                    "type": "RingHash",
+                    "ringHash": {"hashPolicies": [{"type": "Header"}, {"type": "Nope"}]},
+                }
+            },
+            [
+                "spec.to[0].default.loadBalancer.ringHash.hashPolicies[0].header: is required "
+                "for type Header",
+                "spec.to[0].default.loadBalancer.ringHash.hashPolicies[1].type: must be one of "
+                "Header, Cookie, Connection, QueryParameter, FilterState",
+            ],
+        ),
+        (
+            {
+                "localityAwareness": {
+                    "crossZone": {
+                        "failover": [
+                            {"to": {"type": "Only"}},
+                            {"to": {"type": "Any", "zones": ["a"]}},
+                            {"from": {"zones": []}, "to": {"type": "AnyExcept", "zones": ["b"]}},
+                            {},
+                        ],
+                        "failoverThreshold": {"percentage": 0},
+                    },
+                    "localZone": {"affinityTags": [{"key": "a", "weight": 1}, {}]},
+                }
+            },
+            [
+                "spec.to[0].default.localityAwareness.localZone.affinityTags[1].key: is required",
+                "spec.to[0].default.localityAwareness.crossZone.failover[0].to.zones: is "
+                "required for type Only",
+                "spec.to[0].default.localityAwareness.crossZone.failover[1].to.zones: is not "
+                "allowed for type Any",
+                "spec.to[0].default.localityAwareness.crossZone.failover[2].from.zones: needs "
+                "at least 1 item",
+                "spec.to[0].default.localityAwareness.crossZone.failover[3].to: is required",
+                "spec.to[0].default.localityAwareness.crossZone.failoverThreshold.percentage: "
+                "must be greater than 0",
+            ],
+        ),
+    ],
+)
+def test_mesh_load_balancing_strategy_errors(default: Any, expected: list[str]) -> None:
+    assert errors_of(to_mesh("MeshLoadBalancingStrategy", default)) == expected

@@ -129,6 +129,7 @@ RESILIENCE = [
     ("MeshRetry", "meshretries"),
     ("MeshCircuitBreaker", "meshcircuitbreakers"),
     ("MeshHealthCheck", "meshhealthchecks"),
+    ("MeshLoadBalancingStrategy", "meshloadbalancingstrategies"),
 ]
 
 

@@ -3,7 +3,8 @@
 Generators: its inbounds (to the local application), its explicit outbounds, a listener per
 service VIP (bind-outbounds or transparent proxy) and the transparent proxy's passthrough
 listeners. Plug-ins: MeshTrafficPermission (RBAC on the mTLS inbounds), then the resilience
-policies (MeshTimeout, ...), each on the clusters, listeners and routes of the outbound
+policies (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck,
+MeshLoadBalancingStrategy), each on the clusters, listeners and routes of the outbound
 services and inbounds its rules select (``kumadp.cp.generate.policies.rules``).
 """
 
@@ -13,6 +14,7 @@ from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import OutboundGenerator
 from kumadp.cp.generate.policies.circuit_breaker import CircuitBreakerPlugin
 from kumadp.cp.generate.policies.health_check import HealthCheckPlugin
+from kumadp.cp.generate.policies.load_balancing import LoadBalancingPlugin
 from kumadp.cp.generate.policies.retry import RetryPlugin
 from kumadp.cp.generate.policies.timeout import TimeoutPlugin
 from kumadp.cp.generate.policies.traffic_permission import TrafficPermissionPlugin
@@ -34,5 +36,6 @@ PROFILE = Profile(
         RetryPlugin(),
         CircuitBreakerPlugin(),
         HealthCheckPlugin(),
+        LoadBalancingPlugin(),
     ),
 )
