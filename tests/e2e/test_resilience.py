@@ -8,6 +8,7 @@ test removes the ones that would mask what it shows, on purpose.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from testkit.mesh import Agent, ControlPlane, MeshEnv
-from testkit.procs import free_port, wait_until
+from testkit.procs import free_port, kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +125,23 @@ def test_mesh_timeout_cuts_a_slow_backend(env: MeshEnv) -> None:
         return status == 504 and time.monotonic() - started < 1.5
 
     wait_until(cut, what="requests cut after 500 ms", timeout=20)
+
+    # What applies to the client, as ctl shows it (the CP's _rules API).
+    out = subprocess.run(
+        kumadp_command("ctl", "inspect", "dataplane", "client-1", "--cp-address", cp.url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    (row,) = [line for line in out.splitlines() if "kuma.io/service=backend" in line]
+    assert row.split()[:4] == [
+        "MeshTimeout",
+        "to",
+        "kuma.io/service=backend",
+        "mesh-timeout-all-default,timeout-backend",
+    ]
+    assert "http.requestTimeout=500ms" in row
 
 
 def test_mesh_circuit_breaker_ejects_a_failing_instance(env: MeshEnv) -> None:

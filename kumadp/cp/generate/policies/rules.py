@@ -61,7 +61,7 @@ def _merged(pairs: Iterable[tuple[str, Item[C]]]) -> Rule[C] | None:
     return None if conf is None else Rule(conf, tuple(origins))
 
 
-def _to_matches(item: Item[Any], service: str) -> bool:
+def _to_matches(item: Item[Any], service: str | None) -> bool:
     ref = item.target_ref
     return ref.kind == MESH or (ref.kind == MESH_SERVICE and ref.name == service)
 
@@ -72,15 +72,27 @@ class ProxyRules(Generic[C]):
     def __init__(self, policies: Iterable[TargetedPolicy[C]], dataplane: Dataplane) -> None:
         self.dataplane = dataplane
         self._policies = ordered(p for p in policies if selects_dataplane(p.target_ref, dataplane))
-        self._to: dict[str, Rule[C] | None] = {}
+        self._to: dict[str | None, Rule[C] | None] = {}
 
     @property
     def policies(self) -> list[TargetedPolicy[C]]:
         """The policies selecting the proxy, in merge order."""
         return list(self._policies)
 
-    def outbound(self, service: str) -> Rule[C] | None:
-        """The merged ``to`` conf for the proxy's traffic to ``service``."""
+    def named_services(self) -> list[str]:
+        """The services some ``to`` item names (their rule may differ from the rest's)."""
+        return sorted(
+            {
+                item.target_ref.name
+                for policy in self._policies
+                for item in policy.to
+                if item.target_ref.kind == MESH_SERVICE and item.target_ref.name is not None
+            }
+        )
+
+    def outbound(self, service: str | None) -> Rule[C] | None:
+        """The merged ``to`` conf for the proxy's traffic to ``service`` (None: to a service
+        no item names, i.e. the ``Mesh`` items only)."""
         if service not in self._to:
             self._to[service] = _merged(
                 (policy.name, item)
