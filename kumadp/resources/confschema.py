@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -231,13 +232,18 @@ class Conf:
         return all(getattr(self, f.name) is None for f in dataclasses.fields(self))  # type: ignore[arg-type]
 
 
+_FIELDS: dict[type, list[tuple[str, str, Kind]]] = {}
+
+
 def _fields(conf: type[Conf]) -> list[tuple[str, str, Kind]]:
-    """(attribute, JSON key, kind) of each field of a conf class."""
-    out = []
-    for f in dataclasses.fields(conf):  # type: ignore[arg-type]
-        spec = f.metadata[_SPEC]
-        out.append((f.name, spec.key or json_name(f.name), spec.kind))
-    return out
+    """(attribute, JSON key, kind) of each field of a conf class (computed once per class)."""
+    found = _FIELDS.get(conf)
+    if found is None:
+        found = _FIELDS[conf] = [
+            (f.name, f.metadata[_SPEC].key or json_name(f.name), f.metadata[_SPEC].kind)
+            for f in dataclasses.fields(conf)  # type: ignore[arg-type]
+        ]
+    return found
 
 
 def parse_conf(c: ErrorCollector, value: Any, path: str, conf: type[C]) -> C | None:
@@ -285,6 +291,7 @@ def merge(base: C | None, over: C | None) -> C | None:
     return dataclasses.replace(base, **changes)  # type: ignore[type-var]
 
 
+@functools.lru_cache(maxsize=1024)
 def seconds(value: str) -> float:
     """A validated duration in seconds."""
     return parse_duration(value)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+
+from kumadp.cp.generate import build_mesh_view, generate
 from kumadp.cp.generate.policies.rules import ProxyRules, ordered
-from kumadp.resources import Dataplane, parse_dataplane, parse_resource
+from kumadp.resources import Dataplane, Mesh, parse_dataplane, parse_resource
 from kumadp.resources.meshtimeout import HttpTimeouts, MeshTimeout, TimeoutConf
+from kumadp.xds import types
 
 
 def dataplane(name: str = "web-1", labels: dict[str, str] | None = None) -> Dataplane:
@@ -120,3 +124,43 @@ def test_which_proxies_and_inbounds_are_selected() -> None:
     labelled = ProxyRules(policies, dataplane(labels={"team": "a"}))
     found = labelled.inbound(web)
     assert found is not None and found.origins == ("by-labels",)
+
+
+# --- generation: shared resources are changed once per view, never in place -------------------
+
+
+def _outbound_dataplane(name: str, service: str) -> Dataplane:
+    return parse_dataplane(
+        {
+            "type": "Dataplane",
+            "mesh": "default",
+            "name": name,
+            "networking": {
+                "address": "10.0.0.1",
+                "inbound": [{"port": 10001, "tags": {"kuma.io/service": service}}],
+                "outbound": [{"port": 20001, "tags": {"kuma.io/service": "backend"}}],
+            },
+        }
+    )
+
+
+def test_plugins_share_their_changes_and_leave_the_shared_original_alone() -> None:
+    policy = timeout(
+        "web-only",
+        {"kind": "MeshService", "name": "web"},
+        to=[(MESH, {"connectionTimeout": "2s"})],
+    )
+    web1, web2 = _outbound_dataplane("web-1", "web"), _outbound_dataplane("web-2", "web")
+    admin = _outbound_dataplane("admin-1", "admin")
+    view = build_mesh_view(Mesh(name="default"), [web1, web2, admin], [policy])
+
+    def cluster_of(dataplane: Dataplane) -> Cluster:
+        (found,) = [c for c in generate(view, dataplane)[types.CLUSTER] if c.name == "backend"]
+        assert isinstance(found, Cluster)
+        return found
+
+    first, second, other = cluster_of(web1), cluster_of(web2), cluster_of(admin)
+    assert first.connect_timeout.seconds == 2
+    assert first is second  # changed once for the view, shared by both web proxies
+    assert other.connect_timeout.seconds == 5  # the generator's, untouched
+    assert cluster_of(admin).connect_timeout.seconds == 5

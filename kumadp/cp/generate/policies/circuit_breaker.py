@@ -10,12 +10,14 @@ cluster's ``common_lb_config.healthy_panic_threshold``.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, outlier_detection_pb2
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.policies.edit import (
+    configure,
     duration,
     editable,
     inbound_targets,
@@ -103,7 +105,7 @@ def outlier_detection(conf: OutlierDetection) -> outlier_detection_pb2.OutlierDe
     return out
 
 
-def configure(cluster: Cluster, conf: CircuitBreakerConf) -> None:
+def configure_cluster(cluster: Cluster, conf: CircuitBreakerConf) -> None:
     if conf.connection_limits is not None:
         cluster.circuit_breakers.CopyFrom(thresholds(conf.connection_limits))
     outliers = conf.outlier_detection
@@ -125,12 +127,21 @@ class CircuitBreakerPlugin:
         policies = ctx.view.policies_of(MeshCircuitBreaker)
         if not policies:
             return
-        rules = ProxyRules(policies, ctx.dataplane)
-        for service, target in outbound_targets(resources).items():
+        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
+        for service, target in outbound_targets(ctx.view, resources).items():
             rule = rules.outbound(service)
             if rule is not None:
-                configure(editable(resources, Cluster, target.cluster), rule.conf)
+                conf = rule.conf
+                change = partial(configure_cluster, conf=conf)
+                configure(
+                    ctx.view,
+                    resources,
+                    Cluster,
+                    target.cluster,
+                    (self.policy_type, id(rule)),
+                    change,
+                )
         for inbound in inbound_targets(ctx.dataplane):
             rule = rules.inbound(inbound.inbound)
             if rule is not None:
-                configure(editable(resources, Cluster, inbound.cluster), rule.conf)
+                configure_cluster(editable(resources, Cluster, inbound.cluster), rule.conf)

@@ -8,7 +8,7 @@ Plug-ins take resources with ``ResourceSet.edit`` (a private copy) before changi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar
 
@@ -29,6 +29,7 @@ from kumadp.cp.generate import names
 from kumadp.cp.generate.clusters import HTTP_PROTOCOL_OPTIONS
 from kumadp.cp.generate.listeners import HTTP_CONNECTION_MANAGER, TCP_PROXY
 from kumadp.cp.generate.resource_set import ResourceSet
+from kumadp.cp.generate.view import MeshView
 from kumadp.resources.confschema import seconds
 from kumadp.resources.model import Dataplane, Inbound
 
@@ -76,7 +77,22 @@ def _cluster_of(terminal: Filter) -> tuple[str, bool] | None:
     return None
 
 
-def outbound_targets(resources: ResourceSet) -> dict[str, OutboundTarget]:
+def _routes_to(view: MeshView, listener: Listener) -> tuple[str, bool] | None:
+    """The cluster an outbound listener sends to (once per view for a shared listener)."""
+
+    def compute() -> tuple[str, bool] | None:
+        for terminal in _filters(listener):
+            found = _cluster_of(terminal)
+            if found is not None:
+                return found
+        return None
+
+    if view.shares(listener):
+        return view.fact(("routes-to", id(listener)), compute)
+    return compute()
+
+
+def outbound_targets(view: MeshView, resources: ResourceSet) -> dict[str, OutboundTarget]:
     """Service -> its outbound target, from the generated resources: every EDS cluster, and
     every outbound listener whose terminal filter sends to one (passthrough excluded)."""
     targets: dict[str, OutboundTarget] = {}
@@ -88,13 +104,11 @@ def outbound_targets(resources: ResourceSet) -> dict[str, OutboundTarget]:
         listener = resources.get(Listener, name)
         if listener is None or listener.traffic_direction != base_pb2.OUTBOUND:
             continue
-        for terminal in _filters(listener):
-            found = _cluster_of(terminal)
-            if found is not None and found[0] in targets:
-                target = targets[found[0]]
-                target.listeners.append(name)
-                target.http = target.http or found[1]
-                break
+        found = _routes_to(view, listener)
+        if found is not None and found[0] in targets:
+            target = targets[found[0]]
+            target.listeners.append(name)
+            target.http = target.http or found[1]
     return dict(sorted(targets.items()))
 
 
@@ -163,6 +177,36 @@ def edit_http_options(cluster: Cluster, change: Callable[[HttpOptions], None]) -
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].Pack(options)
 
 
+def configure(
+    view: MeshView,
+    resources: ResourceSet,
+    kind: type[M],
+    name: str,
+    key: Hashable,
+    change: Callable[[M], None],
+) -> None:
+    """Apply ``change`` to the resource of ``kind`` named ``name``. A resource the view's
+    proxies share is changed once per view for ``key`` (everything ``change`` depends on,
+    e.g. the merged conf) and the result shared in turn, so N proxies with the same rules
+    cost one change, not N; a private one is changed in place."""
+    current = resources.get(kind, name)
+    if current is None:
+        raise ValueError(f"no {kind.__name__} {name!r} to configure")
+    if not view.shares(current):
+        change(editable(resources, kind, name))
+        return
+
+    def build() -> Iterator[M]:
+        copy = kind()
+        copy.CopyFrom(current)
+        change(copy)
+        yield copy
+
+    memo_key = ("policy-edit", key, kind.__name__, name, id(current))
+    edited = view.memoized(memo_key, build)[0]
+    resources.replace(edited)
+
+
 def editable(resources: ResourceSet, kind: type[M], name: str) -> M:
     """``resources.edit`` for a resource the generators must have made."""
     found = resources.edit(kind, name)
@@ -174,6 +218,7 @@ def editable(resources: ResourceSet, kind: type[M], name: str) -> M:
 __all__ = [
     "InboundTarget",
     "OutboundTarget",
+    "configure",
     "duration",
     "edit_hcm",
     "edit_http_options",

@@ -10,6 +10,7 @@ they reach the endpoint's inbound listener as a mesh client (MeshTrafficPermissi
 from __future__ import annotations
 
 import base64
+from functools import partial
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.core.v3 import base_pb2
@@ -19,7 +20,7 @@ from envoy.type.v3 import http_pb2, range_pb2
 from kumadp.cp.generate import protocol
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.outbound import service_protocol
-from kumadp.cp.generate.policies.edit import duration, editable, outbound_targets
+from kumadp.cp.generate.policies.edit import configure, duration, outbound_targets
 from kumadp.cp.generate.policies.rules import ProxyRules
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.resources.confschema import decimal, merge
@@ -119,7 +120,7 @@ def health_check(conf: HealthCheckConf, proto: str) -> HealthCheck | None:
     return check
 
 
-def configure(cluster: Cluster, conf: HealthCheckConf, proto: str) -> None:
+def configure_cluster(cluster: Cluster, conf: HealthCheckConf, proto: str) -> None:
     check = health_check(conf, proto)
     if check is not None:
         del cluster.health_checks[:]
@@ -139,10 +140,13 @@ class HealthCheckPlugin:
         policies = ctx.view.policies_of(MeshHealthCheck)
         if not policies:
             return
-        rules = ProxyRules(policies, ctx.dataplane)
-        for service, target in outbound_targets(resources).items():
+        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
+        for service, target in outbound_targets(ctx.view, resources).items():
             rule = rules.outbound(service)
             if rule is None:
                 continue
             proto = service_protocol(ctx.view, service) if target.http else protocol.TCP
-            configure(editable(resources, Cluster, target.cluster), rule.conf, proto)
+            conf = rule.conf
+            change = partial(configure_cluster, conf=conf, proto=proto)
+            key = (self.policy_type, id(rule), proto)
+            configure(ctx.view, resources, Cluster, target.cluster, key, change)

@@ -14,6 +14,7 @@ locality...    the service's ClusterLoadAssignment, rebuilt for this proxy
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
@@ -29,6 +30,7 @@ from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.policies import locality
 from kumadp.cp.generate.policies.edit import (
     OutboundTarget,
+    configure,
     duration,
     edit_hcm,
     edit_tcp_proxy,
@@ -36,7 +38,7 @@ from kumadp.cp.generate.policies.edit import (
     outbound_targets,
     route_actions,
 )
-from kumadp.cp.generate.policies.rules import ProxyRules
+from kumadp.cp.generate.policies.rules import ProxyRules, Rule
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.resources.meshloadbalancingstrategy import (
     HashPolicy,
@@ -142,15 +144,23 @@ def _listener(listener: Listener, policies: tuple[HashPolicy, ...]) -> None:
 
 
 def _apply(
-    ctx: Context, resources: ResourceSet, target: OutboundTarget, conf: LoadBalancingConf
+    ctx: Context,
+    resources: ResourceSet,
+    target: OutboundTarget,
+    rule: Rule[LoadBalancingConf],
 ) -> None:
+    conf = rule.conf
     awareness = conf.locality_awareness
-    if conf.load_balancer is not None:
-        configure_cluster(editable(resources, Cluster, target.cluster), conf.load_balancer)
-        policies = hash_policies(conf.load_balancer)
+    balancer = conf.load_balancer
+    if balancer is not None:
+        key = (MeshLoadBalancingStrategy.type, id(rule))
+        change = partial(configure_cluster, balancer=balancer)
+        configure(ctx.view, resources, Cluster, target.cluster, key, change)
+        policies = hash_policies(balancer)
         if policies:
+            edit = partial(_listener, policies=policies)
             for name in target.listeners:
-                _listener(editable(resources, Listener, name), policies)
+                configure(ctx.view, resources, Listener, name, key, edit)
     if awareness is None:
         return
     endpoints = ctx.view.endpoints_of(target.service)
@@ -171,8 +181,8 @@ class LoadBalancingPlugin:
         policies = ctx.view.policies_of(MeshLoadBalancingStrategy)
         if not policies:
             return
-        rules = ProxyRules(policies, ctx.dataplane)
-        for service, target in outbound_targets(resources).items():
+        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
+        for service, target in outbound_targets(ctx.view, resources).items():
             rule = rules.outbound(service)
             if rule is not None:
-                _apply(ctx, resources, target, rule.conf)
+                _apply(ctx, resources, target, rule)

@@ -10,6 +10,7 @@ kumadp also to ``http2`` ones (the same HTTP semantics).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -28,10 +29,10 @@ from kumadp.cp.generate import protocol
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.outbound import service_protocol
 from kumadp.cp.generate.policies.edit import (
+    configure,
     duration,
     edit_hcm,
     edit_tcp_proxy,
-    editable,
     outbound_targets,
     route_actions,
 )
@@ -192,6 +193,15 @@ def _listener(listener: Listener, conf: RetryConf, proto: str) -> None:
         edit_tcp_proxy(listener, tcp)
 
 
+def _applies(conf: RetryConf, proto: str) -> bool:
+    """Whether ``conf`` has a part for a service of protocol ``proto``."""
+    if protocol.normalise(proto) == protocol.GRPC:
+        return conf.grpc is not None
+    if protocol.is_http(proto):
+        return conf.http is not None
+    return conf.tcp is not None
+
+
 class RetryPlugin:
     policy_type = MeshRetry.type
 
@@ -199,13 +209,17 @@ class RetryPlugin:
         policies = ctx.view.policies_of(MeshRetry)
         if not policies:
             return
-        rules = ProxyRules(policies, ctx.dataplane)
-        for service, target in outbound_targets(resources).items():
+        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
+        for service, target in outbound_targets(ctx.view, resources).items():
             rule = rules.outbound(service)
             if rule is None:
                 continue
             proto = service_protocol(ctx.view, service) if target.http else protocol.TCP
-            if route_retry_policy(rule.conf, proto) is None and rule.conf.tcp is None:
+            conf = rule.conf
+            if not _applies(conf, proto):
                 continue
+            change = partial(_listener, conf=conf, proto=proto)
             for name in target.listeners:
-                _listener(editable(resources, Listener, name), rule.conf, proto)
+                configure(
+                    ctx.view, resources, Listener, name, (self.policy_type, id(rule), proto), change
+                )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from kumadp.cp.generate.policies.match import selects_dataplane, selects_dataplane_inbound
+from kumadp.cp.generate.view import MeshView
 from kumadp.resources.confschema import Conf, merge
 from kumadp.resources.model import Dataplane, Inbound
 from kumadp.resources.targeted import FROM, TO, Item, TargetedPolicy
@@ -66,13 +67,55 @@ def _to_matches(item: Item[Any], service: str | None) -> bool:
     return ref.kind == MESH or (ref.kind == MESH_SERVICE and ref.name == service)
 
 
-class ProxyRules(Generic[C]):
-    """The rules of one policy type (its policies in the mesh) for one proxy."""
+class OutboundRules(Generic[C]):
+    """The ``to`` rules of an ordered list of policies: they depend on nothing else, so
+    proxies selected by the same policies share one (``ProxyRules`` with a view)."""
 
-    def __init__(self, policies: Iterable[TargetedPolicy[C]], dataplane: Dataplane) -> None:
+    def __init__(self, policies: list[TargetedPolicy[C]]) -> None:
+        self.policies = policies
+        self.named = sorted(
+            {
+                item.target_ref.name
+                for policy in policies
+                for item in policy.to
+                if item.target_ref.kind == MESH_SERVICE and item.target_ref.name is not None
+            }
+        )
+        self._named = frozenset(self.named)
+        self._to: dict[str | None, Rule[C] | None] = {}
+
+    def rule(self, service: str | None) -> Rule[C] | None:
+        if service is not None and service not in self._named:
+            service = None  # only the Mesh items apply: the same rule as any other service
+        if service not in self._to:
+            self._to[service] = _merged(
+                (policy.name, item)
+                for policy in self.policies
+                for item in _items(policy, TO)
+                if _to_matches(item, service)
+            )
+        return self._to[service]
+
+
+class ProxyRules(Generic[C]):
+    """The rules of one policy type (its policies in the mesh) for one proxy. With ``view``,
+    the outbound rules are shared by the view's proxies selected by the same policies (and
+    their ``Rule`` objects live as long as the view: plug-ins may key by their identity)."""
+
+    def __init__(
+        self,
+        policies: Iterable[TargetedPolicy[C]],
+        dataplane: Dataplane,
+        view: MeshView | None = None,
+    ) -> None:
         self.dataplane = dataplane
         self._policies = ordered(p for p in policies if selects_dataplane(p.target_ref, dataplane))
-        self._to: dict[str | None, Rule[C] | None] = {}
+        selected = self._policies
+        if view is None:
+            self._outbound = OutboundRules(selected)
+        else:
+            key = ("outbound-rules", *((p.type, p.name) for p in selected))
+            self._outbound = view.fact(key, lambda: OutboundRules(selected))
 
     @property
     def policies(self) -> list[TargetedPolicy[C]]:
@@ -81,26 +124,12 @@ class ProxyRules(Generic[C]):
 
     def named_services(self) -> list[str]:
         """The services some ``to`` item names (their rule may differ from the rest's)."""
-        return sorted(
-            {
-                item.target_ref.name
-                for policy in self._policies
-                for item in policy.to
-                if item.target_ref.kind == MESH_SERVICE and item.target_ref.name is not None
-            }
-        )
+        return list(self._outbound.named)
 
     def outbound(self, service: str | None) -> Rule[C] | None:
         """The merged ``to`` conf for the proxy's traffic to ``service`` (None: to a service
         no item names, i.e. the ``Mesh`` items only)."""
-        if service not in self._to:
-            self._to[service] = _merged(
-                (policy.name, item)
-                for policy in self._policies
-                for item in _items(policy, TO)
-                if _to_matches(item, service)
-            )
-        return self._to[service]
+        return self._outbound.rule(service)
 
     def inbound(self, inbound: Inbound) -> Rule[C] | None:
         """The merged ``from`` conf for traffic arriving at ``inbound``."""
@@ -112,4 +141,4 @@ class ProxyRules(Generic[C]):
         )
 
 
-__all__ = ["ProxyRules", "Rule", "ordered"]
+__all__ = ["OutboundRules", "ProxyRules", "Rule", "ordered"]

@@ -23,6 +23,8 @@ Without a matching policy the generated defaults stay (connect 5 s, route 15 s).
 
 from __future__ import annotations
 
+from functools import partial
+
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -33,6 +35,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.policies.edit import (
     HttpOptions,
+    configure,
     duration,
     edit_hcm,
     edit_http_options,
@@ -98,14 +101,25 @@ class TimeoutPlugin:
         policies = ctx.view.policies_of(MeshTimeout)
         if not policies:
             return
-        rules = ProxyRules(policies, ctx.dataplane)
-        for service, target in outbound_targets(resources).items():
+        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
+        view = ctx.view
+        for service, target in outbound_targets(ctx.view, resources).items():
             rule = rules.outbound(service)
             if rule is None:
                 continue
-            _cluster(editable(resources, Cluster, target.cluster), rule.conf, target.http)
+            conf, http = rule.conf, target.http
+            key = (self.policy_type, id(rule), http)
+            configure(
+                view,
+                resources,
+                Cluster,
+                target.cluster,
+                key,
+                partial(_cluster, conf=conf, http=http),
+            )
+            change = partial(_listener, conf=conf, inbound=False)
             for name in target.listeners:
-                _listener(editable(resources, Listener, name), rule.conf, inbound=False)
+                configure(view, resources, Listener, name, (self.policy_type, id(rule)), change)
         for inbound in inbound_targets(ctx.dataplane):
             rule = rules.inbound(inbound.inbound)
             if rule is None:
