@@ -240,9 +240,7 @@ def apply(
 
 @ctl_app.command("delete")
 def delete(
-    kind: Annotated[
-        str, typer.Argument(help="mesh, dataplane or meshtrafficpermission", show_default=False)
-    ],
+    kind: Annotated[str, typer.Argument(help=KIND_HELP, show_default=False)],
     name: Annotated[str, typer.Argument(help="Name of the resource", show_default=False)],
     mesh: ItemMesh = "default",
     cp_address: CpAddress = None,
