@@ -11,13 +11,21 @@ the upstream (through its sidecar) and includes that answer. ``--resolver`` reso
 upstream's host name with that DNS server (the sidecar's ``.mesh`` resolver) instead of the
 system's, as an application would after pointing its resolv.conf at the sidecar.
 ``tcp-echo`` echoes each line prefixed with the instance name.
+
+Misbehaving backends, for the resilience tests (``/healthz`` is never affected):
+``--fail-every N`` answers 503 to every N-th request (N=3: fails 1 in 3), ``--delay S``
+waits S seconds before answering, ``--status CODE`` answers every request with CODE,
+``--unhealthy`` answers 503 on ``/health`` (the path a MeshHealthCheck can probe; 200
+otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import socketserver
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -37,7 +45,44 @@ def resolve(host: str, resolver: str) -> str:
     raise OSError(f"{host}: no address from {resolver}")
 
 
-def serve_http(port: int, name: str, upstream: str | None, resolver: str | None = None) -> None:
+class Misbehaviour:
+    """How a backend misbehaves (see the module's docstring); the default: not at all."""
+
+    def __init__(
+        self, fail_every: int = 0, delay: float = 0.0, status: int = 200, unhealthy: bool = False
+    ) -> None:
+        self.fail_every, self.delay, self.status, self.unhealthy = (
+            fail_every,
+            delay,
+            status,
+            unhealthy,
+        )
+        self._count = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def status_for(self, path: str) -> int:
+        """The status to answer ``path`` with (after the delay, if any)."""
+        if path == "/health":
+            return 503 if self.unhealthy else 200
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail_every:
+            with self._lock:
+                n = next(self._count)
+            if n % self.fail_every == 0:
+                return 503
+        return self.status
+
+
+def serve_http(
+    port: int,
+    name: str,
+    upstream: str | None,
+    resolver: str | None = None,
+    misbehaviour: Misbehaviour | None = None,
+) -> None:
+    behaviour = misbehaviour or Misbehaviour()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body are separate writes: without this, Nagle + delayed ACK add 40 ms
@@ -46,8 +91,8 @@ def serve_http(port: int, name: str, upstream: str | None, resolver: str | None 
 
         def do_GET(self) -> None:
             body: dict[str, object] = {"instance": name, "path": self.path}
-            status = 200
-            if upstream and self.path != "/healthz":  # /healthz never calls the upstream
+            status = 200 if self.path == "/healthz" else behaviour.status_for(self.path)
+            if upstream and self.path not in ("/healthz", "/health"):  # never the upstream
                 started = time.perf_counter()
                 try:
                     url, headers = upstream + self.path, {}
@@ -100,10 +145,15 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--upstream")
     parser.add_argument("--resolver", help="HOST:PORT of the DNS server for --upstream")
+    parser.add_argument("--fail-every", type=int, default=0, help="503 to every N-th request")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--status", type=int, default=200, help="status of every answer")
+    parser.add_argument("--unhealthy", action="store_true", help="503 on /health")
     args = parser.parse_args()
+    behaviour = Misbehaviour(args.fail_every, args.delay, args.status, args.unhealthy)
     try:
         if args.kind == "http":
-            serve_http(args.port, args.name, args.upstream, args.resolver)
+            serve_http(args.port, args.name, args.upstream, args.resolver, behaviour)
         else:
             serve_tcp_echo(args.port, args.name)
     except KeyboardInterrupt:

@@ -156,14 +156,20 @@ class MeshEnv:
 
     # -- applications --------------------------------------------------------------
     def start_http_app(
-        self, name: str, upstream: str | None = None, resolver: str | None = None
+        self,
+        name: str,
+        upstream: str | None = None,
+        resolver: str | None = None,
+        app_args: list[str] | None = None,
     ) -> int:
+        """The demo app; ``app_args`` e.g. ``["--fail-every", "3"]`` (see kumadp.demo_app)."""
         port = free_port()
         args = [sys.executable, *PYTHON_APP, "http", "--port", str(port), "--name", name]
         if upstream:
             args += ["--upstream", upstream]
         if resolver:
             args += ["--resolver", resolver]
+        args += app_args or []
         proc = self.procs.start(f"app-{name}", args)
         wait_until(
             lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), what=f"app {name}", proc=proc
@@ -194,6 +200,7 @@ class MeshEnv:
         protocol: str = "http",
         outbounds: dict[str, int] | None = None,
         mesh: str = "default",
+        tags: dict[str, str] | None = None,
     ) -> tuple[str, int]:
         inbound_port = free_port()
         doc: dict[str, object] = {
@@ -206,7 +213,11 @@ class MeshEnv:
                     {
                         "port": inbound_port,
                         "servicePort": app_port,
-                        "tags": {"kuma.io/service": service, "kuma.io/protocol": protocol},
+                        "tags": {
+                            "kuma.io/service": service,
+                            "kuma.io/protocol": protocol,
+                            **(tags or {}),
+                        },
                     }
                 ],
                 "outbound": [
@@ -294,11 +305,14 @@ class MeshEnv:
         protocol: str = "http",
         upstream_service: str | None = None,
         by_name: bool = False,
+        app_args: list[str] | None = None,
+        tags: dict[str, str] | None = None,
         **agent_kwargs: object,
     ) -> tuple[Agent, int]:
         """An app plus its sidecar. With ``upstream_service`` the app calls that service
         through its sidecar: on an explicit outbound port, or with ``by_name`` as
         ``http://<service>.mesh`` resolved by the sidecar's resolver (bind-outbounds).
+        ``app_args`` go to the demo app (a misbehaving backend), ``tags`` onto the inbound.
         Returns the agent and the app's port."""
         outbounds: dict[str, int] = {}
         upstream = resolver = None
@@ -316,9 +330,9 @@ class MeshEnv:
         if protocol == "tcp":
             app_port = self.start_tcp_echo(name)
         else:
-            app_port = self.start_http_app(name, upstream, resolver)
+            app_port = self.start_http_app(name, upstream, resolver, app_args)
         doc, inbound_port = self.dataplane_yaml(
-            name, service, app_port, protocol=protocol, outbounds=outbounds
+            name, service, app_port, protocol=protocol, outbounds=outbounds, tags=tags
         )
         agent = self.start_agent(
             name,

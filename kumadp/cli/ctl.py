@@ -184,6 +184,24 @@ def inspect_dataplanes(
     typer.echo(text, nl=False)
 
 
+@inspect_app.command("dataplane")
+def inspect_dataplane(
+    name: Annotated[str, typer.Argument(help="Name of the dataplane", show_default=False)],
+    mesh: ItemMesh = "default",
+    output: Output = "table",
+    cp_address: CpAddress = None,
+) -> None:
+    """The policies that apply to one dataplane, per outbound service and inbound, with
+    their merged configuration."""
+    from kumadp.ctl import resources, rules
+
+    with _ctl_errors():
+        resources.check_format(output)
+        with _client(cp_address) as client:
+            text = rules.inspect_dataplane(client, name, mesh=mesh, output=output)
+    typer.echo(text, nl=False)
+
+
 @ctl_app.command("apply")
 def apply(
     file: Annotated[
@@ -222,9 +240,7 @@ def apply(
 
 @ctl_app.command("delete")
 def delete(
-    kind: Annotated[
-        str, typer.Argument(help="mesh, dataplane or meshtrafficpermission", show_default=False)
-    ],
+    kind: Annotated[str, typer.Argument(help=KIND_HELP, show_default=False)],
     name: Annotated[str, typer.Argument(help="Name of the resource", show_default=False)],
     mesh: ItemMesh = "default",
     cp_address: CpAddress = None,

@@ -156,6 +156,8 @@ class Mesh:
     # issues that need them land.
     mtls: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # policy types whose initial policy the CP does not create with the mesh; "*": none
+    skip_creating_initial_policies: tuple[str, ...] = ()
 
     type = MESH_TYPE
 
@@ -165,6 +167,8 @@ class Mesh:
             out["labels"] = dict(self.labels)
         if self.mtls is not None:
             out["mtls"] = self.mtls
+        if self.skip_creating_initial_policies:
+            out["skipCreatingInitialPolicies"] = list(self.skip_creating_initial_policies)
         return out
 
 

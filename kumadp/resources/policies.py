@@ -19,43 +19,27 @@ from typing import Any
 
 from kumadp.resources.checks import (
     IGNORED_FIELDS,
-    TAG_CHARS,
-    TAG_RULE,
     check_type,
     open_document,
     resource_name,
 )
 from kumadp.resources.errors import ErrorCollector, field_path, index_path
+from kumadp.resources.targetref import (
+    MESH,
+    MESH_SERVICE,
+    MESH_SUBSET,
+    TargetRef,
+    parse_target_ref,
+)
 
 MESH_TRAFFIC_PERMISSION_TYPE = "MeshTrafficPermission"
 
-MESH = "Mesh"
-MESH_SERVICE = "MeshService"
-MESH_SUBSET = "MeshSubset"
 TARGET_KINDS = (MESH, MESH_SERVICE, MESH_SUBSET)
 
 ALLOW = "Allow"
 DENY = "Deny"
 ALLOW_WITH_SHADOW_DENY = "AllowWithShadowDeny"
 ACTIONS = (ALLOW, DENY, ALLOW_WITH_SHADOW_DENY)
-
-
-@dataclass(frozen=True)
-class TargetRef:
-    """What a policy (or one of its ``from`` items) selects: the whole mesh, one service
-    (``name``), or every inbound/caller carrying all of ``tags``."""
-
-    kind: str = MESH
-    name: str | None = None  # MeshService only
-    tags: dict[str, str] = field(default_factory=dict)  # MeshSubset only
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind}
-        if self.name is not None:
-            out["name"] = self.name
-        if self.tags:
-            out["tags"] = dict(self.tags)
-        return out
 
 
 @dataclass(frozen=True)
@@ -110,36 +94,13 @@ _MTP_FIELDS = ("type", "mesh", "name", "labels", "spec", *IGNORED_FIELDS)
 _SPEC_FIELDS = ("targetRef", "from")
 _SPEC_UNSUPPORTED = ("rules",)
 _FROM_FIELDS = ("targetRef", "default")
-_TARGET_REF_FIELDS = ("kind", "name", "tags")
-_TARGET_REF_UNSUPPORTED = ("namespace", "labels", "sectionName", "proxyTypes", "mesh")
 
 
 def _target_ref(
     c: ErrorCollector, obj: dict[str, Any], parent: str, required: bool
 ) -> TargetRef | None:
-    """``parent.targetRef``; absent and not ``required``: the whole mesh."""
-    path = field_path(parent, "targetRef")
-    ref = c.mapping(obj, parent, "targetRef", required=required)
-    if ref is None:
-        return None if required or obj.get("targetRef") is not None else TargetRef(MESH)
-    before = len(c.errors)
-    c.fields(ref, path, _TARGET_REF_FIELDS, _TARGET_REF_UNSUPPORTED)
-    kind = c.one_of(ref, path, "kind", TARGET_KINDS, required=True)
-    name = c.string(ref, path, "name")
-    tags = c.string_map(ref, path, "tags", TAG_CHARS, TAG_RULE)
-    if kind == MESH_SERVICE:
-        if not name:
-            c.add(field_path(path, "name"), "is required for kind MeshService")
-        if ref.get("tags") is not None:
-            c.add(field_path(path, "tags"), "is only allowed for kind MeshSubset")
-    elif kind in (MESH, MESH_SUBSET):
-        if ref.get("name") is not None:
-            c.add(field_path(path, "name"), "is only allowed for kind MeshService")
-        if kind == MESH and ref.get("tags") is not None:
-            c.add(field_path(path, "tags"), "is only allowed for kind MeshSubset")
-    if len(c.errors) > before or kind is None:
-        return None
-    return TargetRef(kind=kind, name=name, tags=tags or {})
+    """``parent.targetRef`` (the shared parser, with the kinds MeshTrafficPermission takes)."""
+    return parse_target_ref(c, obj, parent, kinds=TARGET_KINDS, required=required)
 
 
 def _from(c: ErrorCollector, raw: Any, path: str) -> From | None:

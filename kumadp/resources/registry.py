@@ -27,6 +27,23 @@ from enum import Enum
 from typing import Any, Protocol
 
 from kumadp.resources.errors import ValidationError, quoted
+from kumadp.resources.meshcircuitbreaker import (
+    MESH_CIRCUIT_BREAKER_TYPE,
+    MeshCircuitBreaker,
+    parse_mesh_circuit_breaker,
+)
+from kumadp.resources.meshhealthcheck import (
+    MESH_HEALTH_CHECK_TYPE,
+    MeshHealthCheck,
+    parse_mesh_health_check,
+)
+from kumadp.resources.meshloadbalancingstrategy import (
+    MESH_LOAD_BALANCING_STRATEGY_TYPE,
+    MeshLoadBalancingStrategy,
+    parse_mesh_load_balancing_strategy,
+)
+from kumadp.resources.meshretry import MESH_RETRY_TYPE, MeshRetry, parse_mesh_retry
+from kumadp.resources.meshtimeout import MESH_TIMEOUT_TYPE, MeshTimeout, parse_mesh_timeout
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
 from kumadp.resources.policies import (
     MESH_TRAFFIC_PERMISSION_TYPE,
@@ -193,6 +210,57 @@ def default_registry() -> Registry:
                 model=MeshTrafficPermission,
                 policy=True,
                 aliases=("mtp", "mtps"),
+            ),
+            # Resilience policies (kumadp.resources.mesh*): global-to-zone, like every policy.
+            ResourceType(
+                MESH_TIMEOUT_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshtimeouts",
+                parse=parse_mesh_timeout,
+                model=MeshTimeout,
+                policy=True,
+                aliases=("mt", "mts"),
+            ),
+            ResourceType(
+                MESH_RETRY_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshretries",
+                parse=parse_mesh_retry,
+                model=MeshRetry,
+                policy=True,
+                aliases=("mr", "mrs"),
+            ),
+            ResourceType(
+                MESH_CIRCUIT_BREAKER_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshcircuitbreakers",
+                parse=parse_mesh_circuit_breaker,
+                model=MeshCircuitBreaker,
+                policy=True,
+                aliases=("mcb", "mcbs"),
+            ),
+            ResourceType(
+                MESH_HEALTH_CHECK_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshhealthchecks",
+                parse=parse_mesh_health_check,
+                model=MeshHealthCheck,
+                policy=True,
+                aliases=("mhc", "mhcs"),
+            ),
+            ResourceType(
+                MESH_LOAD_BALANCING_STRATEGY_TYPE,
+                Scope.MESH,
+                Sync.GLOBAL_TO_ZONE,
+                plural="meshloadbalancingstrategies",
+                parse=parse_mesh_load_balancing_strategy,
+                model=MeshLoadBalancingStrategy,
+                policy=True,
+                aliases=("mlbs", "mlbss"),
             ),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),

@@ -29,6 +29,7 @@ from kumadp.resources.errors import (
     key_path,
     parse_ip,
 )
+from kumadp.resources.initial_policies import INITIAL_POLICY_TYPES, SKIP_ALL
 from kumadp.resources.model import (
     DATAPLANE_TYPE,
     MESH_TYPE,
@@ -248,7 +249,7 @@ def parse_dataplane(doc: Any) -> Dataplane:
 
 # --- Mesh ----------------------------------------------------------------------------------
 
-_MESH_FIELDS = ("type", "name", "labels", "mtls", *IGNORED_FIELDS)
+_MESH_FIELDS = ("type", "name", "labels", "mtls", "skipCreatingInitialPolicies", *IGNORED_FIELDS)
 _MESH_UNSUPPORTED = (
     "metrics",
     "logging",
@@ -256,7 +257,6 @@ _MESH_UNSUPPORTED = (
     "networking",
     "routing",
     "constraints",
-    "skipCreatingInitialPolicies",
     "meshServices",
 )
 _BACKEND_FIELDS = ("name", "type", "mode", "dpCert", "conf")
@@ -324,6 +324,19 @@ def _mtls(c: ErrorCollector, doc: dict[str, Any]) -> dict[str, Any] | None:
     return copy.deepcopy(obj)
 
 
+def _skip_initial_policies(c: ErrorCollector, doc: dict[str, Any]) -> tuple[str, ...]:
+    """``skipCreatingInitialPolicies``: ``["*"]`` or types of initial policies."""
+    allowed = (SKIP_ALL, *INITIAL_POLICY_TYPES)
+    out = []
+    for n, value in enumerate(c.sequence(doc, "", "skipCreatingInitialPolicies") or []):
+        if value not in allowed:
+            expected = ", ".join(f'"{a}"' for a in allowed)
+            c.add(index_path("skipCreatingInitialPolicies", n), f"must be one of {expected}")
+        else:
+            out.append(value)
+    return tuple(out)
+
+
 def parse_mesh(doc: Any) -> Mesh:
     """A validated ``Mesh`` from a document (as ``load_document`` returns it)."""
     c, obj = open_document(doc)
@@ -332,8 +345,9 @@ def parse_mesh(doc: Any) -> Mesh:
     name = resource_name(c, obj, "", "name", dns_label=True)
     labels = c.string_map(obj, "", "labels")
     mtls = _mtls(c, obj)
+    skip = _skip_initial_policies(c, obj)
     c.raise_if_any()
-    return Mesh(name=name, mtls=mtls, labels=labels or {})
+    return Mesh(name=name, mtls=mtls, labels=labels or {}, skip_creating_initial_policies=skip)
 
 
 __all__ = ["parse_dataplane", "parse_duration", "parse_mesh"]

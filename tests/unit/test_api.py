@@ -142,10 +142,13 @@ async def test_identical_put_emits_no_event(client: httpx.AsyncClient, store: Me
     assert (await put_json(client, "/meshes/m", mesh_doc("m"))).status_code == 201
     assert (await put_json(client, "/meshes/m", mesh_doc("m"))).status_code == 200
     events: list[ChangeEvent] = changes.drain()
-    # The first PUT creates the mesh and its default policy; the identical second one nothing.
+    # The first PUT creates the mesh and its default policies; the identical second one nothing.
     assert [(e.op, e.type) for e in events] == [
         ("create", "Mesh"),
         ("create", "MeshTrafficPermission"),
+        ("create", "MeshTimeout"),
+        ("create", "MeshCircuitBreaker"),
+        ("create", "MeshRetry"),
     ]
 
 

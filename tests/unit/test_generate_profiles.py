@@ -101,8 +101,22 @@ def test_a_profile_per_proxy_type() -> None:
         "vip-outbound",
         "transparent-proxy",
     ]
-    assert [p.policy_type for p in DATAPLANE.plugins] == ["MeshTrafficPermission"]
-    assert POLICY_TYPES == ("MeshTrafficPermission",)
+    assert [p.policy_type for p in DATAPLANE.plugins] == [
+        "MeshTrafficPermission",
+        "MeshTimeout",
+        "MeshRetry",
+        "MeshCircuitBreaker",
+        "MeshHealthCheck",
+        "MeshLoadBalancingStrategy",
+    ]
+    assert POLICY_TYPES == (
+        "MeshCircuitBreaker",
+        "MeshHealthCheck",
+        "MeshLoadBalancingStrategy",
+        "MeshRetry",
+        "MeshTimeout",
+        "MeshTrafficPermission",
+    )
 
 
 def test_generate_for_is_generate() -> None:

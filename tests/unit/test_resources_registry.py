@@ -124,18 +124,26 @@ def test_a_registered_policy_is_an_input_of_the_mesh_state() -> None:
     assert {"Mesh", "Dataplane", "MeshTrafficPermission", VIRTUAL_IPS_TYPE} <= state_inputs()
 
 
+RESILIENCE = [
+    ("MeshTimeout", "meshtimeouts"),
+    ("MeshRetry", "meshretries"),
+    ("MeshCircuitBreaker", "meshcircuitbreakers"),
+    ("MeshHealthCheck", "meshhealthchecks"),
+    ("MeshLoadBalancingStrategy", "meshloadbalancingstrategies"),
+]
+
+
 def test_the_default_registry() -> None:
     served = [(t.name, t.plural, t.scope) for t in REGISTRY.served()]
     assert served == [
         ("Mesh", "meshes", Scope.GLOBAL),
         ("Dataplane", "dataplanes", Scope.MESH),
         ("MeshTrafficPermission", "meshtrafficpermissions", Scope.MESH),
+        *((name, plural, Scope.MESH) for name, plural in RESILIENCE),
     ]
-    assert [t.name for t in REGISTRY.policies()] == ["MeshTrafficPermission"]
-    assert [t.name for t in REGISTRY.synced(Sync.GLOBAL_TO_ZONE)] == [
-        "Mesh",
-        "MeshTrafficPermission",
-    ]
+    policies = ["MeshTrafficPermission", *(name for name, _ in RESILIENCE)]
+    assert [t.name for t in REGISTRY.policies()] == policies
+    assert [t.name for t in REGISTRY.synced(Sync.GLOBAL_TO_ZONE)] == ["Mesh", *policies]
     assert [t.name for t in REGISTRY.synced(Sync.ZONE_TO_GLOBAL)] == [
         "Dataplane",
         "DataplaneInsight",

@@ -10,6 +10,7 @@ import pytest
 
 import kumadp.resources as resources
 from kumadp.resources import (
+    SUPPORTED_TYPES,
     Dataplane,
     FieldError,
     Inbound,
@@ -587,15 +588,18 @@ def test_parse_resource_dispatches_on_type() -> None:
     assert parse_resource({"type": "Mesh", "name": "default"}) == Mesh(name="default")
 
 
+_SUPPORTED = ", ".join(SUPPORTED_TYPES)  # sorted: Dataplane, Mesh, MeshCircuitBreaker, ...
+
+
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
         (
             {"type": "ZoneIngress"},
-            'type: unknown type "ZoneIngress" (supported: Dataplane, Mesh, MeshTrafficPermission)',
+            f'type: unknown type "ZoneIngress" (supported: {_SUPPORTED})',
         ),
-        ({"type": 3}, "type: unknown type 3 (supported: Dataplane, Mesh, MeshTrafficPermission)"),
-        ({"name": "x"}, "type: is required (one of Dataplane, Mesh, MeshTrafficPermission)"),
+        ({"type": 3}, f"type: unknown type 3 (supported: {_SUPPORTED})"),
+        ({"name": "x"}, f"type: is required (one of {_SUPPORTED})"),
         ([], "document: must be an object"),
     ],
 )

@@ -28,7 +28,7 @@ from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.defaults import create_default_policies
 from kumadp.cp.store.base import ConflictError, Store
 from kumadp.resources import ValidationError
-from kumadp.resources.model import MESH_TYPE
+from kumadp.resources.model import MESH_TYPE, Mesh
 from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 from kumadp.resources.registry import REGISTRY, Registry, ResourceType
 
@@ -133,7 +133,7 @@ class ResourceEndpoints:
             raise ApiError(409, "Conflict", str(e)) from None
         log.info("%s %s", "created" if created else "updated", _describe(kind, mesh, name))
         if created and kind.name == MESH_TYPE and self._serves(MESH_TRAFFIC_PERMISSION_TYPE):
-            await create_default_policies(self.store, name)
+            await create_default_policies(self.store, model if isinstance(model, Mesh) else name)
         return JSONResponse({}, status_code=201 if created else 200)
 
     def _serves(self, type: str) -> bool:

@@ -64,6 +64,15 @@ class ResourceSet:
         self._private.add((url, name))
         return copy
 
+    def replace(self, resource: Message) -> None:
+        """Put ``resource`` (a shared one: see ``MeshView.memoized``) in place of the
+        resource of its type and name, which must exist; a later ``edit`` copies it."""
+        url, name = type_url_of(resource), name_of(resource)
+        if name not in self._by_type.get(url, {}):
+            raise ValueError(f"no {url.rsplit('.', 1)[-1]} {name!r} to replace")
+        self._by_type[url][name] = resource
+        self._private.discard((url, name))
+
     def to_dict(self) -> dict[str, list[Message]]:
         """Every type URL of ``ADS_ORDER`` (possibly empty), resources sorted by name."""
         return {

@@ -30,6 +30,7 @@ class Policy(Protocol):
 
 
 P = TypeVar("P", bound=Policy)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class MeshView:
         default_factory=dict, compare=False, repr=False
     )
     protocols: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _memo_ids: set[int] = field(default_factory=set, compare=False, repr=False)
+    _facts: dict[Hashable, object] = field(default_factory=dict, compare=False, repr=False)
 
     def endpoints_of(self, service: str) -> tuple[Endpoint, ...]:
         return self.endpoints.get(service, ())
@@ -78,7 +81,20 @@ class MeshView:
         found = self.memo.get(key)
         if found is None:
             found = self.memo[key] = tuple(build())
+            self._memo_ids.update(id(m) for m in found)
         return found
+
+    def fact(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per view for ``key`` (something derived from the view or from
+        its shared resources, e.g. which cluster a shared listener routes to)."""
+        if key not in self._facts:
+            self._facts[key] = compute()
+        return self._facts[key]  # type: ignore[return-value]
+
+    def shares(self, resource: Message) -> bool:
+        """Whether ``resource`` is one ``memoized`` made (shared by the view's proxies, and
+        alive as long as the view)."""
+        return id(resource) in self._memo_ids
 
 
 def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str, tuple[tuple[str, str], ...]]:

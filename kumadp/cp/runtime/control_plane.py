@@ -16,6 +16,7 @@ from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import create_app
 from kumadp.cp.api.insights import insight_routes
+from kumadp.cp.api.rules import rules_routes
 from kumadp.cp.api.tokens import token_routes
 from kumadp.cp.auth import DpAuth
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
@@ -157,6 +158,7 @@ class ControlPlane:
             extra_routes=[
                 *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
                 *insight_routes(self.store, self.insights, self.cache),
+                *rules_routes(self.store),
             ],
         )
         return HttpServer("api-server", api, self.config.address, self.config.api_port)

@@ -2,13 +2,21 @@
 
 Generators: its inbounds (to the local application), its explicit outbounds, a listener per
 service VIP (bind-outbounds or transparent proxy) and the transparent proxy's passthrough
-listeners. Plug-ins: MeshTrafficPermission (RBAC on the mTLS inbounds).
+listeners. Plug-ins: MeshTrafficPermission (RBAC on the mTLS inbounds), then the resilience
+policies (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck,
+MeshLoadBalancingStrategy), each on the clusters, listeners and routes of the outbound
+services and inbounds its rules select (``kumadp.cp.generate.policies.rules``).
 """
 
 from __future__ import annotations
 
 from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import OutboundGenerator
+from kumadp.cp.generate.policies.circuit_breaker import CircuitBreakerPlugin
+from kumadp.cp.generate.policies.health_check import HealthCheckPlugin
+from kumadp.cp.generate.policies.load_balancing import LoadBalancingPlugin
+from kumadp.cp.generate.policies.retry import RetryPlugin
+from kumadp.cp.generate.policies.timeout import TimeoutPlugin
 from kumadp.cp.generate.policies.traffic_permission import TrafficPermissionPlugin
 from kumadp.cp.generate.profile import DATAPLANE, Profile
 from kumadp.cp.generate.transparent import TransparentProxyGenerator
@@ -22,5 +30,12 @@ PROFILE = Profile(
         VipOutboundGenerator(),
         TransparentProxyGenerator(),
     ),
-    plugins=(TrafficPermissionPlugin(),),
+    plugins=(
+        TrafficPermissionPlugin(),
+        TimeoutPlugin(),
+        RetryPlugin(),
+        CircuitBreakerPlugin(),
+        HealthCheckPlugin(),
+        LoadBalancingPlugin(),
+    ),
 )
