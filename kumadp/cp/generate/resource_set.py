@@ -26,6 +26,9 @@ class ResourceSet:
     def __init__(self) -> None:
         self._by_type: dict[str, dict[str, Message]] = {url: {} for url in types.ADS_ORDER}
         self._private: set[tuple[str, str]] = set()  # copies made by ``edit``
+        # Facts derived from the set that plug-ins share within one run (e.g. which listener
+        # routes to which cluster); dropped whenever a resource is added.
+        self.derived: dict[str, object] = {}
 
     def add(self, resource: Message) -> None:
         url = type_url_of(resource)
@@ -38,6 +41,7 @@ class ResourceSet:
         if existing is not None and existing != resource:
             raise ValueError(f"two different {url.rsplit('.', 1)[-1]} resources named {name!r}")
         self._by_type[url][name] = resource
+        self.derived.clear()
 
     def names(self, kind: type[Message]) -> list[str]:
         """Names of the resources of ``kind`` (e.g. ``Listener``), sorted."""
@@ -64,14 +68,19 @@ class ResourceSet:
         self._private.add((url, name))
         return copy
 
-    def replace(self, resource: Message) -> None:
+    def replace(self, resource: Message, name: str | None = None) -> None:
         """Put ``resource`` (a shared one: see ``MeshView.memoized``) in place of the
-        resource of its type and name, which must exist; a later ``edit`` copies it."""
-        url, name = type_url_of(resource), name_of(resource)
-        if name not in self._by_type.get(url, {}):
+        resource of its type and name (``name``, when the caller knows it), which must exist;
+        a later ``edit`` copies it."""
+        url = type_url_of(resource)
+        if name is None:
+            name = name_of(resource)
+        found = self._by_type.get(url)
+        if found is None or name not in found:
             raise ValueError(f"no {url.rsplit('.', 1)[-1]} {name!r} to replace")
-        self._by_type[url][name] = resource
-        self._private.discard((url, name))
+        found[name] = resource
+        if self._private:
+            self._private.discard((url, name))
 
     def to_dict(self) -> dict[str, list[Message]]:
         """Every type URL of ``ADS_ORDER`` (possibly empty), resources sorted by name."""

@@ -94,7 +94,16 @@ def _routes_to(view: MeshView, listener: Listener) -> tuple[str, bool] | None:
 
 def outbound_targets(view: MeshView, resources: ResourceSet) -> dict[str, OutboundTarget]:
     """Service -> its outbound target, from the generated resources: every EDS cluster, and
-    every outbound listener whose terminal filter sends to one (passthrough excluded)."""
+    every outbound listener whose terminal filter sends to one (passthrough excluded).
+    Computed once per generation run and shared by the plug-ins (they change what resources
+    say, never which listener routes to which cluster)."""
+    found = resources.derived.get("outbound-targets")
+    if found is None:
+        found = resources.derived["outbound-targets"] = _outbound_targets(view, resources)
+    return found  # type: ignore[return-value]
+
+
+def _outbound_targets(view: MeshView, resources: ResourceSet) -> dict[str, OutboundTarget]:
     targets: dict[str, OutboundTarget] = {}
     for name in resources.names(Cluster):
         cluster = resources.get(Cluster, name)
@@ -202,9 +211,9 @@ def configure(
         change(copy)
         yield copy
 
-    memo_key = ("policy-edit", key, kind.__name__, name, id(current))
+    memo_key = ("policy-edit", key, kind, name, id(current))
     edited = view.memoized(memo_key, build)[0]
-    resources.replace(edited)
+    resources.replace(edited, name)
 
 
 def editable(resources: ResourceSet, kind: type[M], name: str) -> M:
