@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set (then shut down in phases) or a component fails."""
     ControlPlane.check_mode(config.mode)  # before anything is opened
-    store = open_store(config.store, config.data_dir)
+    store = await open_store(config.store, config.data_dir, config.postgres)
     try:
         await ensure_default_mesh(store)
         cp = ControlPlane(config, store)

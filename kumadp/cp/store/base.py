@@ -29,6 +29,11 @@ class NotFoundError(StoreError):
     """The resource does not exist."""
 
 
+class NotLeaderError(StoreError):
+    """A leader-only write was refused: this instance does not hold the leader lease (any
+    more). See ``kumadp.cp.election``."""
+
+
 class Store(Protocol):
     async def get(self, type: str, mesh: str, name: str) -> StoredResource | None: ...
 
@@ -69,6 +74,7 @@ __all__ = [
     "ChangeSubscription",
     "ConflictError",
     "NotFoundError",
+    "NotLeaderError",
     "Store",
     "StoreError",
     "StoredResource",
