@@ -22,7 +22,12 @@ class StoreError(Exception):
 
 
 class ConflictError(StoreError):
-    """A write's ``expected_version`` did not match the stored version."""
+    """A write's ``expected_version`` did not match the stored version (``found``; 0 =
+    the resource does not exist)."""
+
+    def __init__(self, message: str, found: int | None = None) -> None:
+        super().__init__(message)
+        self.found = found
 
 
 class NotFoundError(StoreError):
