@@ -8,11 +8,12 @@
   or updates.
 - Change events: a NOTIFY in the writing transaction, heard by every instance (this one
   too) after the commit (``kumadp.cp.store.postgres_feed``).
-- A connection pool (psycopg 3, ``--postgres-max-open-connections`` minus the listener's);
+- A connection pool (psycopg 3, ``--postgres-max-open-connections`` minus the listener's and
+  the leader lease's);
   a pooled connection is checked before use, so a restarted PostgreSQL costs failed calls
   only while it is down.
-- Leader-only writes go through ``fenced(fence)``: the same store whose writes also check,
-  in their transaction, that this instance still holds the leader lease
+- Leader-only writes (``kumadp.cp.store.fence``) run their fence inside the write's
+  transaction: it commits only while this instance holds the leader lease
   (``kumadp.cp.store.postgres_election``).
 
 ``open()`` must be awaited before use: it connects, checks the schema version (see
@@ -24,21 +25,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from kumadp.cp.store.base import StoredResource, StoreError
 from kumadp.cp.store.feed import ChangeFeed, ChangeSubscription
+from kumadp.cp.store.fence import Fence, current_fence
 from kumadp.cp.store.memory import canonical_json, check_expected_version, encode_spec
 from kumadp.cp.store.postgres_feed import ChangeListener, encode_change
 from kumadp.cp.store.postgres_schema import CHANGES_CHANNEL, RESOURCES_TABLE, check_schema
 from kumadp.cp.store.postgres_settings import PostgresSettings
 
 log = logging.getLogger(__name__)
-
-# Checks, inside a write's transaction, that the write may happen (raises otherwise).
-Fence = Callable[[Any], Awaitable[None]]
 
 _T = RESOURCES_TABLE
 _KEY = "type=%s AND mesh=%s AND name=%s"
@@ -61,7 +60,7 @@ class PostgresStore:
         self._pool = AsyncConnectionPool(
             self._conninfo,
             min_size=1,
-            max_size=max(1, settings.max_open_connections - 1),
+            max_size=max(1, settings.max_open_connections - 2),
             open=False,
             check=AsyncConnectionPool.check_connection,
             name="kumadp-store",
@@ -95,7 +94,7 @@ class PostgresStore:
                 f"cannot connect to PostgreSQL at {where} within {self._open_timeout:.0f}s"
             ) from None
         try:
-            async with self._connection() as conn:
+            async with self.connection() as conn:
                 await check_schema(conn)
             await self._listener.start()
         except BaseException:
@@ -106,7 +105,7 @@ class PostgresStore:
         log.info("opened the PostgreSQL store %s", where)
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def connection(self) -> AsyncIterator[Any]:
         """A pooled connection; database failures become one-line StoreErrors."""
         import psycopg
         from psycopg_pool import PoolTimeout
@@ -124,7 +123,7 @@ class PostgresStore:
 
     # -- reads -----------------------------------------------------------------------------
     async def get(self, type: str, mesh: str, name: str) -> StoredResource | None:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             cur = await conn.execute(
                 f"SELECT spec, version, creation_time, modification_time FROM {_T} WHERE {_KEY}",
                 (type, mesh, name),
@@ -134,7 +133,7 @@ class PostgresStore:
 
     async def list(self, type: str, mesh: str | None = None) -> list[StoredResource]:
         columns = "mesh, name, spec, version, creation_time, modification_time"
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             if mesh is None:
                 cur = await conn.execute(
                     f"SELECT {columns} FROM {_T} WHERE type=%s ORDER BY mesh, name", (type,)
@@ -155,9 +154,8 @@ class PostgresStore:
         name: str,
         spec: dict[str, Any],
         expected_version: int | None = None,
-        *,
-        fence: Fence | None = None,
     ) -> tuple[StoredResource, bool]:
+        fence = current_fence()
         text = encode_spec(spec)
         new_spec = json.loads(text)
         while True:
@@ -177,7 +175,7 @@ class PostgresStore:
         fence: Fence | None,
     ) -> tuple[StoredResource, bool]:
         type, mesh, name = key
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 f"SELECT spec, version, creation_time, modification_time FROM {_T} "
                 f"WHERE {_KEY} FOR UPDATE",
@@ -214,9 +212,10 @@ class PostgresStore:
             await _notify(conn, encode_change(op, stored, key))
         return stored, current is None
 
-    async def delete(self, type: str, mesh: str, name: str, *, fence: Fence | None = None) -> bool:
+    async def delete(self, type: str, mesh: str, name: str) -> bool:
+        fence = current_fence()
         key = (type, mesh, name)
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             if fence is not None:
                 await fence(conn)
             cur = await conn.execute(f"DELETE FROM {_T} WHERE {_KEY}", key)
@@ -229,10 +228,6 @@ class PostgresStore:
     def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
         return self._feed.subscribe(types)
 
-    def fenced(self, fence: Fence) -> FencedStore:
-        """This store, whose writes also pass ``fence`` in their transaction."""
-        return FencedStore(self, fence)
-
     async def close(self) -> None:
         if self._state == "closed":
             return
@@ -241,40 +236,6 @@ class PostgresStore:
         await self._listener.stop()
         await self._pool.close()
         log.debug("closed the PostgreSQL store")
-
-
-class FencedStore:
-    """A view of a ``PostgresStore`` for leader-only components: reads as the store, writes
-    refused (``NotLeaderError``) unless the fence passes inside their transaction."""
-
-    def __init__(self, store: PostgresStore, fence: Fence) -> None:
-        self._store = store
-        self._fence = fence
-
-    async def get(self, type: str, mesh: str, name: str) -> StoredResource | None:
-        return await self._store.get(type, mesh, name)
-
-    async def list(self, type: str, mesh: str | None = None) -> list[StoredResource]:
-        return await self._store.list(type, mesh)
-
-    async def put(
-        self,
-        type: str,
-        mesh: str,
-        name: str,
-        spec: dict[str, Any],
-        expected_version: int | None = None,
-    ) -> tuple[StoredResource, bool]:
-        return await self._store.put(type, mesh, name, spec, expected_version, fence=self._fence)
-
-    async def delete(self, type: str, mesh: str, name: str) -> bool:
-        return await self._store.delete(type, mesh, name, fence=self._fence)
-
-    def changes(self, types: Iterable[str] | None = None) -> ChangeSubscription:
-        return self._store.changes(types)
-
-    async def close(self) -> None:
-        """The view does not own the store: nothing to close."""
 
 
 async def _notify(conn: Any, payload: str) -> None:
@@ -294,4 +255,4 @@ def _resource(type: str, mesh: str, name: str, row: Any) -> StoredResource:
     )
 
 
-__all__ = ["Fence", "FencedStore", "PostgresStore"]
+__all__ = ["PostgresStore"]

@@ -50,10 +50,10 @@ class PostgresSettings:
             )
         if not 0 < self.port < 65536:
             raise PostgresSettingsError(f"--postgres-port: must be 1-65535, got {self.port}")
-        if self.max_open_connections < 2:
+        if self.max_open_connections < 3:
             raise PostgresSettingsError(
-                "--postgres-max-open-connections: must be at least 2 "
-                f"(one is kept for change events), got {self.max_open_connections}"
+                "--postgres-max-open-connections: must be at least 3 (one each is kept for "
+                f"change events and the leader lease), got {self.max_open_connections}"
             )
         if self.tls_mode in ("verifyCa", "verifyFull") and not self.tls_ca_path and not self.dsn:
             raise PostgresSettingsError(
