@@ -158,9 +158,14 @@ def get(
     cp_address: CpAddress = None,
 ) -> None:
     """List resources (or show one) as a table, JSON or YAML."""
-    from kumadp.ctl import resources
+    from kumadp.ctl import control_planes, resources
 
     with _ctl_errors():
+        if kind.strip().lower() in control_planes.NAMES and name is None:
+            with _client(cp_address) as client:
+                text = control_planes.get_control_planes(client, output)
+            typer.echo(text, nl=False)
+            return
         resolved = resources.kind_named(kind)
         resources.check_format(output)
         with _client(cp_address) as client:

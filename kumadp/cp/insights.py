@@ -308,9 +308,9 @@ class InsightStore:
                     )
                 else:
                     await self._store.put(INSIGHT_TYPE, key[0], key[1], copy.deepcopy(spec))
-            except Exception:
+            except Exception as exc:
                 entry.dirty = True
-                log.exception("writing the insight of %s.%s failed", *key)
+                log.warning("writing the insight of %s.%s failed: %s", *key, exc)
                 next_due = self._interval
         return next_due
 

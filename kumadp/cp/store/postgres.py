@@ -39,6 +39,7 @@ from kumadp.cp.store.postgres_settings import PostgresSettings
 
 log = logging.getLogger(__name__)
 
+POOL_WAIT = 3.0  # seconds
 _T = RESOURCES_TABLE
 _KEY = "type=%s AND mesh=%s AND name=%s"
 
@@ -64,6 +65,9 @@ class PostgresStore:
             open=False,
             check=AsyncConnectionPool.check_connection,
             name="kumadp-store",
+            # a call waits this long for a connection, then fails (database down: the API
+            # answers 503 and components retry, instead of hanging)
+            timeout=POOL_WAIT,
         )
         self._feed = ChangeFeed()
         self._listener = ChangeListener(self._conninfo, self._feed, self.get)
