@@ -4,6 +4,7 @@ schema check and migrations, and its change feed across instances and restarts."
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from testkit.postgres import (
     PostgresUnavailable,
     postgres_server,  # noqa: F401 (fixture)
 )
-from testkit.procs import free_port, until
+from testkit.procs import free_port, kumadp_command, until
 from testkit.store_conformance import collect, store_conformance_suite
 
 _servers: list[PostgresServer] = []
@@ -247,3 +248,40 @@ def test_settings_make_a_libpq_connection_string() -> None:
 def test_bad_settings_are_named(settings: PostgresSettings, message: str) -> None:
     with pytest.raises(PostgresSettingsError, match=message):
         settings.check()
+
+
+def test_cp_run_refuses_a_database_without_schema_naming_the_command(
+    postgres_server: PostgresServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    dsn = postgres_server.dsn(postgres_server.database())
+    base = ["--postgres-dsn", dsn]
+    run = subprocess.run(
+        kumadp_command("cp", "run", "--store", "postgres", "--data-dir", str(tmp_path), *base),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "Error: the PostgreSQL database has no kumadp schema yet: run `kumadp cp migrate up` "
+        "(with the same store settings) before starting the control plane"
+    )
+    migrate = subprocess.run(
+        kumadp_command("cp", "migrate", "up", *base),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert migrate.returncode == 0 and "from version 0 to 1" in migrate.stdout
+    bad = subprocess.run(
+        kumadp_command("cp", "migrate", "up", "--postgres-tls-mode", "sometimes"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "--postgres-tls-mode: must be one of disable" in bad.stderr
