@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from testkit.mesh import Agent, ControlPlane, MeshEnv
-from testkit.postgres import PostgresServer, PostgresUnavailable, postgres_server  # noqa: F401
+from testkit.postgres import PostgresServer, PostgresUnavailable
 from testkit.procs import kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -143,7 +143,7 @@ def start_sidecars(
 
 
 @pytest.fixture
-def db(postgres_server: PostgresServer) -> tuple[PostgresServer, str, str]:  # noqa: F811
+def db(postgres_server: PostgresServer) -> tuple[PostgresServer, str, str]:
     name = postgres_server.database("several")
     dsn = postgres_server.dsn(name)
     migrate(dsn)

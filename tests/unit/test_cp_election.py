@@ -21,14 +21,14 @@ from kumadp.cp.store.postgres_election import PostgresElection
 from kumadp.cp.store.postgres_schema import migrate_up
 from kumadp.cp.store.postgres_settings import PostgresSettings
 from testkit.leader_probe import PROBE_TYPE
-from testkit.postgres import PostgresServer, postgres_server  # noqa: F401 (fixture)
+from testkit.postgres import PostgresServer
 from testkit.procs import ManagedProcess, until, wait_until
 
 LEASE = 1.0
 
 
 @pytest.fixture
-async def dsn(postgres_server: PostgresServer) -> str:  # noqa: F811
+async def dsn(postgres_server: PostgresServer) -> str:
     dsn = postgres_server.dsn(postgres_server.database())
     await migrate_up(dsn)
     return dsn

@@ -14,11 +14,7 @@ from kumadp.cp.store.base import ConflictError, StoreError
 from kumadp.cp.store.postgres import PostgresStore
 from kumadp.cp.store.postgres_schema import SCHEMA_VERSION, SchemaError, migrate_up
 from kumadp.cp.store.postgres_settings import PostgresSettings, PostgresSettingsError
-from testkit.postgres import (
-    PostgresServer,
-    PostgresUnavailable,
-    postgres_server,  # noqa: F401 (fixture)
-)
+from testkit.postgres import PostgresServer, PostgresUnavailable
 from testkit.procs import free_port, kumadp_command, until
 from testkit.store_conformance import collect, store_conformance_suite
 
@@ -36,7 +32,7 @@ async def _new_store(tmp_path: Path) -> PostgresStore:
 
 class TestPostgresStore(store_conformance_suite(_new_store)):  # type: ignore[misc]
     @pytest.fixture(autouse=True)
-    def _server(self, postgres_server: PostgresServer) -> None:  # noqa: F811
+    def _server(self, postgres_server: PostgresServer) -> None:
         _servers.append(postgres_server)
 
 
@@ -58,7 +54,7 @@ def _dp(name: str, port: int = 8080, pad: int = 0) -> dict[str, object]:
 
 
 @pytest.fixture
-async def dsn(postgres_server: PostgresServer) -> str:  # noqa: F811
+async def dsn(postgres_server: PostgresServer) -> str:
     dsn = postgres_server.dsn(postgres_server.database())
     await migrate_up(dsn)
     return dsn
@@ -139,7 +135,7 @@ async def test_concurrent_creates_without_a_version_never_fail(dsn: str) -> None
             await s.close()
 
 
-async def test_open_refuses_a_database_without_schema(postgres_server: PostgresServer) -> None:  # noqa: F811
+async def test_open_refuses_a_database_without_schema(postgres_server: PostgresServer) -> None:
     dsn = postgres_server.dsn(postgres_server.database())
     store = PostgresStore(PostgresSettings(dsn=dsn))
     with pytest.raises(SchemaError, match="run `kumadp cp migrate up`"):
@@ -150,7 +146,7 @@ async def test_open_refuses_a_database_without_schema(postgres_server: PostgresS
     await store.close()
 
 
-async def test_open_refuses_a_newer_schema(dsn: str, postgres_server: PostgresServer) -> None:  # noqa: F811
+async def test_open_refuses_a_newer_schema(dsn: str, postgres_server: PostgresServer) -> None:
     dbname = dsn.rsplit("/", 1)[1].split("?")[0]
     postgres_server.query(
         dbname,
@@ -251,7 +247,7 @@ def test_bad_settings_are_named(settings: PostgresSettings, message: str) -> Non
 
 
 def test_cp_run_refuses_a_database_without_schema_naming_the_command(
-    postgres_server: PostgresServer,  # noqa: F811
+    postgres_server: PostgresServer,
     tmp_path: Path,
 ) -> None:
     dsn = postgres_server.dsn(postgres_server.database())

@@ -55,9 +55,10 @@ def _election(config: ControlPlaneConfig, store: Store) -> Election:
         from kumadp.cp.store.postgres import PostgresStore
         from kumadp.cp.store.postgres_election import PostgresElection
 
-        if isinstance(store, PostgresStore):
-            config.instance_id = instance_id
-            return PostgresElection(store, instance_id, lease=config.leader_lease)
+        if not isinstance(store, PostgresStore):  # e.g. a layer over it: give it the store
+            raise TypeError("the leader election needs the PostgreSQL store itself")
+        config.instance_id = instance_id
+        return PostgresElection(store, instance_id, lease=config.leader_lease)
     return AlwaysLeader(instance_id)
 
 
