@@ -51,7 +51,10 @@ Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml
 def _kinds_help() -> str:
     """``meshes, dataplanes or meshtrafficpermissions (singular works too)``: the registry's."""
     plurals = [t.plural for t in REGISTRY.served() if t.plural]
-    return f"{', '.join(plurals[:-1])} or {plurals[-1]} (singular works too)"
+    return (
+        f"{', '.join(plurals[:-1])} or {plurals[-1]} (singular works too); "
+        "get also lists control-planes"
+    )
 
 
 KIND_HELP = _kinds_help()
