@@ -64,6 +64,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "rotation", "bench_rotation", 300, "3 min of 60 s certificates at 200 rps: failures"
     ),
     "names": Benchmark("names", "bench_names", 150, "a new service resolvable by every agent"),
+    "postgres": Benchmark(
+        "postgres",
+        "bench_postgres",
+        600,
+        "PostgreSQL vs SQLite: API writes, EDS with 3 instances x 1,000 clients, leader failover",
+    ),
 }
 
 

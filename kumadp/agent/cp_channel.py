@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -28,31 +29,42 @@ ADS_CLUSTER = "ads_cluster"
 
 @dataclass(frozen=True)
 class DpServer:
-    address: str  # "host:port"
+    address: str  # "host:port" of the first DP server
     root_ca: bytes | None = None  # set when the bootstrap's ads_cluster uses TLS
     tls: bool = False
     sni: str | None = None
+    # every DP server the bootstrap lists (several CP instances): tried in turn on failure
+    others: tuple[str, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (self.address, *self.others)
 
 
 def dp_server_from_bootstrap(bootstrap_yaml: bytes) -> DpServer | None:
-    """Where and how to reach the CP's DP server, read from the bootstrap's
-    ``ads_cluster``; None when the bootstrap has no such cluster."""
+    """Where and how to reach the CP's DP servers, read from the bootstrap's
+    ``ads_cluster`` (every endpoint it lists); None when there is no such cluster."""
     try:
         doc = yaml.load(bootstrap_yaml, Loader=_YAML_LOADER)
         clusters = doc["static_resources"]["clusters"]
         cluster = next(c for c in clusters if c.get("name") == ADS_CLUSTER)
-        endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
-        socket = endpoint["endpoint"]["address"]["socket_address"]
-        host, port = str(socket["address"]), int(socket["port_value"])
+        addresses: list[str] = []
+        for group in cluster["load_assignment"]["endpoints"]:
+            for endpoint in group["lb_endpoints"]:
+                socket = endpoint["endpoint"]["address"]["socket_address"]
+                host, port = str(socket["address"]), int(socket["port_value"])
+                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                if address not in addresses:
+                    addresses.append(address)
+        first, others = addresses[0], tuple(addresses[1:])
     except (yaml.YAMLError, KeyError, IndexError, TypeError, ValueError, StopIteration):
         return None
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     transport = cluster.get("transport_socket")
     if not isinstance(transport, dict):
-        return DpServer(address)
+        return DpServer(first, others=others)
     tls = transport.get("typed_config") or {}
     sni = tls.get("sni") if isinstance(tls, dict) else None
-    return DpServer(address, root_ca=_trusted_ca(tls), tls=True, sni=sni)
+    return DpServer(first, root_ca=_trusted_ca(tls), tls=True, sni=sni, others=others)
 
 
 def ads_address_from_bootstrap(bootstrap_yaml: bytes) -> str | None:
@@ -92,16 +104,41 @@ async def leave(
     token: str | None = None,
     timeout: float = 2.0,  # noqa: ASYNC109 (the RPC's deadline, passed to gRPC)
 ) -> bool:
-    """Tell the CP this dataplane is leaving. True if the CP removed it; False if the CP
-    did not know it or could not be reached (logged, never raised)."""
+    """Tell the CP this dataplane is leaving (each DP server in turn until one answers).
+    True if the CP removed it; False if the CP did not know it or could not be reached
+    (logged, never raised)."""
+    if isinstance(server, str):
+        server = DpServer(server)
+    for address in server.addresses:
+        outcome = await _leave_one(
+            dataclasses.replace(server, address=address, others=()),
+            mesh,
+            name,
+            reason,
+            token=token,
+            timeout=timeout,
+        )
+        if outcome is not None:
+            return outcome
+    return False
+
+
+async def _leave_one(
+    server: DpServer,
+    mesh: str,
+    name: str,
+    reason: str,
+    *,
+    token: str | None,
+    timeout: float,  # noqa: ASYNC109 (the RPC's deadline, passed to gRPC)
+) -> bool | None:
+    """``Leave`` on one DP server; None when it could not be reached."""
     # gRPC is imported here, not at start: it is only needed on the way out, and importing
     # it costs ~30 ms of the agent's startup.
     import grpc
 
     from kumadp.wire import agent_pb2, agent_pb2_grpc
 
-    if isinstance(server, str):
-        server = DpServer(server)
     metadata = ((AUTHORIZATION_METADATA, token),) if token else None
     try:
         if server.tls:
@@ -124,7 +161,7 @@ async def leave(
             exc.code().name,
             exc.details(),
         )
-        return False
+        return None if exc.code() == grpc.StatusCode.UNAVAILABLE else False
     except Exception as exc:
         log.warning(
             "could not tell the control plane at %s that %s.%s is leaving: %s",
@@ -133,6 +170,6 @@ async def leave(
             name,
             exc,
         )
-        return False
+        return None
     log.info("control plane acknowledged leave of %s.%s (removed=%s)", mesh, name, response.removed)
     return bool(response.removed)

@@ -2,7 +2,10 @@
 pushed by the CP) and ``SignCertificate`` for the certificate manager.
 
 The watch reconnects forever (``kumadp.lifecycle.Resilient``, capped jittered backoff):
-losing the CP is not an outage; the sidecar keeps serving with what it has.
+losing the CP is not an outage; the sidecar keeps serving with what it has. With several CP
+instances (the bootstrap's ADS cluster lists each DP server), a failed stream moves the link
+to the next instance, and a stream that had delivered updates starts the backoff over, so a
+dead instance is replaced within a fraction of a second, Envoy untouched.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def open_channel(server: DpServer) -> Any:
 
 
 class CpLink:
-    """One channel to the CP shared by the watch and the signer."""
+    """One channel to the CP shared by the watch and the signer; ``failover()`` moves it to
+    the next DP server the bootstrap listed."""
 
     def __init__(self, server: DpServer, mesh: str, name: str, token: str) -> None:
         self.server = server
@@ -39,18 +43,37 @@ class CpLink:
         self.name = name
         self.metadata = ((AUTHORIZATION_METADATA, token),) if token else ()
         self._channel: Any = None
+        self._index = 0
+        self.failovers = 0
+
+    @property
+    def address(self) -> str:
+        """The DP server in use."""
+        return self.server.addresses[self._index]
 
     def stub(self) -> Any:
+        import dataclasses
+
         from kumadp.wire import agent_pb2_grpc
 
         if self._channel is None:
-            self._channel = open_channel(self.server)
+            target = dataclasses.replace(self.server, address=self.address, others=())
+            self._channel = open_channel(target)
         return agent_pb2_grpc.AgentChannelStub(self._channel)  # type: ignore[no-untyped-call]
+
+    async def failover(self) -> None:
+        """Drop the channel; the next call goes to the next DP server (if there are
+        several; else the same one, on a fresh channel)."""
+        await self.close()
+        if len(self.server.addresses) > 1:
+            self._index = (self._index + 1) % len(self.server.addresses)
+            self.failovers += 1
+            log.info("switching to the control plane's DP server at %s", self.address)
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+            channel, self._channel = self._channel, None
+            await channel.close()
 
 
 class CpSigner:
@@ -73,6 +96,8 @@ class CpSigner:
                 request, timeout=self._timeout, metadata=self._link.metadata
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                await self._link.failover()  # the next attempt asks another instance
             raise RuntimeError(f"{exc.code().name}: {exc.details()}") from exc
 
 
@@ -100,10 +125,14 @@ class CpWatch:
         self.reconnects = 0
         self.last_error: str | None = None
         self.updates = 0
+        self._delivered = False  # the current stream delivered updates
+        self._failed = False  # the last stream failed: move to the next DP server first
 
     async def run(self, stop: asyncio.Event) -> None:
         streams = Resilient(
-            _WatchStream(self.watch_once, self._backoff), backoff=self._backoff, on_retry=self._lost
+            _WatchStream(self._attempt, self._backoff, lambda: self._delivered),
+            backoff=self._backoff,
+            on_retry=self._lost,
         )
         try:
             await streams.run(stop)
@@ -113,6 +142,7 @@ class CpWatch:
 
     def _lost(self, error: BaseException | None, delay: float) -> None:
         self.connected = False
+        self._failed = True
         self.last_error = str(error) if error else "stream ended"
         self.reconnects += 1
         log.warning(
@@ -121,6 +151,13 @@ class CpWatch:
             self.last_error,
             delay,
         )
+
+    async def _attempt(self) -> bool:
+        if self._failed:
+            self._failed = False
+            await self._link.failover()
+        self._delivered = False
+        return await self.watch_once()
 
     async def watch_once(self) -> bool:
         """One ``Watch`` stream, until it ends (True: it delivered updates) or fails."""
@@ -138,7 +175,7 @@ class CpWatch:
                 if not self.connected:
                     log.info("watching the control plane for identity and name updates")
                 self.connected = True
-                got = True
+                self._delivered = got = True
                 self.updates += 1
                 if update.HasField("identity"):
                     self._on_identity(update.identity)
@@ -153,14 +190,21 @@ class CpWatch:
 
 class _WatchStream:
     """One stream as a component for ``Resilient``: returns when the stream ends (or at
-    ``stop``), raises its failure. A stream that ended after delivering updates starts the
-    backoff over; one that failed does not."""
+    ``stop``), raises its failure. A stream that delivered updates starts the backoff over,
+    however it ended (a CP that died after serving us is not a reason to wait long); one
+    that never delivered anything keeps the backoff growing."""
 
     name = "cp-watch"
 
-    def __init__(self, watch_once: Callable[[], Awaitable[bool]], backoff: Backoff) -> None:
+    def __init__(
+        self,
+        watch_once: Callable[[], Awaitable[bool]],
+        backoff: Backoff,
+        delivered: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._watch_once = watch_once
         self._backoff = backoff
+        self._delivered = delivered
 
     async def run(self, stop: asyncio.Event) -> None:
         stream = asyncio.ensure_future(self._watch_once())
@@ -174,5 +218,6 @@ class _WatchStream:
                 await asyncio.gather(stream, return_exceptions=True)
         if stream.cancelled():
             return
-        if stream.result():
+        if self._delivered() or (stream.exception() is None and stream.result()):
             self._backoff.reset()
+        stream.result()  # a failure raises here

@@ -10,6 +10,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kumadp.cli.cp_postgres import (
+    PgDbName,
+    PgDsn,
+    PgHost,
+    PgMaxConns,
+    PgPassword,
+    PgPort,
+    PgTlsCa,
+    PgTlsCert,
+    PgTlsKey,
+    PgTlsMode,
+    PgUser,
+)
+
 if TYPE_CHECKING:
     from kumadp.cp.runtime.config import ControlPlaneConfig
 
@@ -19,6 +33,9 @@ cp_app = typer.Typer(help="The control plane.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
+    from kumadp.cli.cp_postgres import migrate_app
+
+    cp_app.add_typer(migrate_app, name="migrate")
     app.add_typer(cp_app, name="cp")
 
 
@@ -28,7 +45,7 @@ def run(
         str, typer.Option(envvar="KUMA_MODE", help="standalone (global/zone: later)")
     ] = "standalone",
     store: Annotated[
-        str, typer.Option(envvar="KUMA_STORE_TYPE", help="sqlite (default) or memory")
+        str, typer.Option(envvar="KUMA_STORE_TYPE", help="sqlite (default), memory or postgres")
     ] = "sqlite",
     data_dir: Annotated[
         Path | None,
@@ -76,6 +93,25 @@ def run(
         ),
     ] = "127.1.0.0/16",
     log_level: Annotated[str, typer.Option(envvar="KUMA_LOG_LEVEL")] = "info",
+    # PostgreSQL and several instances
+    postgres_dsn: PgDsn = "",
+    postgres_host: PgHost = "127.0.0.1",
+    postgres_port: PgPort = 5432,
+    postgres_user: PgUser = "kuma",
+    postgres_password: PgPassword = "",
+    postgres_db_name: PgDbName = "kuma",
+    postgres_tls_mode: PgTlsMode = "disable",
+    postgres_tls_cert_path: PgTlsCert = "",
+    postgres_tls_key_path: PgTlsKey = "",
+    postgres_tls_ca_path: PgTlsCa = "",
+    postgres_max_open_connections: PgMaxConns = 50,
+    leader_lease: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMADP_LEADER_LEASE",
+            help="postgres: how long a silent leader keeps its lease (a new one follows)",
+        ),
+    ] = "3s",
 ) -> None:
     """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
     from kumadp.cli.common import fail, setup_logging
@@ -85,8 +121,8 @@ def run(
     setup_logging(log_level)
     if dp_auth not in ("dpToken", "none"):
         fail(f"--dp-auth: must be dpToken or none, got {dp_auth!r}")
-    if store not in ("sqlite", "memory"):
-        fail(f"--store: must be sqlite or memory (postgres: later), got {store!r}")
+    if store not in ("sqlite", "memory", "postgres"):
+        fail(f"--store: must be sqlite, memory or postgres, got {store!r}")
     try:
         delay = parse_duration(deregistration_delay)
     except ValueError as exc:
@@ -109,6 +145,27 @@ def run(
         vip_cidr=vip_cidr,
         loopback_cidr=loopback_cidr,
     )
+    # PostgreSQL and several instances
+    if store == "postgres":
+        from kumadp.cli.common import parse_duration_flag
+        from kumadp.cli.cp_postgres import postgres_settings
+
+        config.postgres = postgres_settings(
+            postgres_dsn,
+            postgres_host,
+            postgres_port,
+            postgres_user,
+            postgres_password,
+            postgres_db_name,
+            postgres_tls_mode,
+            postgres_tls_cert_path,
+            postgres_tls_key_path,
+            postgres_tls_ca_path,
+            postgres_max_open_connections,
+        )
+        config.leader_lease = parse_duration_flag("--leader-lease", leader_lease)
+        if config.leader_lease < 1:
+            fail("--leader-lease: must be at least 1s")
     try:
         code = asyncio.run(_main(config))
     except KeyboardInterrupt:  # before the signal handlers were installed

@@ -51,7 +51,10 @@ Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml
 def _kinds_help() -> str:
     """``meshes, dataplanes or meshtrafficpermissions (singular works too)``: the registry's."""
     plurals = [t.plural for t in REGISTRY.served() if t.plural]
-    return f"{', '.join(plurals[:-1])} or {plurals[-1]} (singular works too)"
+    return (
+        f"{', '.join(plurals[:-1])} or {plurals[-1]} (singular works too); "
+        "get also lists control-planes"
+    )
 
 
 KIND_HELP = _kinds_help()
@@ -158,9 +161,14 @@ def get(
     cp_address: CpAddress = None,
 ) -> None:
     """List resources (or show one) as a table, JSON or YAML."""
-    from kumadp.ctl import resources
+    from kumadp.ctl import control_planes, resources
 
     with _ctl_errors():
+        if kind.strip().lower() in control_planes.NAMES and name is None:
+            with _client(cp_address) as client:
+                text = control_planes.get_control_planes(client, output)
+            typer.echo(text, nl=False)
+            return
         resolved = resources.kind_named(kind)
         resources.check_format(output)
         with _client(cp_address) as client:

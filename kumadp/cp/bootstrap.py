@@ -15,6 +15,7 @@ import enum
 import ipaddress
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources as importlib_resources
@@ -93,6 +94,9 @@ class BootstrapParams:
     xds_host: str | None = None  # None: the host the agent used to reach the HTTP API
     # PEM of the CA that signed the DP server's certificate; None: the DP server is plaintext.
     dp_server_ca_pem: bytes | None = None
+    # Several instances on one store: the DP servers ("host:port") of the others, listed in
+    # the ADS cluster after this one's so that Envoy can fail over (kumadp.cp.instances).
+    peers: Callable[[], Awaitable[list[str]]] | None = None
 
 
 class BootstrapService:
@@ -137,7 +141,8 @@ class BootstrapService:
                 raise BootstrapError(kind, str(exc)) from exc
         if await self._store.get(MESH_TYPE, "", dataplane.mesh) is None:
             raise BootstrapError(ErrorKind.INVALID, f'mesh: mesh "{dataplane.mesh}" does not exist')
-        bootstrap = self._render(dataplane, request, host)  # every check before any write
+        peers = await self._params.peers() if self._params.peers is not None else []
+        bootstrap = self._render(dataplane, request, host, peers)  # every check before a write
         if request.dataplane_resource:
             await self._register(dataplane)
         text = yaml.safe_dump(bootstrap, sort_keys=False)
@@ -185,6 +190,8 @@ class BootstrapService:
     async def _register(self, dataplane: Dataplane) -> None:
         labels = {**dataplane.labels, LIFECYCLE_LABEL: LIFECYCLE_AGENT}
         registered = replace(dataplane, labels=labels)
+        if self._lifecycle is not None:
+            await self._lifecycle.registering((dataplane.mesh, dataplane.name))
         _, created = await self._store.put(
             DATAPLANE_TYPE, dataplane.mesh, dataplane.name, registered.to_dict()
         )
@@ -197,7 +204,9 @@ class BootstrapService:
             "registered" if created else "re-registered",
         )
 
-    def _render(self, dataplane: Dataplane, request: BootstrapRequest, host: str) -> Any:
+    def _render(
+        self, dataplane: Dataplane, request: BootstrapRequest, host: str, peers: list[str]
+    ) -> Any:
         token = request.dataplane_token
         dns_port = _port(request.dns_port, "dnsPort")
         readiness_port = _port(request.readiness_port, "readinessPort")
@@ -217,9 +226,8 @@ class BootstrapService:
             "version": request.version.to_json() if request.version else {},
             "features": list(request.features),
             "ads_initial_metadata": metadata,
-            "xds_host": xds_host,
-            "xds_port": self._params.xds_port,
-            "ads_transport_socket": self._ads_tls(xds_host, request.ca_cert),
+            "ads_endpoints": ads_endpoints(xds_host, self._params.xds_port, peers),
+            "ads_transport_socket": self._ads_tls(xds_host, request.ca_cert, peers),
             "sds_socket": str(Path(workdir) / SDS_SOCKET_FILE) if workdir else None,
         }
         rendered = render_template(load_template(), variables)
@@ -228,8 +236,9 @@ class BootstrapService:
             clusters[:] = [c for c in clusters if c.get("name") != "sds_cluster"]
         return rendered
 
-    def _ads_tls(self, sni: str, agent_ca: str) -> dict[str, Any] | None:
-        """TLS to the DP server: verify with the CA the agent gave, else the CP's own CA."""
+    def _ads_tls(self, sni: str, agent_ca: str, peers: list[str]) -> dict[str, Any] | None:
+        """TLS to the DP server: verify with the CA the agent gave, else the CP's own CA.
+        The server certificate must name the host Envoy dialled: this one or a peer's."""
         ca = agent_ca or (self._params.dp_server_ca_pem or b"").decode()
         if self._params.dp_server_ca_pem is None:
             return None
@@ -243,11 +252,43 @@ class BootstrapService:
                     "alpn_protocols": ["h2"],
                     "validation_context": {
                         "trusted_ca": {"inline_string": ca},
-                        "match_typed_subject_alt_names": [_san_matcher(sni)],
+                        "match_typed_subject_alt_names": [
+                            _san_matcher(h) for h in _hosts(sni, peers)
+                        ],
                     },
                 },
             },
         }
+
+
+def _split(address: str) -> tuple[str, int] | None:
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host, int(port)
+
+
+def ads_endpoints(host: str, port: int, peers: list[str]) -> list[dict[str, Any]]:
+    """The ADS cluster's endpoints: this DP server, then each peer's (no duplicates)."""
+    seen: list[tuple[str, int]] = [(host, port)]
+    for peer in peers:
+        split = _split(peer)
+        if split is not None and split not in seen:
+            seen.append(split)
+    return [
+        {"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}}
+        for h, p in seen
+    ]
+
+
+def _hosts(host: str, peers: list[str]) -> list[str]:
+    hosts = [host]
+    for peer in peers:
+        split = _split(peer)
+        if split is not None and split[0] not in hosts:
+            hosts.append(split[0])
+    return hosts
 
 
 def _san_matcher(host: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kumadp.cp.insight_merge import merged_views, write_merged
 from kumadp.cp.registration import NodeKey
 from kumadp.cp.store.base import ChangeEvent, Store
 from kumadp.cp.store.feed import following
@@ -102,8 +103,11 @@ class InsightStore:
         instance_id: str | None = None,
         persist_interval: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        shared: bool = False,
     ) -> None:
         self._store = store
+        # Several instances on the store: each writes only its part (kumadp.cp.insight_merge)
+        self.shared = shared
         self.instance_id = instance_id or control_plane_instance_id()
         self._interval = persist_interval
         self._clock = clock
@@ -126,6 +130,17 @@ class InsightStore:
 
     def keys(self) -> list[NodeKey]:
         return sorted(self._entries)
+
+    async def views(self, mesh: str | None) -> dict[NodeKey, dict[str, Any]]:
+        """Every insight of ``mesh`` (None: every mesh) with ``online``, for the API."""
+        if not self.shared:
+            keys = [k for k in self._entries if mesh is None or k[0] == mesh]
+            return {k: v for k in keys if (v := self.get(k)) is not None}
+        local = {k: e.doc for k, e in self._entries.items()}
+        found = await merged_views(
+            self._store, INSIGHT_TYPE, mesh, local, self.instance_id, MAX_SUBSCRIPTIONS
+        )
+        return {k: {**doc, "online": is_online(doc)} for k, doc in found.items()}
 
     def online(self, key: NodeKey) -> bool:
         entry = self._entries.get(key)
@@ -202,7 +217,10 @@ class InsightStore:
     async def load(self) -> int:
         """Read the stored insights (call before any stream opens). Subscriptions left open
         by a previous CP are closed at this CP's start time; insights of dataplanes no longer
-        stored are deleted. Returns how many were loaded."""
+        stored are deleted. Returns how many were loaded. Shared: nothing to load (the
+        leader's janitor closes the subscriptions of instances that are gone)."""
+        if self.shared:
+            return 0
         started = format_time(self.started_at)
         live = {(r.mesh, r.name) for r in await self._store.list(DATAPLANE_TYPE)}
         loaded = 0
@@ -284,10 +302,15 @@ class InsightStore:
             entry.persisted_at = loop_now
             spec = {"type": INSIGHT_TYPE, "mesh": key[0], "name": key[1], **entry.doc}
             try:
-                await self._store.put(INSIGHT_TYPE, key[0], key[1], copy.deepcopy(spec))
-            except Exception:
+                if self.shared:
+                    await write_merged(
+                        self._store, INSIGHT_TYPE, key, spec, self.instance_id, MAX_SUBSCRIPTIONS
+                    )
+                else:
+                    await self._store.put(INSIGHT_TYPE, key[0], key[1], copy.deepcopy(spec))
+            except Exception as exc:
                 entry.dirty = True
-                log.exception("writing the insight of %s.%s failed", *key)
+                log.warning("writing the insight of %s.%s failed: %s", *key, exc)
                 next_due = self._interval
         return next_due
 

@@ -19,6 +19,7 @@ from kumadp.cp.vips import VipAllocator, VipMap
 from kumadp.resources import ValidationError
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
 from kumadp.resources.registry import (
+    DATAPLANE_PENDING_TYPE,
     MESH_CA_TYPE,
     REGISTRY,
     VIRTUAL_IPS_TYPE,
@@ -49,6 +50,7 @@ def state_inputs(registry: Registry = REGISTRY) -> frozenset[str]:
             DATAPLANE_TYPE,
             VIRTUAL_IPS_TYPE,
             MESH_CA_TYPE,
+            DATAPLANE_PENDING_TYPE,  # several instances: pending dataplanes (not endpoints)
             *(t.name for t in registry.policies()),
         }
     )
@@ -85,13 +87,14 @@ class MeshStateBuilder:
         all_dataplanes: dict[str, Dataplane] = {}
         serving: list[Dataplane] = []
         live: set[tuple[str, str, str]] = set()
+        pending_names = await self._registrations.pending(mesh_name)
         for stored in await self._store.list(DATAPLANE_TYPE, mesh_name):
             live.add((stored.type, stored.mesh, stored.name))
             dataplane = self._parse(stored)
             if not isinstance(dataplane, Dataplane):
                 continue
             all_dataplanes[dataplane.name] = dataplane
-            if not self._registrations.is_pending((mesh_name, dataplane.name)):
+            if dataplane.name not in pending_names:
                 serving.append(dataplane)  # pending: its listeners are not up yet
         policies: list[object] = []
         for policy_type in self._policy_types:

@@ -56,10 +56,18 @@ class DataplaneRegistry:
     def is_pending(self, key: NodeKey) -> bool:
         return key in self._pending
 
+    async def pending(self, mesh: str) -> set[str]:
+        """The names of the mesh's dataplanes whose listeners are not up yet."""
+        return {name for m, name in self._pending if m == mesh}
+
     def is_connected(self, key: NodeKey) -> bool:
         return self._streams.get(key, 0) > 0
 
     # -- events ------------------------------------------------------------------------
+    async def registering(self, key: NodeKey) -> None:
+        """The agent's bootstrap is about to store its dataplane (the shared registry records
+        it as pending first; here ``registered`` does it)."""
+
     def registered(self, key: NodeKey, *, created: bool) -> None:
         """The agent bootstrapped. A new dataplane stays pending until its listeners are up."""
         self._cancel_timer(key)

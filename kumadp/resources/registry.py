@@ -58,6 +58,10 @@ VIRTUAL_IPS_TYPE = "VirtualIPs"
 MESH_CA_TYPE = "MeshCA"
 SIGNING_KEY_TYPE = "SigningKey"
 TOKEN_REVOCATIONS_TYPE = "TokenRevocations"
+# Several CP instances on one store (kumadp.cp.instances, kumadp.cp.shared_registration).
+CONTROL_PLANE_INSTANCE_TYPE = "ControlPlaneInstance"
+DATAPLANE_CONNECTION_TYPE = "DataplaneConnection"
+DATAPLANE_PENDING_TYPE = "DataplanePending"
 
 
 class Scope(Enum):
@@ -267,6 +271,9 @@ def default_registry() -> Registry:
             ResourceType(MESH_CA_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(SIGNING_KEY_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(TOKEN_REVOCATIONS_TYPE, Scope.GLOBAL, Sync.INTERNAL),
+            ResourceType(CONTROL_PLANE_INSTANCE_TYPE, Scope.GLOBAL, Sync.INTERNAL),
+            ResourceType(DATAPLANE_CONNECTION_TYPE, Scope.MESH, Sync.INTERNAL),
+            ResourceType(DATAPLANE_PENDING_TYPE, Scope.MESH, Sync.INTERNAL),
         ]
     )
 
@@ -281,7 +288,10 @@ def parse_resource(doc: Any) -> Model:
 
 
 __all__ = [
+    "CONTROL_PLANE_INSTANCE_TYPE",
+    "DATAPLANE_CONNECTION_TYPE",
     "DATAPLANE_INSIGHT_TYPE",
+    "DATAPLANE_PENDING_TYPE",
     "MESH_CA_TYPE",
     "REGISTRY",
     "SIGNING_KEY_TYPE",

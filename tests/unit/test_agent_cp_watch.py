@@ -126,3 +126,33 @@ async def test_stop_while_connected() -> None:
         stop.set()
         await asyncio.wait_for(task, 5)
         assert not watch.connected and watch.reconnects == 0
+
+
+async def test_a_dead_instance_is_replaced_by_the_next_one_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Several DP servers (the bootstrap lists every CP instance): when the one in use dies
+    after serving, the watch moves to the next one after the *initial* backoff."""
+    caplog.set_level("INFO", logger="kumadp.agent.cp_watch")
+    async with FakeWatch() as second:
+        second.mode = "hold"
+        first = FakeWatch()
+        await first.__aenter__()
+        first.mode = "hold"
+        server = DpServer(f"127.0.0.1:{first.port}", others=(f"127.0.0.1:{second.port}",))
+        link = CpLink(server, "default", "web-1", "")
+        watch = CpWatch(
+            link, features=[], on_identity=lambda _: None, on_names=lambda _: None
+        )  # the default backoff: 0.2 s up to 10 s
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch.run(stop))
+        try:
+            await until(lambda: watch.connected and first.streams == 1, "on the first")
+            await first.__aexit__()  # the instance dies
+            await until(lambda: second.streams == 1 and watch.connected, "on the second", within=3)
+            assert link.address == f"127.0.0.1:{second.port}" and link.failovers == 1
+            assert delays(caplog)[0] <= 0.3  # it had delivered: no long wait
+            assert "switching to the control plane's DP server at" in caplog.text
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)

@@ -89,7 +89,7 @@ async def test_components_per_mode(tmp_path: Path) -> None:
         ["dp-server", "api-server"],
         ["xds-reconciler", "vip-provisioner", "ca-provisioner"],
         ["insights"],
-        ["diagnostics"],
+        ["diagnostics", "instances", "leader-election"],
     ]
     with pytest.raises(ValueError, match="--mode global is not supported yet"):
         cp.components_for("global")

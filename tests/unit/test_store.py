@@ -156,14 +156,14 @@ def test_sqlite_unopenable_path(tmp_path: Path) -> None:
 
 
 async def test_open_store_memory() -> None:
-    s = open_store("memory", None)
+    s = await open_store("memory", None)
     assert isinstance(s, MemoryStore)
     await s.close()
 
 
 async def test_open_store_sqlite_creates_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "a" / "b"
-    s = open_store("sqlite", data_dir)
+    s = await open_store("sqlite", data_dir)
     try:
         assert isinstance(s, SqliteStore)
         await s.put(MESH, "", "m", {"type": MESH, "name": "m"})
@@ -172,11 +172,11 @@ async def test_open_store_sqlite_creates_dir(tmp_path: Path) -> None:
     assert (data_dir / "kumadp.db").is_file()
 
 
-def test_open_store_unknown_kind() -> None:
-    with pytest.raises(ValueError, match=r"unknown store kind 'etcd'.*memory, sqlite"):
-        open_store("etcd", None)
+async def test_open_store_unknown_kind() -> None:
+    with pytest.raises(ValueError, match=r"unknown store kind 'etcd'.*memory, sqlite, postgres"):
+        await open_store("etcd", None)
 
 
-def test_open_store_sqlite_needs_dir() -> None:
+async def test_open_store_sqlite_needs_dir() -> None:
     with pytest.raises(ValueError, match="data directory"):
-        open_store("sqlite", None)
+        await open_store("sqlite", None)

@@ -20,9 +20,10 @@ from kumadp.cp.api.errors import (
     CatchAllMiddleware,
     api_error_handler,
     http_exception_handler,
+    store_error_handler,
 )
 from kumadp.cp.api.resources import ResourceEndpoints
-from kumadp.cp.store.base import Store
+from kumadp.cp.store.base import Store, StoreError
 from kumadp.resources.registry import REGISTRY, Registry
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def create_app(
         exception_handlers={
             ApiError: api_error_handler,
             HTTPException: http_exception_handler,
+            StoreError: store_error_handler,
         },
     )
 

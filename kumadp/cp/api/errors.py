@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kumadp.cp.store.base import ConflictError, StoreError
+
 log = logging.getLogger(__name__)
 
 
@@ -84,6 +86,16 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
     if exc.status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
     return error_response(exc)
+
+
+async def store_error_handler(request: Request, exc: Exception) -> Response:
+    """The store failed under a request: 409 for a conflict, else 503 (the database is
+    unreachable, e.g. PostgreSQL restarting; clients retry)."""
+    assert isinstance(exc, StoreError)
+    if isinstance(exc, ConflictError):
+        return error_response(ApiError(409, "Conflict", str(exc)))
+    log.warning("%s %s: store unavailable: %s", request.method, request.url.path, exc)
+    return error_response(ApiError(503, "Service Unavailable", f"store unavailable: {exc}"))
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
@@ -156,4 +168,5 @@ __all__ = [
     "error_body",
     "error_response",
     "http_exception_handler",
+    "store_error_handler",
 ]

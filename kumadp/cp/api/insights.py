@@ -77,8 +77,9 @@ def insight_routes(store: Store, insights: InsightStore, cache: SnapshotCache) -
         online = _online_filter(request)
         now = time.time()
         items = []
+        views = await insights.views(mesh)
         for stored in await store.list(DATAPLANE_TYPE, mesh):
-            insight = insights.get((stored.mesh, stored.name))
+            insight = views.get((stored.mesh, stored.name))
             if online is not None and bool(insight and insight["online"]) != online:
                 continue
             items.append((stored, insight))
@@ -95,7 +96,8 @@ def insight_routes(store: Store, insights: InsightStore, cache: SnapshotCache) -
         stored = await store.get(DATAPLANE_TYPE, mesh, name)
         if stored is None:
             raise ApiError.not_found(f'Dataplane "{name}" in mesh "{mesh}" not found')
-        return JSONResponse(overview(stored, insights.get((mesh, name)), now=time.time()))
+        views = await insights.views(mesh)
+        return JSONResponse(overview(stored, views.get((mesh, name)), now=time.time()))
 
     async def get_config(request: Request) -> Response:
         mesh, name = str(request.path_params["mesh"]), str(request.path_params["name"])

@@ -98,6 +98,22 @@ def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, A
     return doc
 
 
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _if_match(request: Request) -> int | None:
+    """The version an ``If-Match: "<version>"`` header names (0: must not exist yet)."""
+    raw = request.headers.get("if-match")
+    if raw is None or raw.strip() == "*":
+        return None
+    text = raw.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        message = 'must be a resource version as the ETag header gives it, e.g. "3"'
+        raise ApiError(400, "Bad Request", f"If-Match: {message}", [Cause("If-Match", message)])
+    return int(text)
+
+
 class ResourceEndpoints:
     """The request handlers of every served kind of ``registry``, sharing one store."""
 
@@ -113,7 +129,7 @@ class ResourceEndpoints:
         res = await self.store.get(kind.name, mesh, name)
         if res is None:
             raise ApiError.not_found(f"{_describe(kind, mesh, name)} not found")
-        return JSONResponse(render_resource(res))
+        return JSONResponse(render_resource(res), headers={"ETag": _etag(res.version)})
 
     async def _put(self, request: Request, kind: ResourceKind, mesh: str, name: str) -> Response:
         doc = _prepare(kind, await read_document(request), mesh, name)
@@ -127,14 +143,32 @@ class ResourceEndpoints:
         check_json_representable(spec)
         if kind.mesh_scoped and await self.store.get(MESH_TYPE, "", mesh) is None:
             raise ApiError.invalid_field("mesh", f'mesh "{mesh}" does not exist')
+        # Optimistic concurrency: the write applies to the version the client named
+        # (If-Match) or, without one, to the version read here; a writer that came in
+        # between (another client, another CP instance) makes this one fail with 409
+        # instead of being silently overwritten.
+        expected = _if_match(request)
+        if expected is None:
+            current = await self.store.get(kind.name, mesh, name)
+            expected = current.version if current is not None else 0
         try:
-            _, created = await self.store.put(kind.name, mesh, name, spec)
+            stored, created = await self.store.put(
+                kind.name, mesh, name, spec, expected_version=expected
+            )
         except ConflictError as e:
-            raise ApiError(409, "Conflict", str(e)) from None
+            raise ApiError(
+                409,
+                "Conflict",
+                f"{_describe(kind, mesh, name)} was changed by another writer meanwhile "
+                f"(expected version {expected}, found {e.found}); read it again and retry",
+                headers={"ETag": _etag(e.found)} if e.found else None,
+            ) from None
         log.info("%s %s", "created" if created else "updated", _describe(kind, mesh, name))
         if created and kind.name == MESH_TYPE and self._serves(MESH_TRAFFIC_PERMISSION_TYPE):
             await create_default_policies(self.store, model if isinstance(model, Mesh) else name)
-        return JSONResponse({}, status_code=201 if created else 200)
+        return JSONResponse(
+            {}, status_code=201 if created else 200, headers={"ETag": _etag(stored.version)}
+        )
 
     def _serves(self, type: str) -> bool:
         return any(kind.name == type for kind in self.kinds)

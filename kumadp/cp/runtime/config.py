@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kumadp.cp.store.postgres_settings import PostgresSettings
+
 STANDALONE = "standalone"
 GLOBAL = "global"
 ZONE = "zone"
@@ -32,6 +34,10 @@ class ControlPlaneConfig:
     hostnames: list[str] = field(default_factory=list)
     # Bound of each shutdown phase (the DP server's own drain of open streams is 1 s).
     shutdown_phase_timeout: float = 5.0
+    # PostgreSQL and several instances
+    postgres: PostgresSettings | None = None  # --store postgres: how to connect
+    leader_lease: float = 3.0  # a leader silent this long loses the lease
+    instance_id: str | None = None  # default: <hostname>-<pid>
 
 
 __all__ = ["GLOBAL", "MODES", "STANDALONE", "ZONE", "ControlPlaneConfig"]

@@ -9,36 +9,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import ClassVar
 
+import kumadp
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import create_app
+from kumadp.cp.api.control_planes import control_plane_routes
 from kumadp.cp.api.insights import insight_routes
 from kumadp.cp.api.rules import rules_routes
 from kumadp.cp.api.tokens import token_routes
 from kumadp.cp.auth import DpAuth
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
 from kumadp.cp.ca import MeshCAs
+from kumadp.cp.deregistration import Deregistrar
 from kumadp.cp.diagnostics import create_diagnostics_app
 from kumadp.cp.dp_server import DpServer
+from kumadp.cp.election import AlwaysLeader, Election
 from kumadp.cp.http_server import HttpServer
-from kumadp.cp.insights import InsightStore
+from kumadp.cp.insight_janitor import InsightJanitor
+from kumadp.cp.insights import InsightStore, control_plane_instance_id
+from kumadp.cp.instances import InstanceInfo, Instances
 from kumadp.cp.metrics import CpMetrics
 from kumadp.cp.provisioners import CaProvisioner, VipProvisioner
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.runtime.config import STANDALONE, ControlPlaneConfig
+from kumadp.cp.runtime.leader_only import leader_only
 from kumadp.cp.runtime.phases import Phase, run_in_phases
 from kumadp.cp.server_tls import (
     ServerCertificate,
     ensure_server_certificate,
     load_server_certificate,
 )
+from kumadp.cp.shared_registration import SharedDataplaneRegistry
 from kumadp.cp.store.base import Store
 from kumadp.cp.tokens import TokenIssuer
 from kumadp.cp.vips import VipAllocator
+from kumadp.lifecycle import Component
 from kumadp.xds.cache import SnapshotCache
 
 log = logging.getLogger(__name__)
@@ -59,9 +69,18 @@ class ControlPlane:
     """Every part of a control plane over one store; ``components_for(mode)`` says which
     run in a mode, phase by phase."""
 
-    def __init__(self, config: ControlPlaneConfig, store: Store) -> None:
+    def __init__(
+        self, config: ControlPlaneConfig, store: Store, election: Election | None = None
+    ) -> None:
         self.config = config
         self.store = store
+        # Several instances on one store: the leader runs the jobs that must run once
+        # (``leader_only``), each instance has an id and a heartbeat (``instances``).
+        self.shared = election is not None and not isinstance(election, AlwaysLeader)
+        instance_id = config.instance_id or control_plane_instance_id()
+        self.election: Election = election or AlwaysLeader(instance_id)
+        self.instances = Instances(store, self._instance_info(instance_id), shared=self.shared)
+        leader_store = self.election.fenced(store)  # the writes of leader-only components
         self.cache = SnapshotCache()
         self.hub = AgentHub()
         self.tokens = TokenIssuer(store)
@@ -69,12 +88,18 @@ class ControlPlane:
         self.cas = MeshCAs(store)
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
-        self.insights = InsightStore(store)
-        self.registrations = DataplaneRegistry(
-            store,
-            deregistration_delay=config.deregistration_delay,
-            on_readiness_change=lambda mesh: self.reconciler.mark_dirty(mesh),
-        )
+        self.insights = InsightStore(store, instance_id=instance_id, shared=self.shared)
+        self.registrations: DataplaneRegistry
+        if self.shared:
+            self.registrations = SharedDataplaneRegistry(
+                store, instance_id, deregistration_delay=config.deregistration_delay
+            )
+        else:
+            self.registrations = DataplaneRegistry(
+                store,
+                deregistration_delay=config.deregistration_delay,
+                on_readiness_change=lambda mesh: self.reconciler.mark_dirty(mesh),
+            )
         self.reconciler = Reconciler(
             store,
             self.cache,
@@ -84,8 +109,15 @@ class ControlPlane:
             hub=self.hub,
             debounce=config.debounce,
         )
-        self.vip_provisioner = VipProvisioner(store, self.vips)
-        self.ca_provisioner = CaProvisioner(store, self.cas)
+        self.vip_provisioner = VipProvisioner(
+            leader_store,
+            VipAllocator(leader_store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr),
+        )
+        self.ca_provisioner = CaProvisioner(leader_store, MeshCAs(leader_store))
+        self.deregistrar = Deregistrar(
+            leader_store, self.instances, delay=config.deregistration_delay
+        )
+        self.insight_janitor = InsightJanitor(leader_store, self.instances)
         self.agent_channel = AgentChannelService(
             store=store,
             registrations=self.registrations,
@@ -133,12 +165,46 @@ class ControlPlane:
             ),
             Phase(
                 "stop reconciling and provisioning",
-                (self.reconciler, self.vip_provisioner, self.ca_provisioner),
+                (
+                    self.reconciler,
+                    *leader_only(self.election, self._leader_jobs()),
+                    *self._connection_records(),
+                ),
                 timeout,
             ),
             Phase("flush insights", (self.insights,), timeout),
-            Phase("stop diagnostics", (self._diagnostics_server(),), timeout),
+            Phase(
+                "stop diagnostics; leave the instance list, hand over the leader lease",
+                (self._diagnostics_server(), self.instances, self.election),
+                timeout,
+            ),
         ]
+
+    def _leader_jobs(self) -> list[Component]:
+        """What runs once among the instances sharing the store (on the leader)."""
+        jobs: list[Component] = [self.vip_provisioner, self.ca_provisioner]
+        if self.shared:  # one instance alone does these in its registry and insight store
+            jobs += [self.deregistrar, self.insight_janitor]
+        return jobs
+
+    def _connection_records(self) -> tuple[Component, ...]:
+        registry = self.registrations
+        return (registry,) if isinstance(registry, SharedDataplaneRegistry) else ()
+
+    def _instance_info(self, instance_id: str) -> InstanceInfo:
+        config = self.config
+        unspecified = ("", "0.0.0.0", "::")
+        host = config.xds_host or (
+            config.address if config.address not in unspecified else socket.gethostname()
+        )
+        api_host = config.address if config.address not in unspecified else host
+        return InstanceInfo(
+            id=instance_id,
+            dp_server=f"{host}:{config.dp_port}",
+            api=f"{api_host}:{config.api_port}",
+            mode=config.mode,
+            version=kumadp.__version__,
+        )
 
     # -- the HTTP servers ----------------------------------------------------------------
     def _api_server(self) -> HttpServer:
@@ -148,6 +214,7 @@ class ControlPlane:
                 xds_port=self.config.dp_port,
                 xds_host=self.config.xds_host,
                 dp_server_ca_pem=self.tls.ca_pem if self.tls else None,
+                peers=self._peer_dp_servers if self.shared else None,
             ),
             self.registrations,
             self.auth,
@@ -159,9 +226,19 @@ class ControlPlane:
                 *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
                 *insight_routes(self.store, self.insights, self.cache),
                 *rules_routes(self.store),
+                *control_plane_routes(self.instances, self.election),
             ],
         )
         return HttpServer("api-server", api, self.config.address, self.config.api_port)
+
+    async def _peer_dp_servers(self) -> list[str]:
+        """The DP servers of the other live instances (for the bootstraps' ADS cluster)."""
+        try:
+            live = await self.instances.live()
+        except Exception as exc:  # the bootstrap still works with this instance alone
+            log.warning("listing the other control plane instances failed: %s", exc)
+            return []
+        return [i.dp_server for i in live if i.id != self.instances.instance_id and i.dp_server]
 
     def _diagnostics_server(self) -> HttpServer:
         metrics = CpMetrics(

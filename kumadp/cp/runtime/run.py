@@ -7,9 +7,12 @@ import asyncio
 import logging
 
 from kumadp.cp.defaults import ensure_default_mesh
+from kumadp.cp.election import AlwaysLeader, Election
+from kumadp.cp.insights import control_plane_instance_id
 from kumadp.cp.runtime.config import ControlPlaneConfig
 from kumadp.cp.runtime.control_plane import ControlPlane
 from kumadp.cp.store import open_store
+from kumadp.cp.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +20,10 @@ log = logging.getLogger(__name__)
 async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set (then shut down in phases) or a component fails."""
     ControlPlane.check_mode(config.mode)  # before anything is opened
-    store = open_store(config.store, config.data_dir)
+    store = await open_store(config.store, config.data_dir, config.postgres)
     try:
         await ensure_default_mesh(store)
-        cp = ControlPlane(config, store)
+        cp = ControlPlane(config, store, _election(config, store))
         if cp.tls is not None:
             where = f" (also at {cp.tls.ca_path})" if cp.tls.ca_path else ""
             log.info(
@@ -31,7 +34,8 @@ async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> 
         if config.dp_auth == "none":
             log.warning("--dp-auth none: any process that can reach the CP may join a mesh")
         log.info(
-            "control plane starting (%s): API :%d, DP server :%d, diagnostics :%d, store %s",
+            "control plane %s starting (%s): API :%d, DP server :%d, diagnostics :%d, store %s",
+            cp.instances.instance_id,
             config.mode,
             config.api_port,
             config.dp_port,
@@ -42,6 +46,20 @@ async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> 
     finally:
         log.info("shutdown: closing the store")
         await store.close()
+
+
+def _election(config: ControlPlaneConfig, store: Store) -> Election:
+    """A lease on PostgreSQL (several instances may share it); else this instance leads."""
+    instance_id = config.instance_id or control_plane_instance_id()
+    if config.store == "postgres":
+        from kumadp.cp.store.postgres import PostgresStore
+        from kumadp.cp.store.postgres_election import PostgresElection
+
+        if not isinstance(store, PostgresStore):  # e.g. a layer over it: give it the store
+            raise TypeError("the leader election needs the PostgreSQL store itself")
+        config.instance_id = instance_id
+        return PostgresElection(store, instance_id, lease=config.leader_lease)
+    return AlwaysLeader(instance_id)
 
 
 __all__ = ["run_control_plane"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kumadp.cp.store.base import (
     RESYNC,
@@ -10,6 +11,7 @@ from kumadp.cp.store.base import (
     ChangeSubscription,
     ConflictError,
     NotFoundError,
+    NotLeaderError,
     Store,
     StoredResource,
     StoreError,
@@ -18,13 +20,22 @@ from kumadp.cp.store.feed import ChangeFeed, following
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.cp.store.sqlite import SqliteStore
 
-STORE_KINDS = ("memory", "sqlite")
+if TYPE_CHECKING:
+    from kumadp.cp.store.postgres_settings import PostgresSettings
+
+STORE_KINDS = ("memory", "sqlite", "postgres")
 SQLITE_FILE_NAME = "kumadp.db"
+SHARED_STORE_KINDS = frozenset({"postgres"})  # several CP instances may share one
 
 
-def open_store(kind: str, data_dir: Path | None) -> Store:
-    """Open the store selected by ``--store``: ``memory``, or ``sqlite`` in
-    ``<data_dir>/kumadp.db`` (the directory is created if missing)."""
+async def open_store(
+    kind: str, data_dir: Path | None, postgres: PostgresSettings | None = None
+) -> Store:
+    """Open the store selected by ``--store``: ``memory``, ``sqlite`` in
+    ``<data_dir>/kumadp.db`` (the directory is created if missing), or ``postgres`` (with
+    ``postgres`` settings; connected and its schema checked before this returns)."""
+    if kind == "postgres":
+        return await _open_postgres(postgres)
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
@@ -39,8 +50,22 @@ def open_store(kind: str, data_dir: Path | None) -> Store:
     raise ValueError(f"unknown store kind {kind!r}: expected one of {', '.join(STORE_KINDS)}")
 
 
+async def _open_postgres(settings: PostgresSettings | None) -> Store:
+    try:
+        from kumadp.cp.store.postgres import PostgresStore
+        from kumadp.cp.store.postgres_settings import PostgresSettings
+    except ImportError as e:  # psycopg is an optional extra
+        raise StoreError(
+            f"the postgres store needs psycopg: pip install 'kumadp[postgres]' ({e})"
+        ) from e
+    store = PostgresStore(settings or PostgresSettings())
+    await store.open()
+    return store
+
+
 __all__ = [
     "RESYNC",
+    "SHARED_STORE_KINDS",
     "STORE_KINDS",
     "ChangeEvent",
     "ChangeFeed",
@@ -48,6 +73,7 @@ __all__ = [
     "ConflictError",
     "MemoryStore",
     "NotFoundError",
+    "NotLeaderError",
     "SqliteStore",
     "Store",
     "StoreError",

@@ -22,11 +22,21 @@ class StoreError(Exception):
 
 
 class ConflictError(StoreError):
-    """A write's ``expected_version`` did not match the stored version."""
+    """A write's ``expected_version`` did not match the stored version (``found``; 0 =
+    the resource does not exist)."""
+
+    def __init__(self, message: str, found: int | None = None) -> None:
+        super().__init__(message)
+        self.found = found
 
 
 class NotFoundError(StoreError):
     """The resource does not exist."""
+
+
+class NotLeaderError(StoreError):
+    """A leader-only write was refused: this instance does not hold the leader lease (any
+    more). See ``kumadp.cp.election``."""
 
 
 class Store(Protocol):
@@ -69,6 +79,7 @@ __all__ = [
     "ChangeSubscription",
     "ConflictError",
     "NotFoundError",
+    "NotLeaderError",
     "Store",
     "StoreError",
     "StoredResource",

@@ -50,7 +50,7 @@ def check_expected_version(
     actual = current.version if current is not None else 0
     if actual != expected:
         where = f"{type} {mesh + '/' if mesh else ''}{name}"
-        raise ConflictError(f"{where}: expected version {expected}, found {actual}")
+        raise ConflictError(f"{where}: expected version {expected}, found {actual}", found=actual)
 
 
 class MemoryStore:
