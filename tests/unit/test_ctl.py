@@ -349,8 +349,8 @@ def test_get_errors(cp: FakeCP, cp_url: str) -> None:
         == 'Error: dataplane "x" not found in mesh "payments"\n'
     )
     assert failed("get", "mesh", "x", "--cp-address", cp_url) == 'Error: mesh "x" not found\n'
-    assert failed("get", "zones", "--cp-address", cp_url).startswith(
-        'Error: unknown resource type "zones" (supported: meshes, dataplanes, '
+    assert failed("get", "gateways", "--cp-address", cp_url).startswith(
+        'Error: unknown resource type "gateways" (supported: meshes, dataplanes, '
     )
     assert failed("get", "meshes", "-o", "xml", "--cp-address", cp_url) == (
         'Error: -o/--output: "xml" is not one of table, json, yaml\n'
@@ -538,7 +538,7 @@ def test_apply_validates_every_document_first(cp: FakeCP, cp_url: str, tmp_path:
         "type: Mesh\nname: fine\n---\n"
         "type: Dataplane\nmesh: default\nname: db-1\n"
         "networking:\n  address: 127.0.0.1\n  inbound:\n    - port: 70000\n      tags: {}\n"
-        "---\ntype: Zone\nname: z\n"
+        "---\ntype: MeshGateway\nname: z\n"
     )
     err = failed("apply", "-f", str(path), "--cp-address", cp_url)
     lines = err.splitlines()

@@ -130,18 +130,22 @@ def test_the_default_registry() -> None:
         ("Mesh", "meshes", Scope.GLOBAL),
         ("Dataplane", "dataplanes", Scope.MESH),
         ("MeshTrafficPermission", "meshtrafficpermissions", Scope.MESH),
+        ("Zone", "zones", Scope.GLOBAL),
     ]
     assert [t.name for t in REGISTRY.policies()] == ["MeshTrafficPermission"]
     assert [t.name for t in REGISTRY.synced(Sync.GLOBAL_TO_ZONE)] == [
         "Mesh",
         "MeshTrafficPermission",
+        "SigningPublicKey",  # the public half only: zones verify, never sign
+        "TokenRevocations",
     ]
     assert [t.name for t in REGISTRY.synced(Sync.ZONE_TO_GLOBAL)] == [
         "Dataplane",
         "DataplaneInsight",
     ]
     internal = {t.name for t in REGISTRY.synced(Sync.INTERNAL)}
-    assert {VIRTUAL_IPS_TYPE, MESH_CA_TYPE, "SigningKey", "TokenRevocations"} == internal
+    assert {VIRTUAL_IPS_TYPE, MESH_CA_TYPE, "SigningKey"} == internal
+    assert {t.name for t in REGISTRY.synced(Sync.NONE)} == {"Zone", "ZoneInsight"}
     assert not any(REGISTRY[name].served for name in internal)
 
 

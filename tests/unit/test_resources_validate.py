@@ -587,15 +587,18 @@ def test_parse_resource_dispatches_on_type() -> None:
     assert parse_resource({"type": "Mesh", "name": "default"}) == Mesh(name="default")
 
 
+SUPPORTED = "Dataplane, Mesh, MeshTrafficPermission, Zone"
+
+
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
         (
             {"type": "ZoneIngress"},
-            'type: unknown type "ZoneIngress" (supported: Dataplane, Mesh, MeshTrafficPermission)',
+            f'type: unknown type "ZoneIngress" (supported: {SUPPORTED})',
         ),
-        ({"type": 3}, "type: unknown type 3 (supported: Dataplane, Mesh, MeshTrafficPermission)"),
-        ({"name": "x"}, "type: is required (one of Dataplane, Mesh, MeshTrafficPermission)"),
+        ({"type": 3}, f"type: unknown type 3 (supported: {SUPPORTED})"),
+        ({"name": "x"}, f"type: is required (one of {SUPPORTED})"),
         ([], "document: must be an object"),
     ],
 )
