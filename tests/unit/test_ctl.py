@@ -442,6 +442,16 @@ def test_inspect_dataplanes_table(cp: FakeCP, cp_url: str) -> None:
     assert ("GET", "/dataplanes+insights") in cp.requests
 
 
+def test_inspect_dataplanes_shows_zones_at_global(cp: FakeCP, cp_url: str) -> None:
+    populate(cp)
+    populate_overviews(cp)
+    cp.overviews[0]["labels"] = {"kuma.io/zone": "zone-a", "kuma.io/origin": "zone"}
+    lines = ok("inspect", "dataplanes", "--cp-address", cp_url).splitlines()
+    assert lines[0].split()[:3] == ["MESH", "ZONE", "NAME"]
+    assert lines[1].split()[:3] == ["default", "zone-a", "backend-1"]
+    assert lines[2].split()[:3] == ["default", "-", "web-1"]
+
+
 def test_inspect_dataplanes_of_one_mesh(cp: FakeCP, cp_url: str) -> None:
     populate(cp)
     populate_overviews(cp)

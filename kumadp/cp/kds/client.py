@@ -27,6 +27,7 @@ import logging
 import socket
 import ssl
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -46,7 +47,7 @@ from kumadp.resources.registry import ResourceType
 from kumadp.wire import kds as wire
 from kumadp.wire.kds_pb2 import ZoneHealthCheckRequest, ZoneHealthCheckResponse
 from kumadp.xds.delta import DeltaServer, Nack, NoopDeltaCallbacks
-from kumadp.xds.delta_client import DeltaClient
+from kumadp.xds.delta_client import DeltaClient, Update
 from kumadp.xds.grpc_adapter import CallServerStream, GrpcClientStream
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,18 @@ class _StuckWatch(NoopDeltaCallbacks):
         return min(heads) if heads else None
 
 
+class _FirstUpdate:
+    """A ``DeltaHandler`` that notes the first update (the global CP accepted the stream)."""
+
+    def __init__(self, inner: ZoneReceiver) -> None:
+        self.inner = inner
+        self.arrived = asyncio.Event()
+
+    async def apply(self, update: Update) -> Mapping[str, str]:
+        self.arrived.set()
+        return await self.inner.apply(update)
+
+
 class _Connection:
     """One connection to the global CP: runs until something ends it (then raises)."""
 
@@ -208,7 +221,7 @@ class _Connection:
             ("grpc.keepalive_timeout_ms", 10_000),
         ]
         async with grpc.aio.secure_channel(target, credentials, options=options) as channel:
-            receiver = ZoneReceiver(self._store, self._down)
+            receiver = _FirstUpdate(ZoneReceiver(self._store, self._down))
             node = base_pb2.Node(id=config.zone)
             down_call = channel.stream_stream(
                 wire.method_path(wire.GLOBAL_TO_ZONE_METHOD),
@@ -219,7 +232,7 @@ class _Connection:
                 node,
                 [t.name for t in self._down],
                 receiver,
-                initial_versions=await receiver.initial_versions(),
+                initial_versions=await receiver.inner.initial_versions(),
             )
             up_call = channel.stream_stream(
                 wire.method_path(wire.ZONE_TO_GLOBAL_METHOD),
@@ -240,7 +253,7 @@ class _Connection:
                 asyncio.ensure_future(
                     self._ended(server.handle_stream(CallServerStream(up_call)), "zone-to-global")
                 ),
-                asyncio.ensure_future(self._heartbeats(health, metadata)),
+                asyncio.ensure_future(self._heartbeats(health, metadata, receiver.arrived)),
                 asyncio.ensure_future(self._stuck(watch)),
             }
             stopping = asyncio.ensure_future(stop.wait())
@@ -266,7 +279,15 @@ class _Connection:
         self,
         health: grpc.aio.UnaryUnaryMultiCallable[ZoneHealthCheckRequest, ZoneHealthCheckResponse],
         metadata: tuple[tuple[str, str], ...],
+        accepted: asyncio.Event,
     ) -> None:
+        """Heartbeats, once the global CP accepted this connection (its first response)."""
+        try:
+            await asyncio.wait_for(accepted.wait(), self._config.stuck_timeout)
+        except TimeoutError:
+            raise KdsConnectionError(
+                f"no answer from the global control plane in {self._config.stuck_timeout:g}s"
+            ) from None
         interval = DEFAULT_HEALTH_INTERVAL
         while True:
             response = await health(

@@ -14,9 +14,10 @@ from typing import ClassVar
 
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
-from kumadp.cp.api import create_app
+from kumadp.cp.api import BootstrapHandler, create_app
 from kumadp.cp.api.insights import insight_routes
 from kumadp.cp.api.tokens import token_routes
+from kumadp.cp.api.zones import token_refusals, zone_routes
 from kumadp.cp.auth import DpAuth
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
 from kumadp.cp.ca import MeshCAs
@@ -25,10 +26,12 @@ from kumadp.cp.dp_server import DpServer
 from kumadp.cp.http_server import HttpServer
 from kumadp.cp.insights import InsightStore
 from kumadp.cp.metrics import CpMetrics
+from kumadp.cp.mode_guards import RefusingBootstrap, RefusingDpServer, WriteGuard
 from kumadp.cp.provisioners import CaProvisioner, VipProvisioner
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry
-from kumadp.cp.runtime.config import STANDALONE, ControlPlaneConfig
+from kumadp.cp.runtime.config import GLOBAL, STANDALONE, ZONE, ControlPlaneConfig
+from kumadp.cp.runtime.multizone import GlobalKds, ZoneKds, global_kds, zone_kds
 from kumadp.cp.runtime.phases import Phase, run_in_phases
 from kumadp.cp.server_tls import (
     ServerCertificate,
@@ -36,7 +39,7 @@ from kumadp.cp.server_tls import (
     load_server_certificate,
 )
 from kumadp.cp.store.base import Store
-from kumadp.cp.tokens import TokenIssuer
+from kumadp.cp.tokens import ISSUE_ON_GLOBAL, TokenIssuer
 from kumadp.cp.vips import VipAllocator
 from kumadp.xds.cache import SnapshotCache
 
@@ -61,11 +64,12 @@ class ControlPlane:
     def __init__(self, config: ControlPlaneConfig, store: Store) -> None:
         self.config = config
         self.store = store
+        zone = config.mode == ZONE  # verifies tokens and CAs synced from global, makes none
         self.cache = SnapshotCache()
         self.hub = AgentHub()
-        self.tokens = TokenIssuer(store)
+        self.tokens = TokenIssuer(store, public_only=zone)
         self.auth = DpAuth(config.dp_auth, self.tokens)
-        self.cas = MeshCAs(store)
+        self.cas = MeshCAs(store, create=not zone)
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
         self.insights = InsightStore(store)
@@ -82,6 +86,7 @@ class ControlPlane:
             cas=self.cas,
             hub=self.hub,
             debounce=config.debounce,
+            serve_without_ca=zone,
         )
         self.vip_provisioner = VipProvisioner(store, self.vips)
         self.ca_provisioner = CaProvisioner(store, self.cas)
@@ -105,10 +110,21 @@ class ControlPlane:
             tls=self.tls,
             insights=self.insights,
         )
+        self.guard = WriteGuard(config.mode, config.zone if zone else None)
+        self.global_kds: GlobalKds | None = None
+        self.zone_kds: ZoneKds | None = None
+        if config.mode == GLOBAL:
+            self.global_kds = global_kds(config, store)
+        elif zone:
+            self.zone_kds = zone_kds(config, store)
 
     # -- components per mode -----------------------------------------------------------
-    # mode -> the method listing its components; global and zone come next
-    MODES: ClassVar[dict[str, str]] = {STANDALONE: "_standalone"}
+    # mode -> the method listing its components
+    MODES: ClassVar[dict[str, str]] = {
+        STANDALONE: "_standalone",
+        GLOBAL: "_global",
+        ZONE: "_zone",
+    }
 
     @classmethod
     def check_mode(cls, mode: str) -> None:
@@ -139,9 +155,55 @@ class ControlPlane:
             Phase("stop diagnostics", (self._diagnostics_server(),), timeout),
         ]
 
+    def _global(self) -> list[Phase]:
+        """Meshes and policies are written here and sent to the zones; dataplanes are
+        refused (they connect to zones), the zones' inventory is received."""
+        timeout = self.config.shutdown_phase_timeout
+        kds = self.global_kds
+        assert kds is not None
+        refusing = RefusingDpServer(
+            address=self.config.address, port=self.config.dp_port, tls=self.tls
+        )
+        return [
+            Phase(
+                "stop accepting zones, dataplane connections and API requests",
+                (kds.server, refusing, self._api_server()),
+                timeout,
+            ),
+            Phase(
+                "stop provisioning and syncing; write the zone insights",
+                (self.ca_provisioner, kds.keys, kds.source, kds.zones),
+                timeout,
+            ),
+            Phase("stop diagnostics", (self._diagnostics_server(),), timeout),
+        ]
+
+    def _zone(self) -> list[Phase]:
+        """A standalone CP for its own dataplanes, with meshes, policies and token keys from
+        the global CP (read-only here) and its inventory sent there."""
+        timeout = self.config.shutdown_phase_timeout
+        kds = self.zone_kds
+        assert kds is not None
+        return [
+            Phase(
+                "disconnect from the global CP; stop accepting ADS/agent streams and API "
+                "requests; drain open streams",
+                (kds.client, self.dp_server, self._api_server()),
+                timeout,
+            ),
+            Phase(
+                "stop reconciling, provisioning and syncing",
+                (self.reconciler, self.vip_provisioner, kds.source),
+                timeout,
+            ),
+            Phase("flush insights", (self.insights,), timeout),
+            Phase("stop diagnostics", (self._diagnostics_server(),), timeout),
+        ]
+
     # -- the HTTP servers ----------------------------------------------------------------
     def _api_server(self) -> HttpServer:
-        bootstrap = BootstrapService(
+        mode = self.config.mode
+        bootstrap: BootstrapHandler = BootstrapService(
             self.store,
             BootstrapParams(
                 xds_port=self.config.dp_port,
@@ -150,14 +212,20 @@ class ControlPlane:
             ),
             self.registrations,
             self.auth,
+            zone=self.config.zone if mode == ZONE else None,
         )
+        if mode == GLOBAL:
+            bootstrap = RefusingBootstrap()
         api = create_app(
             self.store,
             bootstrap,
             extra_routes=[
+                *(token_refusals(ISSUE_ON_GLOBAL) if mode == ZONE else []),
                 *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
-                *insight_routes(self.store, self.insights, self.cache),
+                *insight_routes(self.store, None if mode == GLOBAL else self.insights, self.cache),
+                *zone_routes(self.store),
             ],
+            guard=self.guard,
         )
         return HttpServer("api-server", api, self.config.address, self.config.api_port)
 
@@ -175,7 +243,8 @@ class ControlPlane:
     # -- running -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         phases = self.components_for(self.config.mode)
-        await self.insights.load()  # before any stream opens
+        if self.config.mode != GLOBAL:  # a global CP's insights are its zones' copies
+            await self.insights.load()  # before any stream opens
         try:
             await run_in_phases(phases, stop)
         finally:
