@@ -3,6 +3,7 @@ each on its own store."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,31 @@ async def test_a_wrong_ca_is_not_trusted(tmp_path: Path) -> None:
     async with kds_global() as g, kds_zone(g, "zone-a", ca_file=other) as z:
         await until(lambda: z.client.failures >= 2, "refused handshakes")
         assert not z.client.connected and not g.zones.online("zone-a")
+
+
+async def test_a_stuck_zone_to_global_stream_is_reopened_by_the_zone(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from kumadp.cp.kds.global_receiver import GlobalReceiver
+
+    stuck = {"left": 1}
+    apply = GlobalReceiver.apply
+
+    async def hang_once(self: GlobalReceiver, update: Any) -> Any:
+        if stuck["left"]:
+            stuck["left"] -= 1
+            await asyncio.Event().wait()  # never answers: no ACK ever comes back
+        return await apply(self, update)
+
+    monkeypatch.setattr(GlobalReceiver, "apply", hang_once)
+    zone_store, global_store = MemoryStore(), MemoryStore()
+    await seed(global_store)
+    await put(zone_store, dataplane("web-1"))
+    async with (
+        kds_global(global_store) as g,
+        kds_zone(g, "zone-a", zone_store, tmp=tmp_path, stuck_timeout=0.4) as z,
+    ):
+        await until(
+            lambda: names(g.store, "Dataplane"), "the dataplane after the re-dial", within=10
+        )
+        assert z.client.failures >= 1 and stuck["left"] == 0

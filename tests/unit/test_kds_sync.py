@@ -276,7 +276,7 @@ async def test_a_policy_before_its_mesh_is_kept_until_the_mesh_arrives() -> None
             return Update(type_url, "1", changed, (), None)
 
         failed = await receiver.apply(update("MeshTrafficPermission"))
-        assert "does not exist (yet)" in failed["late/p"]
+        assert "does not exist: kept" in failed["late/p"]
         assert await receiver.apply(update("Mesh")) == {}
     assert await names(zone_store, "MeshTrafficPermission", "late") == {
         copy_name(True, "p", "late", None)

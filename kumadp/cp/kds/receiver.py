@@ -3,8 +3,8 @@ what is rejected (a ``DeltaHandler`` for ``kumadp.xds.delta_client``).
 
 - Each resource of an update is checked on its own (shape, the registry's parser, its mesh
   exists, the side's own rules): one that fails is reported back by name with its reason
-  and logged, the others are written. A resource whose mesh has not arrived yet is kept
-  and written as soon as that mesh is.
+  and logged, the others are written. A resource whose mesh does not exist yet is kept
+  and written as soon as that mesh arrives (or, at global, is found at the next update).
 - A copy whose stored version already is the incoming one is not written again; the store
   itself also ignores an identical write. So a reconnect rewrites nothing unchanged.
 - The copies of a direction are found by their labels (``owns``); their versions are this
@@ -106,6 +106,9 @@ class Receiver:
         resource_type = self._types.get(update.type_url)
         if resource_type is None:
             raise Rejected(f"{update.type_url} is not synced in this direction")
+        for mesh in list(self._waiting):  # a mesh made meanwhile (by hand, at global)
+            if await self._store.get(MESH_TYPE, "", mesh) is not None:
+                await self._release(mesh)
         for key in update.removed:
             await self._delete(resource_type, key)
         if update.complete is not None:
@@ -143,7 +146,7 @@ class Receiver:
         if resource_type.mesh_scoped and await self._store.get(MESH_TYPE, "", mesh) is None:
             parked = self._waiting.setdefault(mesh, {})
             parked[(resource_type.name, incoming.key)] = incoming
-            raise Rejected(f'mesh "{mesh}" does not exist (yet): kept until it arrives')
+            raise Rejected(f'mesh "{mesh}" does not exist: kept, stored once the mesh exists')
         check_document(resource_type, doc)
         self.check(resource_type, incoming, doc)
         current = await self._store.get(resource_type.name, mesh, name)
