@@ -124,7 +124,17 @@ def test_malformed_resources_are_refused_with_a_reason(mutate: Any, reason: str)
 
 
 def test_spec_json_is_bounded_and_must_be_an_object() -> None:
-    for spec_json, reason in [("[1]", "must be a JSON object"), ("[" * 100_000, "not valid JSON")]:
+    deep = '{"a":' * 40 + "1" + "}" * 40
+    cases = [
+        ("[1]", "must be a JSON object"),
+        ("[" * 100_000, "not valid JSON"),
+        (
+            "{" + '"a":[' * 100_000 + "]" * 100_000 + "}",
+            "not valid JSON",
+        ),  # past the recursion limit
+        (deep, "nested deeper than 32 levels"),
+    ]
+    for spec_json, reason in cases:
         message = KumaResource(spec_json=spec_json)
         message.meta.type, message.meta.name, message.meta.mesh = "MeshTrafficPermission", "x", "m"
         res = discovery_pb2.Resource(name="m/x", version="1")

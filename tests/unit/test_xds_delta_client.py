@@ -159,6 +159,20 @@ async def test_reconnect_sends_only_what_changed_and_removes_what_went() -> None
     assert handler.applied == {"a": 1, "b": 20}
 
 
+async def test_replies_are_reported_to_the_observer() -> None:
+    server, handler = Server(), Handler(refuse={"b": "no"})
+    server.cache.set_snapshot(NODE, snapshot(a=1, b=2))
+    replies: list[tuple[str, bool]] = []
+    client = DeltaClient(
+        node(), [types.CLUSTER], handler, on_reply=lambda t, ok: replies.append((t, ok))
+    )
+    async with connected(server, client):
+        await until(lambda: server.nacks, "the NACK")
+        server.cache.set_snapshot(NODE, snapshot(a=1, b=2, c=3))
+        await until(lambda: server.acks, "the ACK")
+    assert replies == [(types.CLUSTER, False), (types.CLUSTER, True)]
+
+
 async def test_a_handler_failure_rejects_the_whole_update() -> None:
     server, handler = Server(), Handler()
     handler.fail = RuntimeError("store unavailable")

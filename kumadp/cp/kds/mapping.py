@@ -34,6 +34,7 @@ from kumadp.xds.types import TYPE_URL_PREFIX
 
 META_KEYS = ("type", "mesh", "name", "labels")
 MAX_SPEC_BYTES = 1024 * 1024  # one resource's document, as JSON text
+MAX_DEPTH = 32  # nesting of a received document
 MAX_NAME = 253
 HASH_CHARS = 16
 RESOURCE_TYPE_URL = TYPE_URL_PREFIX + wire.RESOURCE_MESSAGE
@@ -150,11 +151,28 @@ def from_wire(type_name: str, mesh_scoped: bool, resource: discovery_pb2.Resourc
         raise MappingError(f"spec_json: not valid JSON ({type(exc).__name__})") from None
     if not isinstance(spec, dict):
         raise MappingError("spec_json: must be a JSON object")
+    if _depth(spec) > MAX_DEPTH:
+        raise MappingError(f"spec_json: nested deeper than {MAX_DEPTH} levels")
     clash = sorted(set(spec) & set(META_KEYS))
     if clash:
         raise MappingError(f"spec_json: {', '.join(clash)} belong in meta")
     version = resource.version or meta.version
     return Incoming(type_name, meta.mesh, meta.name, version, dict(meta.labels), spec)
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (iteratively: no recursion on untrusted input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def local_copy(
