@@ -10,6 +10,7 @@ One module per concern; nothing here imports the HTTP API, and the protocol itse
 - ``source``: what a CP sends, built from its store's change feed;
 - ``receiver`` (+ ``zone_receiver``, ``global_receiver``): validate, write, NACK alone;
 - ``server`` (global) and ``client`` (zone): the gRPC connection and its three methods;
+  ``trust``: how the zone trusts the global CP's certificate;
 - ``zones`` and ``zone_insights``: the global CP's view of its zones (claims, heartbeats,
   Zone and ZoneInsight);
 - ``keys``: the public halves of the token signing keys, which the zones verify with.

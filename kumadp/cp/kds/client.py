@@ -20,12 +20,9 @@ trusts whatever chain the global CP presents (logged as a warning).
 
 from __future__ import annotations
 
-import _ssl
 import asyncio
 import collections
 import logging
-import socket
-import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,12 +31,11 @@ from typing import TypeAlias
 from urllib.parse import urlsplit
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from kumadp.cp.kds.source import StoreSource
+from kumadp.cp.kds.trust import channel_credentials
 from kumadp.cp.kds.zone_receiver import ZoneReceiver
 from kumadp.cp.store.base import Store
 from kumadp.lifecycle import Backoff, Resilient
@@ -316,70 +312,7 @@ class _Connection:
 
     async def _credentials(self) -> tuple[grpc.ChannelCredentials, list[tuple[str, str | int]]]:
         config = self._config
-        if config.ca_file is not None:
-            try:
-                roots = config.ca_file.read_bytes()
-            except OSError as exc:
-                raise KdsConnectionError(f"--kds-ca-file {config.ca_file}: {exc.strerror}") from exc
-            return grpc.ssl_channel_credentials(root_certificates=roots), []
-        if config.skip_verify:
-            roots, name = await asyncio.to_thread(presented_chain, self._host, self._port)
-            log.warning(
-                "KDS: --kds-skip-verify: trusting the certificate the global control plane "
-                "presents at %s:%d without checking it",
-                self._host, self._port,
-            )  # fmt: skip
-            return grpc.ssl_channel_credentials(root_certificates=roots), [
-                ("grpc.ssl_target_name_override", name)
-            ]
-        return grpc.ssl_channel_credentials(), []
-
-
-def presented_chain(host: str, port: int, timeout: float = 5.0) -> tuple[bytes, str]:
-    """The certificate chain a TLS server presents (PEM) and a name its certificate is
-    valid for: what ``--kds-skip-verify`` trusts for one connection."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                ders = _unverified_chain(tls)
-    except OSError as exc:
-        raise KdsConnectionError(
-            f"cannot reach the global control plane at {host}:{port}: {exc}"
-        ) from exc
-    certs = [x509.load_der_x509_certificate(der) for der in ders]
-    if not certs:
-        raise KdsConnectionError(f"{host}:{port} presented no certificate")
-    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-    return pem, _a_name(certs[0]) or host
-
-
-def _unverified_chain(tls: ssl.SSLSocket) -> list[bytes]:
-    """DER of every certificate the peer sent (public API from Python 3.13; before, the
-    same method on the private ``_sslobj``); the leaf alone where neither exists."""
-    getter = getattr(tls, "get_unverified_chain", None) or getattr(
-        getattr(tls, "_sslobj", None), "get_unverified_chain", None
-    )
-    if getter is None:
-        der = tls.getpeercert(binary_form=True)
-        return [der] if der else []
-    return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in getter()]
-
-
-def _a_name(cert: x509.Certificate) -> str | None:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    for value in [
-        *san.get_values_for_type(x509.DNSName),
-        *map(str, san.get_values_for_type(x509.IPAddress)),
-    ]:
-        return str(value)
-    return None
+        return await channel_credentials(self._host, self._port, config.ca_file, config.skip_verify)
 
 
 __all__ = [
@@ -387,5 +320,4 @@ __all__ = [
     "KdsConnectionError",
     "ZoneKdsClient",
     "parse_global_address",
-    "presented_chain",
 ]
