@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,20 @@ async def test_zone_insight_subscriptions_in_kumas_shape() -> None:
     await reloaded.load()
     doc = reloaded.get("zone-a")
     assert doc is not None and all(s.get("disconnectTime") for s in doc["subscriptions"])
+
+
+class SlowStore(MemoryStore):
+    """Reads that yield to the loop, as a real database's do."""
+
+    async def get(self, type: str, mesh: str, name: str) -> Any:
+        await asyncio.sleep(0.01)
+        return await super().get(type, mesh, name)
+
+
+async def test_two_streams_of_a_new_connection_share_one_session() -> None:
+    store, clock = SlowStore(), Clock()
+    zones = registry(store, clock)
+    down, up = await asyncio.gather(zones.open_stream(who()), zones.open_stream(who()))
+    assert down is up and down.streams == 2
+    doc = zones.insights.get("zone-a")
+    assert doc is not None and len(doc["subscriptions"]) == 1

@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 from google.protobuf import any_pb2
 
-from kumadp.cp.kds.mapping import MappingError, labels_of, to_wire
+from kumadp.cp.kds.mapping import MappingError, labels_of, resource_key, to_wire
 from kumadp.cp.store.base import ChangeEvent, Store
 from kumadp.resources.registry import ResourceType
 from kumadp.wire import kds as wire
@@ -133,7 +133,7 @@ class StoreSource:
         type_name = event.type
         if type_name not in self._types:
             return None
-        key = f"{event.mesh}/{event.name}" if self._types[type_name].mesh_scoped else event.name
+        key = resource_key(event.mesh if self._types[type_name].mesh_scoped else "", event.name)
         packed, versions = self._packed[type_name], self._versions[type_name]
         item = None
         if event.op != "delete" and event.resource is not None:

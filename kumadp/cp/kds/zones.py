@@ -121,11 +121,12 @@ class ZoneRegistry:
                 else f"taken over by instance {identity.instance} (no heartbeat)"
             )
             self._end(current, why)
-        await self._ensure_zone(identity.zone)
+        # registered before any await: a second stream of this connection joins it
         subscription = self.insights.connected(identity.zone, identity.instance, identity.version)
         session = Session(identity, subscription, self._clock(), streams=1)
         self._sessions[identity.zone] = session
         self._wake.set()
+        await self._ensure_zone(identity.zone)
         log.info(
             "zone %s connected (instance %s, kumadp %s)",
             identity.zone, identity.instance, identity.version or "?",
