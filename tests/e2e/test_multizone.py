@@ -19,8 +19,9 @@ from testkit.multizone import (
     start_global,
     start_zone,
     zone_online,
+    zone_overview,
 )
-from testkit.procs import kumadp_command, wait_until
+from testkit.procs import http_ok, kumadp_command, wait_until
 from testkit.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -285,3 +286,27 @@ def test_zone_cp_down_its_sidecars_keep_serving_and_global_shows_it_offline(env:
     zone_a.proc.proc.kill()  # and gone for good: still Offline, traffic still flows
     wait_until(lambda: not zone_online(global_cp, "zone-a"), what="zone-a offline", timeout=10)
     assert _hello(web_port) == "backend-1"
+
+
+def test_a_second_zone_cp_with_the_same_name_is_refused_until_the_first_goes(env: MeshEnv) -> None:
+    global_cp = start_global(env)
+    first = start_zone(env, "zone-a", global_cp)
+    second = start_zone(env, "zone-a", global_cp, data_dir=env.tmp / "cp-zone-a-2", synced=False)
+
+    def holder() -> str:
+        subs = zone_overview(global_cp, "zone-a")["zoneInsight"]["subscriptions"]
+        return str(subs[-1]["zoneInstanceId"]) if subs else ""
+
+    first_instance = holder()
+    wait_until(
+        lambda: second.proc.output().count("refused zone zone-a") >= 2,
+        what="the second refused, and retrying",
+    )
+    assert "already connected from another zone control plane" in second.proc.output()
+    assert holder() == first_instance and zone_online(global_cp, "zone-a")
+    first.proc.stop()  # the first goes: the second takes the zone over
+    wait_until(
+        lambda: holder() not in ("", first_instance), what="the second holds zone-a", timeout=30
+    )
+    wait_until(lambda: zone_online(global_cp, "zone-a"), what="zone-a online again")
+    wait_until(lambda: http_ok(second.url + "/meshes/default"), what="the second synced")
