@@ -4,6 +4,7 @@ global down, the KDS link cut, a zone CP gone."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -147,6 +148,24 @@ def test_global_and_two_zones(env: MeshEnv) -> None:
     header, *rows = out.splitlines()
     assert header.split()[:3] == ["MESH", "ZONE", "NAME"]
     assert sorted(r.split()[1] for r in rows) == ["zone-a", "zone-a"]
+
+    # mTLS turned on at global: zones wait for their own CA (never make one), serving plaintext
+    mtls = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
+    assert (
+        _put(
+            global_cp, "/meshes/default", {"type": "Mesh", "name": "default", "mtls": mtls}
+        ).status_code
+        == 200
+    )
+    wait_until(
+        lambda: "waits for its intermediate CA" in zone_a.proc.output(),
+        what="the zone says it waits",
+    )
+    config = httpx.get(
+        zone_a.url + "/meshes/default/dataplanes/backend-1/_config", timeout=5
+    ).json()
+    assert "DownstreamTlsContext" not in json.dumps(config["lds"])
+    assert _hello(web_port) == "backend-1"
 
     # an agent sent to the global CP fails at once with the reason
     doc, _ = env.dataplane_yaml("lost-1", "lost", 1)
