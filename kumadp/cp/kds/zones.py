@@ -168,7 +168,8 @@ class ZoneRegistry:
         """Marks silent zones Offline (waking at the earliest deadline, no polling tick) and
         writes the insights."""
         await self.insights.load()
-        writer = asyncio.ensure_future(self.insights.run(stop))
+        writer_stop = asyncio.Event()  # set after the sessions are ended: their last write
+        writer = asyncio.ensure_future(self.insights.run(writer_stop))
         stop_task = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -181,6 +182,7 @@ class ZoneRegistry:
             stop_task.cancel()
             for session in list(self._sessions.values()):
                 self._end(session, "ended: the global control plane is stopping")
+            writer_stop.set()
             await writer
 
     def _expire(self) -> float | None:
