@@ -31,9 +31,14 @@ class ControlPlane:
     diagnostics_port: int
     data_dir: Path
     dp_auth: str = "dpToken"
+    # multi-zone: a zone CP's tokens come from its global CP (testkit.multizone)
+    token_source: ControlPlane | None = None
+    kds_port: int | None = None
 
     def token(self, name: str, mesh: str = "default") -> str:
         """A dataplane token from the CP (issuing is allowed from loopback)."""
+        if self.token_source is not None:
+            return self.token_source.token(name, mesh)
         resp = httpx.post(
             self.url + "/tokens/dataplane", json={"mesh": mesh, "name": name}, timeout=5
         )
@@ -240,16 +245,20 @@ class MeshEnv:
         extra: list[str] | None = None,
         wait: bool = True,
         mesh: str = "default",
-        token: bool = True,
+        token: bool | str = True,
         dns_port: int | None = None,
+        cp: ControlPlane | None = None,
     ) -> Agent:
+        """``cp``: the CP to join (default: the last one started); ``token``: mint one from
+        it (True), none (False), or this one (a string)."""
         self._agents += 1
         admin_port, readiness_port = free_port(), free_port()
         metrics_port = free_port()  # never Kuma's 5670: agents would collide on it
         dns_port = dns_port or free_port()
         dp_file = self.tmp / f"{name}.dataplane.yaml"
         dp_file.write_text(dataplane)
-        assert cp_url or self.cp, "start the CP first or pass cp_url"
+        cp = cp or self.cp
+        assert cp_url or cp, "start the CP first or pass cp_url"
         work_dir = self.tmp / f"{name}-wd"
         extra = [
             "--dns-port",
@@ -260,16 +269,16 @@ class MeshEnv:
             str(work_dir),
             *(extra or []),
         ]
-        if token and self.cp is not None and self.cp.dp_auth == "dpToken" and cp_url is None:
+        if token and cp is not None and cp.dp_auth == "dpToken" and cp_url is None:
             token_file = self.tmp / f"{name}.token"
-            token_file.write_text(self.cp.token(name, mesh))
+            token_file.write_text(token if isinstance(token, str) else cp.token(name, mesh))
             extra += ["--dataplane-token-file", str(token_file)]
         proc = self.procs.start(
             f"agent-{name}",
             kumadp_command(
                 "run",
                 "--cp-address",
-                cp_url or (self.cp.url if self.cp else ""),
+                cp_url or (cp.url if cp else ""),
                 "--dataplane-file",
                 str(dp_file),
                 "--admin-port",

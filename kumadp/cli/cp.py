@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
 @cp_app.command("run")
 def run(
     mode: Annotated[
-        str, typer.Option(envvar="KUMA_MODE", help="standalone (global/zone: later)")
+        str, typer.Option(envvar="KUMA_MODE", help="standalone, global or zone (multi-zone)")
     ] = "standalone",
     store: Annotated[
         str, typer.Option(envvar="KUMA_STORE_TYPE", help="sqlite (default), memory or postgres")
@@ -112,6 +112,56 @@ def run(
             help="postgres: how long a silent leader keeps its lease (a new one follows)",
         ),
     ] = "3s",
+    # multi-zone
+    zone: Annotated[
+        str | None,
+        typer.Option(envvar="KUMA_MULTIZONE_ZONE_NAME", help="This zone's name (--mode zone)"),
+    ] = None,
+    kds_global_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS",
+            help="The global CP's KDS address, grpcs://HOST:5685 (--mode zone)",
+        ),
+    ] = None,
+    kds_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE",
+            help="CA (PEM) that signed the global CP's KDS certificate (default: system roots)",
+        ),
+    ] = None,
+    kds_skip_verify: Annotated[
+        bool,
+        typer.Option(
+            envvar="KUMA_MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY",
+            help="Do not verify the global CP's KDS certificate (insecure)",
+        ),
+    ] = False,
+    kds_port: Annotated[
+        int,
+        typer.Option(
+            envvar="KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", help="KDS port zones dial (--mode global)"
+        ),
+    ] = 5685,
+    kds_tls_cert_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUMA_MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE",
+            help="KDS server certificate (PEM; default: generated in the data dir)",
+        ),
+    ] = None,
+    kds_tls_key_file: Annotated[
+        Path | None,
+        typer.Option(envvar="KUMA_MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE", help="KDS server key"),
+    ] = None,
+    zone_health_timeout: Annotated[
+        str,
+        typer.Option(
+            envvar="KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_TIMEOUT",
+            help="A zone without a heartbeat for this long is Offline (--mode global)",
+        ),
+    ] = "20s",
 ) -> None:
     """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
     from kumadp.cli.common import fail, setup_logging
@@ -127,6 +177,10 @@ def run(
         delay = parse_duration(deregistration_delay)
     except ValueError as exc:
         fail(f"--deregistration-delay: {exc}")
+    try:
+        health_timeout = parse_duration(zone_health_timeout)
+    except ValueError as exc:
+        fail(f"--zone-health-timeout: {exc}")
     if data_dir is None and store == "sqlite":
         data_dir = Path.home() / ".kumadp" / "cp"
     config = ControlPlaneConfig(
@@ -144,6 +198,15 @@ def run(
         tls_key_file=tls_key_file,
         vip_cidr=vip_cidr,
         loopback_cidr=loopback_cidr,
+        # multi-zone
+        zone=zone,
+        kds_global_address=kds_global_address,
+        kds_ca_file=kds_ca_file,
+        kds_skip_verify=kds_skip_verify,
+        kds_port=kds_port,
+        kds_tls_cert_file=kds_tls_cert_file,
+        kds_tls_key_file=kds_tls_key_file,
+        zone_health_timeout=health_timeout,
     )
     # PostgreSQL and several instances
     if store == "postgres":
@@ -166,6 +229,10 @@ def run(
         config.leader_lease = parse_duration_flag("--leader-lease", leader_lease)
         if config.leader_lease < 1:
             fail("--leader-lease: must be at least 1s")
+    try:
+        config.check()
+    except ValueError as exc:
+        fail(str(exc))
     try:
         code = asyncio.run(_main(config))
     except KeyboardInterrupt:  # before the signal handlers were installed

@@ -29,6 +29,7 @@ from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRe
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
+from kumadp.resources.zones import stamp_zone_tag
 from kumadp.wire.bootstrap import (
     BootstrapRequest,
     BootstrapResponse,
@@ -106,7 +107,10 @@ class BootstrapService:
         params: BootstrapParams,
         lifecycle: DataplaneRegistry | None = None,
         auth: DpAuth | None = None,
+        zone: str | None = None,
     ) -> None:
+        """``zone`` (a zone CP): every inbound is stamped ``kuma.io/zone: <zone>``."""
+        self._zone = zone
         self._store = store
         self._params = params
         self._lifecycle = lifecycle
@@ -167,6 +171,11 @@ class BootstrapService:
                 dataplane = parse_dataplane(doc)
             except ValidationError as exc:
                 raise BootstrapError(ErrorKind.INVALID, f"dataplaneResource: {exc}") from exc
+            if self._zone is not None:
+                try:
+                    dataplane = stamp_zone_tag(dataplane, self._zone)
+                except ValidationError as exc:
+                    raise BootstrapError(ErrorKind.INVALID, f"dataplaneResource: {exc}") from exc
             if mesh and mesh != dataplane.mesh:
                 raise BootstrapError(
                     ErrorKind.INVALID,

@@ -138,8 +138,10 @@ class MeshCAs:
     ``put(expected_version=0)`` + re-read against another control plane on the same store.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, create: bool = True) -> None:
+        """``create=False`` (a zone CP): never make a CA here, only read stored ones."""
         self._store = store
+        self._create = create
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # (mesh, backend) -> (stored certPem, CA): re-parsing keys on every call is avoidable
         self._cache: dict[tuple[str, str], tuple[str, CA]] = {}
@@ -150,6 +152,8 @@ class MeshCAs:
         conf = _builtin_conf(mesh)
         if conf is None:
             return None
+        if not self._create:
+            return await self._load(mesh.name, conf.name)
         key = (mesh.name, conf.name)
         found = await self._load(*key)
         if found is not None:

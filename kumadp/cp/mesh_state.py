@@ -67,8 +67,13 @@ class MeshStateBuilder:
         vips: VipAllocator | None = None,
         cas: MeshCAs | None = None,
         registry: Registry = REGISTRY,
+        serve_without_ca: bool = False,
     ) -> None:
+        """``serve_without_ca`` (a zone CP): a mesh with mTLS whose CA is not here is served
+        without mTLS, never with a CA made here (the zone's CA comes from the global CP)."""
         self._store = store
+        self._serve_without_ca = serve_without_ca
+        self._waiting_for_ca: set[str] = set()
         self._registrations = registrations
         self._vips = vips
         self._cas = cas
@@ -111,6 +116,17 @@ class MeshStateBuilder:
         mtls = mtls_context_for(mesh)
         ca = await self._cas.current(mesh) if (self._cas is not None and mtls) else None
         pending = self._cas is not None and mtls is not None and ca is None
+        if pending and self._serve_without_ca:
+            mtls, pending = None, False
+            if mesh_name not in self._waiting_for_ca:
+                self._waiting_for_ca.add(mesh_name)
+                log.warning(
+                    'mesh "%s" has mTLS on: this zone waits for its intermediate CA from the '
+                    "global control plane; its dataplanes get a config without mTLS meanwhile",
+                    mesh_name,
+                )
+        else:
+            self._waiting_for_ca.discard(mesh_name)
         return MeshState(mesh, view, all_dataplanes, vips, mtls, ca, ca_pending=pending)
 
     def forget(self, mesh_name: str) -> None:

@@ -43,13 +43,19 @@ class Reconciler:
         hub: AgentHub | None = None,
         debounce: float = 0.01,
         registry: Registry = REGISTRY,
+        serve_without_ca: bool = False,
     ) -> None:
         self._store = store
         self._registrations = registrations
         self._debounce = debounce
         self._inputs = state_inputs(registry)
         self._builder = MeshStateBuilder(
-            store, registrations, vips=vips, cas=cas, registry=registry
+            store,
+            registrations,
+            vips=vips,
+            cas=cas,
+            registry=registry,
+            serve_without_ca=serve_without_ca,
         )
         self.stats = ReconcileStats()
         self._snapshots = SnapshotPublisher(cache, self.stats)

@@ -73,9 +73,12 @@ class ServerCertificate:
         return fingerprint(x509.load_pem_x509_certificates(self.ca_pem)[0])
 
 
-def ensure_server_certificate(data_dir: Path | None, hostnames: list[str]) -> ServerCertificate:
+def ensure_server_certificate(
+    data_dir: Path | None, hostnames: list[str], subdir: str = SUBDIR, what: str = "DP server"
+) -> ServerCertificate:
     """Load the CP's server certificate from ``data_dir`` or make (and store) one covering
-    the default names plus ``hostnames``. ``data_dir=None`` keeps everything in memory."""
+    the default names plus ``hostnames``. ``data_dir=None`` keeps everything in memory.
+    ``subdir`` and ``what``: another server of the CP with a CA of its own (KDS)."""
     names = server_names(hostnames)
     now = datetime.now(UTC)
     if data_dir is None:
@@ -83,7 +86,7 @@ def ensure_server_certificate(data_dir: Path | None, hostnames: list[str]) -> Se
         key, cert = _new_server_cert(ca_key, ca_cert, names, now)
         return _result(cert, key, ca_cert, None)
 
-    directory = Path(data_dir) / SUBDIR
+    directory = Path(data_dir) / subdir
     paths = {f: directory / f for f in (CA_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE)}
     ca_path, ca_key_path = paths[CA_FILE], paths[CA_KEY_FILE]
     cert_path, key_path = paths[CERT_FILE], paths[KEY_FILE]
@@ -92,7 +95,7 @@ def ensure_server_certificate(data_dir: Path | None, hostnames: list[str]) -> Se
     if have >= {CA_FILE, CERT_FILE, KEY_FILE} and CA_KEY_FILE not in have:
         # a CA we cannot sign with: use the pair as it is
         loaded = load_server_certificate(cert_path, key_path, ca_path)
-        _warn_if_lacking(loaded, names, now, cert_path)
+        _warn_if_lacking(loaded, names, now, cert_path, what)
         return loaded
 
     ca: tuple[PrivateKey, x509.Certificate] | None = None
@@ -102,12 +105,13 @@ def ensure_server_certificate(data_dir: Path | None, hostnames: list[str]) -> Se
         if spki(ca_key_loaded.public_key()) != spki(ca_cert_loaded.public_key()):
             raise ServerTLSError(f"key {ca_key_path} does not match certificate {ca_path}")
         if ca_cert_loaded.not_valid_after_utc - now < SERVER_VALIDITY:
-            log.warning("the DP server CA in %s expires soon: making a new CA", ca_path)
+            log.warning("the %s CA in %s expires soon: making a new CA", what, ca_path)
         else:
             ca = (ca_key_loaded, ca_cert_loaded)
     elif have:
         log.warning(
-            "incomplete DP server certificate files in %s (missing %s): making new ones",
+            "incomplete %s certificate files in %s (missing %s): making new ones",
+            what,
             directory,
             ", ".join(sorted(set(paths) - have)),
         )
@@ -122,17 +126,17 @@ def ensure_server_certificate(data_dir: Path | None, hostnames: list[str]) -> Se
             problem = _lacks(leaf, names, now) or _not_issued_by(leaf, ca[1])
             if problem is None:
                 return loaded
-            log.info("DP server certificate %s %s: issuing a new one", cert_path, problem)
+            log.info("%s certificate %s %s: issuing a new one", what, cert_path, problem)
 
     if ca is None:
         ca = _new_ca(now)
         _write(ca_key_path, private_key_pem(ca[0]), secret=True)
         _write(ca_path, ca[1].public_bytes(serialization.Encoding.PEM), secret=False)
-        log.info("created the DP server CA %s", ca_path)
+        log.info("created the %s CA %s", what, ca_path)
     key, cert = _new_server_cert(ca[0], ca[1], names, now)
     _write(key_path, private_key_pem(key), secret=True)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), secret=False)
-    log.info("created the DP server certificate %s for %s", cert_path, ", ".join(names))
+    log.info("created the %s certificate %s for %s", what, cert_path, ", ".join(names))
     return _result(cert, key, ca[1], ca_path)
 
 
@@ -261,12 +265,12 @@ def _not_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> str | N
 
 
 def _warn_if_lacking(
-    loaded: ServerCertificate, names: list[str], now: datetime, path: Path
+    loaded: ServerCertificate, names: list[str], now: datetime, path: Path, what: str
 ) -> None:
     leaf = x509.load_pem_x509_certificates(loaded.cert_pem)[0]
     problem = _lacks(leaf, names, now)
     if problem is not None:
-        log.warning("DP server certificate %s %s (no ca.key to issue a new one)", path, problem)
+        log.warning("%s certificate %s %s (no ca.key to issue a new one)", what, path, problem)
 
 
 def _read_certs(path: Path) -> list[x509.Certificate]:

@@ -11,6 +11,9 @@ every instance on the same store accepts them. Revocations live in one ``TokenRe
 document. Both are cached here and the caches follow store change events, so a verification
 costs one RSA signature check and no store round trip.
 
+In a zone CP (``public_only``) tokens are verified with the PUBLIC keys synced from the
+global CP (type ``SigningPublicKey``, ``kumadp.cp.kds.keys``) and never issued.
+
 JWT encoding and strict decoding are in ``kumadp.cp.jwt``.
 """
 
@@ -38,7 +41,11 @@ from kumadp.cp.jwt import (
     encode_jwt,
 )
 from kumadp.cp.store.base import ChangeEvent, ConflictError, Store
-from kumadp.resources.registry import SIGNING_KEY_TYPE, TOKEN_REVOCATIONS_TYPE
+from kumadp.resources.registry import (
+    SIGNING_KEY_TYPE,
+    SIGNING_PUBLIC_KEY_TYPE,
+    TOKEN_REVOCATIONS_TYPE,
+)
 from kumadp.wire.names import PROXY_TYPES
 
 log = logging.getLogger(__name__)
@@ -49,12 +56,13 @@ REVOCATIONS_NAME = "dataplane"
 DEFAULT_VALID_FOR = 10 * 365 * 86400.0
 NOT_BEFORE_SKEW = 5 * 60  # seconds, as Kuma
 _RSA_BITS = 2048
+ISSUE_ON_GLOBAL = "zone control plane: generate tokens on the global control plane"
 
 
 @dataclass(frozen=True)
 class _Key:
     kid: str
-    private_key: rsa.RSAPrivateKey = field(repr=False)
+    private_key: rsa.RSAPrivateKey | None = field(repr=False)  # None: verify only
     public_key: rsa.RSAPublicKey = field(repr=False)
 
 
@@ -63,8 +71,10 @@ class TokenIssuer:
 
     Call ``close()`` to stop following store events."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, public_only: bool = False) -> None:
         self._store = store
+        self.public_only = public_only
+        self._key_type = SIGNING_PUBLIC_KEY_TYPE if public_only else SIGNING_KEY_TYPE
         self._keys: dict[str, _Key] | None = None  # kid -> key; None = not loaded
         self._key_names: set[str] = set()  # names of the stored keys last loaded
         self._revoked: frozenset[str] | None = None  # None = not loaded
@@ -72,7 +82,7 @@ class TokenIssuer:
         self._lock = asyncio.Lock()
         # Drained before each use of a cache: no task needed, and a change committed before
         # a call is seen by that call.
-        self._changes = store.changes((REVOCATIONS_TYPE, SIGNING_KEY_TYPE))
+        self._changes = store.changes((REVOCATIONS_TYPE, self._key_type))
 
     def close(self) -> None:
         self._changes.close()
@@ -89,7 +99,7 @@ class TokenIssuer:
         elif event.type == REVOCATIONS_TYPE and event.name == REVOCATIONS_NAME:
             self._revoked = None
             self._generation += 1
-        elif event.type == SIGNING_KEY_TYPE:
+        elif event.type == self._key_type:
             self._keys = None
             self._generation += 1
 
@@ -104,6 +114,8 @@ class TokenIssuer:
         proxy_type: str = "dataplane",
     ) -> str:
         """A signed token for a dataplane ``name`` (empty = any name) of ``mesh``."""
+        if self.public_only:
+            raise TokenError(ISSUE_ON_GLOBAL)
         if not mesh:
             raise ValueError("mesh: required to issue a dataplane token")
         if not valid_for > 0:
@@ -131,6 +143,7 @@ class TokenIssuer:
             "nbf": now - NOT_BEFORE_SKEW,
             "exp": now + int(valid_for),
         }
+        assert key.private_key is not None  # a signing CP loads private keys
         return encode_jwt(claims, key.private_key, key.kid)
 
     # --- verifying ------------------------------------------------------------------------
@@ -227,23 +240,15 @@ class TokenIssuer:
             return keys
         generation = self._generation
         keys = {}
-        listed = await self._store.list(SIGNING_KEY_TYPE, "")
+        listed = await self._store.list(self._key_type, "")
         names = {res.name for res in listed}
         for res in listed:
             if not res.name.startswith(SIGNING_KEY_PREFIX):
                 continue
-            try:
-                loaded = serialization.load_pem_private_key(
-                    str(res.spec["keyPem"]).encode(), password=None
-                )
-            except (KeyError, ValueError, TypeError) as e:
-                log.error("signing key %s is unreadable, ignored: %s", res.name, e)
-                continue
-            if not isinstance(loaded, rsa.RSAPrivateKey):
-                log.error("signing key %s is not an RSA key, ignored", res.name)
-                continue
-            kid = str(res.spec.get("kid") or res.name.removeprefix(SIGNING_KEY_PREFIX))
-            keys[kid] = _Key(kid=kid, private_key=loaded, public_key=loaded.public_key())
+            key = _read_key(res.name, res.spec, self.public_only)
+            if key is not None:
+                kid = str(res.spec.get("kid") or res.name.removeprefix(SIGNING_KEY_PREFIX))
+                keys[kid] = _Key(kid=kid, private_key=key[0], public_key=key[1])
         self._catch_up()
         if generation == self._generation:
             self._keys, self._key_names = keys, names
@@ -255,7 +260,7 @@ class TokenIssuer:
         if key is None:
             # A key another instance added without this one hearing of it? Listing names is
             # cheap; keys are only parsed again when the set of names changed.
-            names = {r.name for r in await self._store.list(SIGNING_KEY_TYPE, "")}
+            names = {r.name for r in await self._store.list(self._key_type, "")}
             if names != self._key_names:
                 self._keys = None
                 self._generation += 1
@@ -293,6 +298,26 @@ class TokenIssuer:
             if not keys:  # pragma: no cover - deleted right after creation
                 raise TokenError("no dataplane token signing key in the store")
             return keys[max(keys, key=_serial)]
+
+
+def _read_key(
+    name: str, spec: dict[str, object], public_only: bool
+) -> tuple[rsa.RSAPrivateKey | None, rsa.RSAPublicKey] | None:
+    """A stored key (private, or public only); None (logged) when it is unusable."""
+    try:
+        if public_only:
+            loaded: object = serialization.load_pem_public_key(str(spec["publicKeyPem"]).encode())
+        else:
+            loaded = serialization.load_pem_private_key(str(spec["keyPem"]).encode(), None)
+    except (KeyError, ValueError, TypeError) as e:
+        log.error("signing key %s is unreadable, ignored: %s", name, e)
+        return None
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        return loaded, loaded.public_key()
+    if isinstance(loaded, rsa.RSAPublicKey):
+        return None, loaded
+    log.error("signing key %s is not an RSA key, ignored", name)
+    return None
 
 
 def _serial(kid: str) -> tuple[int, str]:

@@ -121,6 +121,14 @@ def inspect_dataplanes(
         return dump(_list_body(items), fmt)
     moment = _now(now)
     rows = [tables.overview_row(item, moment) for item in items]
+    zones = [tables.zone_of(item) for item in items]
+    if any(zones):  # a global CP's inventory: say which zone each dataplane is in
+        rows = [
+            [row[0], zone or tables.MISSING, *row[1:]]
+            for row, zone in zip(rows, zones, strict=True)
+        ]
+        headers = (tables.INSPECT_HEADERS[0], "ZONE", *tables.INSPECT_HEADERS[1:])
+        return tables.render_table(headers, rows)
     return tables.render_table(tables.INSPECT_HEADERS, rows)
 
 

@@ -231,6 +231,13 @@ def _version(subs: list[dict[str, Any]], component: str) -> str:
     return MISSING
 
 
+def zone_of(doc: dict[str, Any]) -> str:
+    """The ``kuma.io/zone`` label of a resource (a global CP's copy of a zone's), or ""."""
+    labels = doc.get("labels")
+    zone = labels.get("kuma.io/zone") if isinstance(labels, dict) else None
+    return zone if isinstance(zone, str) else ""
+
+
 def overview_row(doc: dict[str, Any], now: datetime) -> list[str]:
     insight = doc.get("dataplaneInsight")
     subs = _subscriptions(insight)
@@ -270,4 +277,5 @@ __all__ = [
     "scoped_row",
     "target_ref",
     "until",
+    "zone_of",
 ]

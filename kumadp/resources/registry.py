@@ -8,11 +8,13 @@ in a multi-zone deployment:
 
 =====================  ==========================================================
 ``Sync.GLOBAL_TO_ZONE`` created on the global CP, copied to every zone: Mesh, policies
+                        and what zones need to verify tokens: the PUBLIC signing
+                        keys, the revocation list
 ``Sync.ZONE_TO_GLOBAL`` created in a zone, copied up to the global CP: Dataplane,
                         DataplaneInsight (next: ZoneIngress, ZoneEgress)
-``Sync.NONE``           never synced (next: Zone, ZoneInsight: each CP keeps its own)
+``Sync.NONE``           never synced: Zone, ZoneInsight (the global CP's view of zones)
 ``Sync.INTERNAL``       the CP's own bookkeeping, never synced nor served: VirtualIPs,
-                        MeshCA, the token signing keys and revocations
+                        MeshCA, the token signing (private) keys
 =====================  ==========================================================
 
 Adding a type is one ``ResourceType`` in ``default_registry()`` plus its model and parser.
@@ -51,12 +53,14 @@ from kumadp.resources.policies import (
     parse_mesh_traffic_permission,
 )
 from kumadp.resources.validate import parse_dataplane, parse_mesh
+from kumadp.resources.zones import ZONE_INSIGHT_TYPE, ZONE_TYPE, Zone, parse_zone
 
 # Types the control plane keeps for itself (models in kumadp.cp).
 DATAPLANE_INSIGHT_TYPE = "DataplaneInsight"
 VIRTUAL_IPS_TYPE = "VirtualIPs"
 MESH_CA_TYPE = "MeshCA"
 SIGNING_KEY_TYPE = "SigningKey"
+SIGNING_PUBLIC_KEY_TYPE = "SigningPublicKey"  # the public half, what zones verify with
 TOKEN_REVOCATIONS_TYPE = "TokenRevocations"
 # Several CP instances on one store (kumadp.cp.instances, kumadp.cp.shared_registration).
 CONTROL_PLANE_INSTANCE_TYPE = "ControlPlaneInstance"
@@ -270,7 +274,12 @@ def default_registry() -> Registry:
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(MESH_CA_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(SIGNING_KEY_TYPE, Scope.GLOBAL, Sync.INTERNAL),
-            ResourceType(TOKEN_REVOCATIONS_TYPE, Scope.GLOBAL, Sync.INTERNAL),
+            ResourceType(SIGNING_PUBLIC_KEY_TYPE, Scope.GLOBAL, Sync.GLOBAL_TO_ZONE),
+            ResourceType(TOKEN_REVOCATIONS_TYPE, Scope.GLOBAL, Sync.GLOBAL_TO_ZONE),
+            ResourceType(
+                ZONE_TYPE, Scope.GLOBAL, Sync.NONE, plural="zones", parse=parse_zone, model=Zone
+            ),
+            ResourceType(ZONE_INSIGHT_TYPE, Scope.GLOBAL, Sync.NONE),
             ResourceType(CONTROL_PLANE_INSTANCE_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(DATAPLANE_CONNECTION_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(DATAPLANE_PENDING_TYPE, Scope.MESH, Sync.INTERNAL),
@@ -295,9 +304,12 @@ __all__ = [
     "MESH_CA_TYPE",
     "REGISTRY",
     "SIGNING_KEY_TYPE",
+    "SIGNING_PUBLIC_KEY_TYPE",
     "SUPPORTED_TYPES",
     "TOKEN_REVOCATIONS_TYPE",
     "VIRTUAL_IPS_TYPE",
+    "ZONE_INSIGHT_TYPE",
+    "ZONE_TYPE",
     "Model",
     "Registry",
     "ResourceType",

@@ -1,4 +1,4 @@
-"""The xDS protocol, shared by the CP's ADS, the agent's SDS and (next) KDS.
+"""The xDS protocol, shared by the CP's ADS, the agent's SDS and KDS (``kumadp.cp.kds``).
 
 Nothing here knows how configuration is generated. Importing this package loads nothing
 heavy; import the modules you need:

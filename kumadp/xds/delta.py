@@ -271,9 +271,14 @@ class _Session:
     async def _watch(self) -> None:
         source = self._server._source
         while True:
-            self._snapshot = await source.next_snapshot(self._node_id, self._snapshot)
+            previous = self._snapshot
+            self._snapshot = await source.next_snapshot(self._node_id, previous)
             for type_url in self._subs:
-                self._mark(type_url)
+                # versions are content hashes: an unchanged type has nothing to send
+                if previous is None or previous.version(type_url) != self._snapshot.version(
+                    type_url
+                ):
+                    self._mark(type_url)
 
     # -- send side --------------------------------------------------------------------------------
     async def _send(self) -> None:

@@ -5,12 +5,17 @@
 rejected (``kumadp.xds.nack``), so one bad resource never holds up the others. It remembers
 the version of every resource it accepted, across streams: on a new stream (a reconnect) it
 sends them as ``initial_resource_versions`` and the server sends only what changed.
+
+Flow: the receive side reads and applies one response after the other and queues its reply;
+a sender task of its own writes the replies (a bounded queue, ``MAX_PENDING_REPLIES``), so a
+peer slow to read replies never stops this side from reading.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +25,9 @@ from envoy.service.discovery.v3 import discovery_pb2
 from kumadp.xds import nack, types
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING_REPLIES = 256  # replies queued for the sender before reading waits for it
+ReplyObserver = Callable[[str, bool], None]  # (type URL, accepted whole) after each reply
 
 
 class DeltaClientStream(Protocol):
@@ -58,8 +66,12 @@ class DeltaClient:
         handler: DeltaHandler,
         *,
         initial_versions: Mapping[str, Mapping[str, str]] | None = None,
+        on_reply: ReplyObserver | None = None,
     ) -> None:
+        """``on_reply(type_url, accepted)`` is told of every reply (an ACK: True; a NACK of
+        some or all of the response: False), e.g. to count them."""
         self._node = node
+        self._on_reply = on_reply
         self._type_urls = tuple(type_urls)
         self._handler = handler
         self._versions: dict[str, dict[str, str]] = {
@@ -83,14 +95,27 @@ class DeltaClient:
             if index == 0:
                 request.node.CopyFrom(self._node)
             await stream.send(request)
-        answered: set[str] = set()
-        async for response in stream.responses():
-            if response.type_url not in self._versions:
-                log.warning("response for unsubscribed type %s ignored", response.type_url)
-                continue
-            first = response.type_url not in answered
-            answered.add(response.type_url)
-            await stream.send(await self._on_response(response, first))
+        replies: asyncio.Queue[discovery_pb2.DeltaDiscoveryRequest] = asyncio.Queue(
+            MAX_PENDING_REPLIES
+        )
+        sender = asyncio.ensure_future(_send_all(stream, replies))
+        try:
+            answered: set[str] = set()
+            async for response in stream.responses():
+                if sender.done():
+                    sender.result()  # the stream broke while sending: end with its error
+                if response.type_url not in self._versions:
+                    log.warning("response for unsubscribed type %s ignored", response.type_url)
+                    continue
+                first = response.type_url not in answered
+                answered.add(response.type_url)
+                reply = await self._on_response(response, first)
+                await replies.put(reply)
+                if self._on_reply is not None:
+                    self._on_reply(response.type_url, not reply.HasField("error_detail"))
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
 
     async def _on_response(
         self, response: discovery_pb2.DeltaDiscoveryResponse, first: bool
@@ -127,3 +152,14 @@ class DeltaClient:
         else:
             self.acks += 1
         return reply
+
+
+async def _send_all(
+    stream: DeltaClientStream, replies: asyncio.Queue[discovery_pb2.DeltaDiscoveryRequest]
+) -> None:
+    while True:
+        reply = await replies.get()
+        try:
+            await stream.send(reply)
+        finally:
+            replies.task_done()

@@ -5,7 +5,10 @@
 - ``add_sds_to_server``: Envoy's SDS (``StreamSecrets``, ``FetchSecrets``) over a
   state-of-the-world server configured for secrets;
 - ``serve_stream``: the one-line delegation any servicer method uses (KDS too);
-- ``GrpcClientStream``: a client call as the ``DeltaClient`` wants it.
+- ``GrpcClientStream``: a client call as the ``DeltaClient`` wants it;
+- roles inverted (KDS's zone-to-global stream: the side that dials serves resources):
+  ``ServicerClientStream`` is a servicer call as the ``DeltaClient`` wants it, and
+  ``CallServerStream`` a client call as the ``DeltaServer`` wants it.
 """
 
 from __future__ import annotations
@@ -158,3 +161,49 @@ class GrpcClientStream:
             if response is grpc.aio.EOF:
                 return
             yield response
+
+
+class ServicerClientStream:
+    """The requesting role on a servicer call (a ``DeltaClientStream``): the peer that
+    dialled sends responses, this side answers with requests."""
+
+    def __init__(
+        self,
+        responses: AsyncIterator[DeltaResponse],
+        context: grpc.aio.ServicerContext[DeltaResponse, DeltaRequest],
+    ) -> None:
+        self._responses = responses
+        self._context = context
+
+    async def send(self, request: DeltaRequest) -> None:
+        await self._context.write(request)
+
+    def responses(self) -> AsyncIterator[DeltaResponse]:
+        return self._responses
+
+
+class CallServerStream:
+    """The serving role on a client call (an ``XdsStream`` for the ``DeltaServer``): this
+    side dialled, the peer sends the requests."""
+
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[DeltaResponse, DeltaRequest],
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self._call = call
+        self._metadata = dict(metadata or {})
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        return self._metadata
+
+    async def requests(self) -> AsyncIterator[DeltaRequest]:
+        while True:
+            request = await self._call.read()
+            if request is grpc.aio.EOF:
+                return
+            yield request
+
+    async def send(self, response: DeltaResponse) -> None:
+        await self._call.write(response)

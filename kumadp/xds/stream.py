@@ -25,6 +25,9 @@ class Code(enum.Enum):
     UNAVAILABLE = "unavailable"
     UNIMPLEMENTED = "unimplemented"
     RESOURCE_EXHAUSTED = "resource exhausted"
+    ALREADY_EXISTS = "already exists"
+    FAILED_PRECONDITION = "failed precondition"
+    ABORTED = "aborted"
 
 
 class StreamRejected(Exception):

@@ -91,8 +91,28 @@ async def test_components_per_mode(tmp_path: Path) -> None:
         ["insights"],
         ["diagnostics", "instances", "leader-election"],
     ]
-    with pytest.raises(ValueError, match="--mode global is not supported yet"):
-        cp.components_for("global")
+    cp.tokens.close()
+
+    config.mode = "global"
+    cp = ControlPlane(config, store)
+    names = [[c.name for c in phase.components] for phase in cp.components_for("global")]
+    assert names == [
+        ["kds-server", "dp-server", "api-server"],
+        ["ca-provisioner", "public-key-publisher", "kds-source-global", "zone-registry"],
+        ["diagnostics", "instances", "leader-election"],
+    ]
+    cp.tokens.close()
+
+    config.mode, config.zone = "zone", "zone-a"
+    config.kds_global_address = "grpcs://127.0.0.1:5685"
+    cp = ControlPlane(config, store)
+    names = [[c.name for c in phase.components] for phase in cp.components_for("zone")]
+    assert names == [
+        ["kds-zone-client", "dp-server", "api-server"],
+        ["xds-reconciler", "vip-provisioner", "kds-source-zone"],
+        ["insights"],
+        ["diagnostics", "instances", "leader-election"],
+    ]
     cp.tokens.close()
 
 

@@ -349,8 +349,8 @@ def test_get_errors(cp: FakeCP, cp_url: str) -> None:
         == 'Error: dataplane "x" not found in mesh "payments"\n'
     )
     assert failed("get", "mesh", "x", "--cp-address", cp_url) == 'Error: mesh "x" not found\n'
-    assert failed("get", "zones", "--cp-address", cp_url).startswith(
-        'Error: unknown resource type "zones" (supported: meshes, dataplanes, '
+    assert failed("get", "gateways", "--cp-address", cp_url).startswith(
+        'Error: unknown resource type "gateways" (supported: meshes, dataplanes, '
     )
     assert failed("get", "meshes", "-o", "xml", "--cp-address", cp_url) == (
         'Error: -o/--output: "xml" is not one of table, json, yaml\n'
@@ -440,6 +440,16 @@ def test_inspect_dataplanes_table(cp: FakeCP, cp_url: str) -> None:
     populate_overviews(cp)
     assert ok("inspect", "dataplanes", "--cp-address", cp_url) == INSPECT_TABLE
     assert ("GET", "/dataplanes+insights") in cp.requests
+
+
+def test_inspect_dataplanes_shows_zones_at_global(cp: FakeCP, cp_url: str) -> None:
+    populate(cp)
+    populate_overviews(cp)
+    cp.overviews[0]["labels"] = {"kuma.io/zone": "zone-a", "kuma.io/origin": "zone"}
+    lines = ok("inspect", "dataplanes", "--cp-address", cp_url).splitlines()
+    assert lines[0].split()[:3] == ["MESH", "ZONE", "NAME"]
+    assert lines[1].split()[:3] == ["default", "zone-a", "backend-1"]
+    assert lines[2].split()[:3] == ["default", "-", "web-1"]
 
 
 def test_inspect_dataplanes_of_one_mesh(cp: FakeCP, cp_url: str) -> None:
@@ -538,7 +548,7 @@ def test_apply_validates_every_document_first(cp: FakeCP, cp_url: str, tmp_path:
         "type: Mesh\nname: fine\n---\n"
         "type: Dataplane\nmesh: default\nname: db-1\n"
         "networking:\n  address: 127.0.0.1\n  inbound:\n    - port: 70000\n      tags: {}\n"
-        "---\ntype: Zone\nname: z\n"
+        "---\ntype: MeshGateway\nname: z\n"
     )
     err = failed("apply", "-f", str(path), "--cp-address", cp_url)
     lines = err.splitlines()

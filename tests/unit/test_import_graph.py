@@ -115,3 +115,21 @@ def test_only_the_cli_imports_the_runtime() -> None:
         and not module.startswith("kumadp.cp.runtime")
     }
     assert importers <= {"kumadp.cli.cp"}
+
+
+def test_kds_knows_nothing_of_generation_nor_the_api() -> None:
+    graph = import_graph()
+    kds = {m: imported for m, imported in graph.items() if m.startswith("kumadp.cp.kds")}
+    assert len(kds) > 5
+    forbidden = ("kumadp.cp.api", "kumadp.cp.generate", "kumadp.cp.runtime", "kumadp.cp.reconcile")
+    offenders = {
+        m: sorted(t for t in imported if t.startswith(forbidden)) for m, imported in kds.items()
+    }
+    assert {m: ts for m, ts in offenders.items() if ts} == {}
+    # and the protocol does not know KDS
+    assert not any(
+        t.startswith("kumadp.cp")
+        for m, ts in graph.items()
+        if m.startswith("kumadp.xds")
+        for t in ts
+    )

@@ -140,10 +140,16 @@ def test_the_default_registry() -> None:
         ("Dataplane", "dataplanes", Scope.MESH),
         ("MeshTrafficPermission", "meshtrafficpermissions", Scope.MESH),
         *((name, plural, Scope.MESH) for name, plural in RESILIENCE),
+        ("Zone", "zones", Scope.GLOBAL),
     ]
     policies = ["MeshTrafficPermission", *(name for name, _ in RESILIENCE)]
     assert [t.name for t in REGISTRY.policies()] == policies
-    assert [t.name for t in REGISTRY.synced(Sync.GLOBAL_TO_ZONE)] == ["Mesh", *policies]
+    assert [t.name for t in REGISTRY.synced(Sync.GLOBAL_TO_ZONE)] == [
+        "Mesh",
+        *policies,
+        "SigningPublicKey",  # the public half only: zones verify, never sign
+        "TokenRevocations",
+    ]
     assert [t.name for t in REGISTRY.synced(Sync.ZONE_TO_GLOBAL)] == [
         "Dataplane",
         "DataplaneInsight",
@@ -153,11 +159,11 @@ def test_the_default_registry() -> None:
         VIRTUAL_IPS_TYPE,
         MESH_CA_TYPE,
         "SigningKey",
-        "TokenRevocations",
         "ControlPlaneInstance",
         "DataplaneConnection",
         "DataplanePending",
     } == internal
+    assert {t.name for t in REGISTRY.synced(Sync.NONE)} == {"Zone", "ZoneInsight"}
     assert not any(REGISTRY[name].served for name in internal)
 
 

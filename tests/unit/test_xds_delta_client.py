@@ -159,6 +159,20 @@ async def test_reconnect_sends_only_what_changed_and_removes_what_went() -> None
     assert handler.applied == {"a": 1, "b": 20}
 
 
+async def test_replies_are_reported_to_the_observer() -> None:
+    server, handler = Server(), Handler(refuse={"b": "no"})
+    server.cache.set_snapshot(NODE, snapshot(a=1, b=2))
+    replies: list[tuple[str, bool]] = []
+    client = DeltaClient(
+        node(), [types.CLUSTER], handler, on_reply=lambda t, ok: replies.append((t, ok))
+    )
+    async with connected(server, client):
+        await until(lambda: server.nacks, "the NACK")
+        server.cache.set_snapshot(NODE, snapshot(a=1, b=2, c=3))
+        await until(lambda: server.acks, "the ACK")
+    assert replies == [(types.CLUSTER, False), (types.CLUSTER, True)]
+
+
 async def test_a_handler_failure_rejects_the_whole_update() -> None:
     server, handler = Server(), Handler()
     handler.fail = RuntimeError("store unavailable")
@@ -200,3 +214,41 @@ async def test_over_grpc() -> None:
                 await asyncio.gather(task, return_exceptions=True)
     finally:
         await grpc_server.stop(grace=None)
+
+
+async def test_a_peer_that_does_not_read_replies_does_not_stop_the_applying() -> None:
+    """Replies go through a sender of their own: while the peer reads none of them, the
+    client still reads and applies what the server sends."""
+    handler = Handler()
+    responses: asyncio.Queue[Response | None] = asyncio.Queue()
+    stalled = asyncio.Event()
+
+    class Stalled:
+        sent = 0
+
+        async def send(self, request: Request) -> None:
+            self.sent += 1
+            if self.sent > 1:  # the subscription goes out; no reply ever does
+                stalled.set()
+                await asyncio.Event().wait()
+
+        async def responses(self) -> AsyncIterator[Response]:
+            while (response := await responses.get()) is not None:
+                yield response
+
+    client = DeltaClient(node(), [types.CLUSTER], handler)
+    task = asyncio.ensure_future(client.run(Stalled()))
+    try:
+        for version in range(1, 6):
+            snap = snapshot(a=version)
+            res = discovery_pb2.Resource(
+                name="a", version=str(version), resource=snap.packed(types.CLUSTER)["a"]
+            )
+            responses.put_nowait(
+                Response(type_url=types.CLUSTER, nonce=str(version), resources=[res])
+            )
+        await until(lambda: handler.applied.get("a") == 5, "every response applied")
+        assert stalled.is_set()
+    finally:
+        responses.put_nowait(None)
+        await asyncio.wait_for(task, TIMEOUT)

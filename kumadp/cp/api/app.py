@@ -22,7 +22,7 @@ from kumadp.cp.api.errors import (
     http_exception_handler,
     store_error_handler,
 )
-from kumadp.cp.api.resources import ResourceEndpoints
+from kumadp.cp.api.resources import ResourceEndpoints, WriteGuard
 from kumadp.cp.store.base import Store, StoreError
 from kumadp.resources.registry import REGISTRY, Registry
 
@@ -45,16 +45,18 @@ def create_app(
     *,
     registry: Registry = REGISTRY,
     extra_routes: Sequence[BaseRoute] = (),
+    guard: WriteGuard | None = None,
 ) -> Starlette:
     """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
     route answers a 404 with a message, which kuma-dp treats as a final error). The resource
-    routes are those of ``registry``'s served types."""
+    routes are those of ``registry``'s served types; ``guard`` says which writes the
+    control plane's mode refuses."""
     index = index_document()
 
     async def get_index(request: Request) -> Response:
         return JSONResponse(index)
 
-    endpoints = ResourceEndpoints(store, registry)
+    endpoints = ResourceEndpoints(store, registry, guard)
     routes: list[BaseRoute] = [
         Route("/", get_index, methods=["GET"]),
         Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),

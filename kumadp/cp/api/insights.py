@@ -15,6 +15,7 @@ A DataplaneOverview is ``{"type": "DataplaneOverview", "mesh", "name", "creation
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -24,7 +25,8 @@ from starlette.routing import BaseRoute, Route
 from kumadp.cp.api.bodies import format_time
 from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.api.resources import page
-from kumadp.cp.insights import InsightStore, parse_time
+from kumadp.cp.insights import INSIGHT_TYPE, InsightStore, is_online, parse_time
+from kumadp.cp.registration import NodeKey
 from kumadp.cp.store.base import Store, StoredResource
 from kumadp.resources.model import DATAPLANE_TYPE
 from kumadp.xds import types as xds_types
@@ -72,14 +74,34 @@ def _online_filter(request: Request) -> bool | None:
     raise ApiError(400, "Bad Request", f"online: {message}", [Cause("online", message)])
 
 
-def insight_routes(store: Store, insights: InsightStore, cache: SnapshotCache) -> list[BaseRoute]:
+async def stored_insights(store: Store, mesh: str | None) -> dict[NodeKey, dict[str, Any]]:
+    """The DataplaneInsights in the store, with ``online`` (a global CP's, synced from its
+    zones: it has no ADS stream of its own)."""
+    out: dict[NodeKey, dict[str, Any]] = {}
+    for stored in await store.list(INSIGHT_TYPE, mesh):
+        doc = {k: v for k, v in stored.spec.items() if k not in _META}
+        doc["online"] = is_online(doc)
+        out[(stored.mesh, stored.name)] = doc
+    return out
+
+
+def insight_routes(
+    store: Store, insights: InsightStore | None, cache: SnapshotCache
+) -> list[BaseRoute]:
+    """``insights``: this CP's own (it serves ADS); None: read them from the store."""
+
+    async def lookup(mesh: str | None) -> Callable[[NodeKey], dict[str, Any] | None]:
+        if insights is not None:
+            return (await insights.views(mesh)).get
+        return (await stored_insights(store, mesh)).get
+
     async def _list(request: Request, mesh: str | None) -> Response:
         online = _online_filter(request)
         now = time.time()
         items = []
-        views = await insights.views(mesh)
+        get_insight = await lookup(mesh)
         for stored in await store.list(DATAPLANE_TYPE, mesh):
-            insight = views.get((stored.mesh, stored.name))
+            insight = get_insight((stored.mesh, stored.name))
             if online is not None and bool(insight and insight["online"]) != online:
                 continue
             items.append((stored, insight))
@@ -96,8 +118,8 @@ def insight_routes(store: Store, insights: InsightStore, cache: SnapshotCache) -
         stored = await store.get(DATAPLANE_TYPE, mesh, name)
         if stored is None:
             raise ApiError.not_found(f'Dataplane "{name}" in mesh "{mesh}" not found')
-        views = await insights.views(mesh)
-        return JSONResponse(overview(stored, views.get((mesh, name)), now=time.time()))
+        insight = (await lookup(mesh))((mesh, name))
+        return JSONResponse(overview(stored, insight, now=time.time()))
 
     async def get_config(request: Request) -> Response:
         mesh, name = str(request.path_params["mesh"]), str(request.path_params["name"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,7 +30,7 @@ from kumadp.cp.store.base import ConflictError, Store
 from kumadp.resources import ValidationError
 from kumadp.resources.model import MESH_TYPE, Mesh
 from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
-from kumadp.resources.registry import REGISTRY, Registry, ResourceType
+from kumadp.resources.registry import REGISTRY, Model, Registry, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,28 @@ def _if_match(request: Request) -> int | None:
     return int(text)
 
 
+class WriteGuard(Protocol):
+    """What a control-plane mode refuses or completes (``kumadp.cp.mode_guards``)."""
+
+    def refusal(self, kind: ResourceKind) -> str | None: ...
+
+    def admit(self, kind: ResourceKind, model: Model) -> Model: ...
+
+
 class ResourceEndpoints:
     """The request handlers of every served kind of ``registry``, sharing one store."""
 
-    def __init__(self, store: Store, registry: Registry = REGISTRY) -> None:
+    def __init__(
+        self, store: Store, registry: Registry = REGISTRY, guard: WriteGuard | None = None
+    ) -> None:
         self.store = store
         self.kinds = tuple(registry.served())
+        self.guard = guard
+
+    def _check_writable(self, kind: ResourceKind) -> None:
+        refusal = self.guard.refusal(kind) if self.guard is not None else None
+        if refusal is not None:
+            raise ApiError(400, "Bad Request", refusal)
 
     async def _list(self, request: Request, kind: ResourceKind, mesh: str | None) -> Response:
         resources = await self.store.list(kind.name, mesh)
@@ -132,10 +148,13 @@ class ResourceEndpoints:
         return JSONResponse(render_resource(res), headers={"ETag": _etag(res.version)})
 
     async def _put(self, request: Request, kind: ResourceKind, mesh: str, name: str) -> Response:
+        self._check_writable(kind)
         doc = _prepare(kind, await read_document(request), mesh, name)
         assert kind.parse is not None  # served kinds have a parser
         try:
             model = kind.parse(doc)
+            if self.guard is not None:
+                model = self.guard.admit(kind, model)
         except ValidationError as e:
             causes = [Cause(err.path, err.reason) for err in e.errors]
             raise ApiError(400, "Resource is not valid", str(e), causes) from None
@@ -174,6 +193,7 @@ class ResourceEndpoints:
         return any(kind.name == type for kind in self.kinds)
 
     async def _delete(self, kind: ResourceKind, mesh: str, name: str) -> Response:
+        self._check_writable(kind)
         if not await self.store.delete(kind.name, mesh, name):
             raise ApiError.not_found(f"{_describe(kind, mesh, name)} not found")
         log.info("deleted %s", _describe(kind, mesh, name))
@@ -235,5 +255,6 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "ResourceEndpoints",
     "ResourceKind",
+    "WriteGuard",
     "page",
 ]

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kumadp.cp.store.postgres_settings import PostgresSettings
+from kumadp.resources.errors import ValidationError
+from kumadp.resources.zones import check_zone_name
 
 STANDALONE = "standalone"
 GLOBAL = "global"
@@ -38,6 +40,40 @@ class ControlPlaneConfig:
     postgres: PostgresSettings | None = None  # --store postgres: how to connect
     leader_lease: float = 3.0  # a leader silent this long loses the lease
     instance_id: str | None = None  # default: <hostname>-<pid>
+    # multi-zone
+    zone: str | None = None  # --zone (zone mode)
+    kds_global_address: str | None = None  # grpcs://HOST:5685 (zone mode)
+    kds_ca_file: Path | None = None  # the global CP's KDS CA (zone mode)
+    kds_skip_verify: bool = False
+    kds_port: int = 5685  # (global mode)
+    kds_tls_cert_file: Path | None = None  # default: generated in <data dir>/kds-server
+    kds_tls_key_file: Path | None = None
+    zone_health_timeout: float = 20.0  # a zone silent this long is Offline (global mode)
+    kds_stuck_timeout: float = 30.0  # a zone -> global stream unanswered this long: re-dial
+
+    def check(self) -> None:
+        """Raise ValueError (naming the flag) for a configuration that cannot run."""
+        if self.mode not in MODES:
+            raise ValueError(f"--mode: must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.mode == ZONE:
+            if not self.zone:
+                raise ValueError("--zone: required with --mode zone (the zone's name)")
+            try:
+                check_zone_name(self.zone, "--zone")
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
+            if not self.kds_global_address:
+                raise ValueError(
+                    "--kds-global-address: required with --mode zone (grpcs://HOST:5685)"
+                )
+            if self.kds_ca_file is not None and self.kds_skip_verify:
+                raise ValueError("--kds-ca-file and --kds-skip-verify exclude each other")
+        elif self.zone or self.kds_global_address:
+            raise ValueError("--zone and --kds-global-address are for --mode zone only")
+        if bool(self.kds_tls_cert_file) != bool(self.kds_tls_key_file):
+            raise ValueError("--kds-tls-cert-file and --kds-tls-key-file go together")
+        if self.zone_health_timeout <= 0:
+            raise ValueError("--zone-health-timeout: must be longer than 0")
 
 
 __all__ = ["GLOBAL", "MODES", "STANDALONE", "ZONE", "ControlPlaneConfig"]

@@ -16,11 +16,12 @@ from typing import ClassVar
 import kumadp
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
-from kumadp.cp.api import create_app
+from kumadp.cp.api import BootstrapHandler, create_app
 from kumadp.cp.api.control_planes import control_plane_routes
 from kumadp.cp.api.insights import insight_routes
 from kumadp.cp.api.rules import rules_routes
 from kumadp.cp.api.tokens import token_routes
+from kumadp.cp.api.zones import token_refusals, zone_routes
 from kumadp.cp.auth import DpAuth
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
 from kumadp.cp.ca import MeshCAs
@@ -33,11 +34,13 @@ from kumadp.cp.insight_janitor import InsightJanitor
 from kumadp.cp.insights import InsightStore, control_plane_instance_id
 from kumadp.cp.instances import InstanceInfo, Instances
 from kumadp.cp.metrics import CpMetrics
+from kumadp.cp.mode_guards import RefusingBootstrap, RefusingDpServer, WriteGuard
 from kumadp.cp.provisioners import CaProvisioner, VipProvisioner
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry
-from kumadp.cp.runtime.config import STANDALONE, ControlPlaneConfig
+from kumadp.cp.runtime.config import GLOBAL, STANDALONE, ZONE, ControlPlaneConfig
 from kumadp.cp.runtime.leader_only import leader_only
+from kumadp.cp.runtime.multizone import GlobalKds, ZoneKds, global_kds, zone_kds
 from kumadp.cp.runtime.phases import Phase, run_in_phases
 from kumadp.cp.server_tls import (
     ServerCertificate,
@@ -46,7 +49,7 @@ from kumadp.cp.server_tls import (
 )
 from kumadp.cp.shared_registration import SharedDataplaneRegistry
 from kumadp.cp.store.base import Store
-from kumadp.cp.tokens import TokenIssuer
+from kumadp.cp.tokens import ISSUE_ON_GLOBAL, TokenIssuer
 from kumadp.cp.vips import VipAllocator
 from kumadp.lifecycle import Component
 from kumadp.xds.cache import SnapshotCache
@@ -81,11 +84,12 @@ class ControlPlane:
         self.election: Election = election or AlwaysLeader(instance_id)
         self.instances = Instances(store, self._instance_info(instance_id), shared=self.shared)
         leader_store = self.election.fenced(store)  # the writes of leader-only components
+        zone = config.mode == ZONE  # verifies tokens and CAs synced from global, makes none
         self.cache = SnapshotCache()
         self.hub = AgentHub()
-        self.tokens = TokenIssuer(store)
+        self.tokens = TokenIssuer(store, public_only=zone)
         self.auth = DpAuth(config.dp_auth, self.tokens)
-        self.cas = MeshCAs(store)
+        self.cas = MeshCAs(store, create=not zone)
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
         self.insights = InsightStore(store, instance_id=instance_id, shared=self.shared)
@@ -108,6 +112,7 @@ class ControlPlane:
             cas=self.cas,
             hub=self.hub,
             debounce=config.debounce,
+            serve_without_ca=zone,
         )
         self.vip_provisioner = VipProvisioner(
             leader_store,
@@ -138,10 +143,21 @@ class ControlPlane:
             tls=self.tls,
             insights=self.insights,
         )
+        self.guard = WriteGuard(config.mode, config.zone if zone else None)
+        self.global_kds: GlobalKds | None = None
+        self.zone_kds: ZoneKds | None = None
+        if config.mode == GLOBAL:
+            self.global_kds = global_kds(config, store)
+        elif zone:
+            self.zone_kds = zone_kds(config, store)
 
     # -- components per mode -----------------------------------------------------------
-    # mode -> the method listing its components; global and zone come next
-    MODES: ClassVar[dict[str, str]] = {STANDALONE: "_standalone"}
+    # mode -> the method listing its components
+    MODES: ClassVar[dict[str, str]] = {
+        STANDALONE: "_standalone",
+        GLOBAL: "_global",
+        ZONE: "_zone",
+    }
 
     @classmethod
     def check_mode(cls, mode: str) -> None:
@@ -173,16 +189,22 @@ class ControlPlane:
                 timeout,
             ),
             Phase("flush insights", (self.insights,), timeout),
-            Phase(
-                "stop diagnostics; leave the instance list, hand over the leader lease",
-                (self._diagnostics_server(), self.instances, self.election),
-                timeout,
-            ),
+            self._last_phase(),
         ]
 
-    def _leader_jobs(self) -> list[Component]:
-        """What runs once among the instances sharing the store (on the leader)."""
-        jobs: list[Component] = [self.vip_provisioner, self.ca_provisioner]
+    def _last_phase(self) -> Phase:
+        return Phase(
+            "stop diagnostics; leave the instance list, hand over the leader lease",
+            (self._diagnostics_server(), self.instances, self.election),
+            self.config.shutdown_phase_timeout,
+        )
+
+    def _leader_jobs(self, *, ca: bool = True) -> list[Component]:
+        """What runs once among the instances sharing the store (on the leader); a zone
+        makes no CA of its own (``ca=False``)."""
+        jobs: list[Component] = [self.vip_provisioner]
+        if ca:
+            jobs.append(self.ca_provisioner)
         if self.shared:  # one instance alone does these in its registry and insight store
             jobs += [self.deregistrar, self.insight_janitor]
         return jobs
@@ -206,9 +228,64 @@ class ControlPlane:
             version=kumadp.__version__,
         )
 
+    def _global(self) -> list[Phase]:
+        """Meshes and policies are written here and sent to the zones; dataplanes are
+        refused (they connect to zones), the zones' inventory is received."""
+        timeout = self.config.shutdown_phase_timeout
+        kds = self.global_kds
+        assert kds is not None
+        refusing = RefusingDpServer(
+            address=self.config.address, port=self.config.dp_port, tls=self.tls
+        )
+        return [
+            Phase(
+                "stop accepting zones, dataplane connections and API requests",
+                (kds.server, refusing, self._api_server()),
+                timeout,
+            ),
+            Phase(
+                "stop provisioning and syncing; write the zone insights",
+                (
+                    *leader_only(self.election, [self.ca_provisioner, kds.keys]),
+                    kds.source,
+                    kds.zones,
+                ),
+                timeout,
+            ),
+            self._last_phase(),
+        ]
+
+    def _zone(self) -> list[Phase]:
+        """A standalone CP for its own dataplanes, with meshes, policies and token keys from
+        the global CP (read-only here) and its inventory sent there."""
+        timeout = self.config.shutdown_phase_timeout
+        kds = self.zone_kds
+        assert kds is not None
+        return [
+            Phase(
+                "disconnect from the global CP; stop accepting ADS/agent streams and API "
+                "requests; drain open streams",
+                (*leader_only(self.election, [kds.client]), self.dp_server, self._api_server()),
+                timeout,
+            ),
+            Phase(
+                "stop reconciling, provisioning and syncing",
+                (
+                    self.reconciler,
+                    *leader_only(self.election, self._leader_jobs(ca=False)),
+                    *self._connection_records(),
+                    kds.source,
+                ),
+                timeout,
+            ),
+            Phase("flush insights", (self.insights,), timeout),
+            self._last_phase(),
+        ]
+
     # -- the HTTP servers ----------------------------------------------------------------
     def _api_server(self) -> HttpServer:
-        bootstrap = BootstrapService(
+        mode = self.config.mode
+        bootstrap: BootstrapHandler = BootstrapService(
             self.store,
             BootstrapParams(
                 xds_port=self.config.dp_port,
@@ -218,16 +295,22 @@ class ControlPlane:
             ),
             self.registrations,
             self.auth,
+            zone=self.config.zone if mode == ZONE else None,
         )
+        if mode == GLOBAL:
+            bootstrap = RefusingBootstrap()
         api = create_app(
             self.store,
             bootstrap,
             extra_routes=[
+                *(token_refusals(ISSUE_ON_GLOBAL) if mode == ZONE else []),
                 *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
-                *insight_routes(self.store, self.insights, self.cache),
+                *insight_routes(self.store, None if mode == GLOBAL else self.insights, self.cache),
                 *rules_routes(self.store),
                 *control_plane_routes(self.instances, self.election),
+                *zone_routes(self.store),
             ],
+            guard=self.guard,
         )
         return HttpServer("api-server", api, self.config.address, self.config.api_port)
 
@@ -254,7 +337,8 @@ class ControlPlane:
     # -- running -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         phases = self.components_for(self.config.mode)
-        await self.insights.load()  # before any stream opens
+        if self.config.mode != GLOBAL:  # a global CP's insights are its zones' copies
+            await self.insights.load()  # before any stream opens
         try:
             await run_in_phases(phases, stop)
         finally:

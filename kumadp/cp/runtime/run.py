@@ -9,7 +9,7 @@ import logging
 from kumadp.cp.defaults import ensure_default_mesh
 from kumadp.cp.election import AlwaysLeader, Election
 from kumadp.cp.insights import control_plane_instance_id
-from kumadp.cp.runtime.config import ControlPlaneConfig
+from kumadp.cp.runtime.config import ZONE, ControlPlaneConfig
 from kumadp.cp.runtime.control_plane import ControlPlane
 from kumadp.cp.store import open_store
 from kumadp.cp.store.base import Store
@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set (then shut down in phases) or a component fails."""
     ControlPlane.check_mode(config.mode)  # before anything is opened
+    config.check()
     store = await open_store(config.store, config.data_dir, config.postgres)
     try:
-        await ensure_default_mesh(store)
+        if config.mode != ZONE:  # a zone's meshes come from the global CP
+            await ensure_default_mesh(store)
         cp = ControlPlane(config, store, _election(config, store))
         if cp.tls is not None:
             where = f" (also at {cp.tls.ca_path})" if cp.tls.ca_path else ""
@@ -42,6 +44,19 @@ async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> 
             config.diagnostics_port,
             config.store,
         )
+        if cp.global_kds is not None:
+            log.info(
+                "global control plane: zones connect to KDS on :%d (TLS); its CA%s:\n%s",
+                config.kds_port,
+                f" (also at {cp.global_kds.tls.ca_path})" if cp.global_kds.tls.ca_path else "",
+                cp.global_kds.tls.ca_pem.decode().strip(),
+            )
+        if config.mode == ZONE:
+            log.info(
+                "zone control plane %s: syncing with the global control plane at %s",
+                config.zone,
+                config.kds_global_address,
+            )
         await cp.run(stop)
     finally:
         log.info("shutdown: closing the store")

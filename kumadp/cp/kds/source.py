@@ -1,0 +1,195 @@
+"""What a CP sends over KDS, built from its store: a ``DeltaSource`` for ``kumadp.xds.delta``.
+
+``StoreSource`` follows the store's change feed for the types of one direction (global ->
+zone on the global CP, zone -> global on a zone CP), keeps every resource it owns packed
+with its content version, and publishes an immutable ``KdsSnapshot`` after each batch of
+changes: push on change, no rebuild tick. A change re-packs only the resources it touches,
+and a snapshot shares the maps of the types that did not change with the one before, so
+the delta server sends only what changed.
+
+A CP sends only what it owns: what carries no ``kuma.io/origin`` label or its own origin;
+copies it received from the other side are never sent back. Anything that looks like a
+private key is refused by ``mapping.to_wire`` and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+from google.protobuf import any_pb2
+
+from kumadp.cp.kds.mapping import MappingError, labels_of, resource_key, to_wire
+from kumadp.cp.store.base import ChangeEvent, Store
+from kumadp.resources.registry import ResourceType
+from kumadp.wire import kds as wire
+
+log = logging.getLogger(__name__)
+
+
+class KdsSnapshot:
+    """One immutable state of every type a CP sends (``VersionedResources``)."""
+
+    __slots__ = ("_packed", "_type_versions", "_versions", "type_urls")
+
+    def __init__(
+        self,
+        type_urls: tuple[str, ...],
+        packed: Mapping[str, Mapping[str, any_pb2.Any]],
+        versions: Mapping[str, Mapping[str, str]],
+        type_versions: Mapping[str, str],
+    ) -> None:
+        self.type_urls = type_urls
+        self._packed = packed
+        self._versions = versions
+        self._type_versions = type_versions
+
+    def version(self, type_url: str) -> str | None:
+        return self._type_versions.get(type_url)
+
+    def packed(self, type_url: str) -> Mapping[str, any_pb2.Any]:
+        return self._packed.get(type_url, {})
+
+    def resource_versions(self, type_url: str) -> Mapping[str, str]:
+        return self._versions.get(type_url, {})
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._packed.values())
+
+
+class StoreSource:
+    """Component: the resources of ``types`` this CP owns, as KDS snapshots."""
+
+    def __init__(self, store: Store, types: Sequence[ResourceType], origin: str) -> None:
+        self.name = f"kds-source-{origin}"
+        self._store = store
+        self._types = {t.name: t for t in types}
+        self._order = tuple(t.name for t in types)  # a type's URL is its name
+        self._origin = origin
+        self._packed: dict[str, dict[str, any_pb2.Any]] = {t: {} for t in self._order}
+        self._versions: dict[str, dict[str, str]] = {t: {} for t in self._order}
+        self._generation = {t: 0 for t in self._order}
+        self._snapshot: KdsSnapshot | None = None
+        self._changed = asyncio.Event()
+        self.refused = 0  # resources never sent (a private key in them)
+
+    # -- DeltaSource ---------------------------------------------------------------------
+    def get_snapshot(self, node_id: str) -> KdsSnapshot | None:
+        return self._snapshot
+
+    async def next_snapshot(self, node_id: str, known: object | None) -> KdsSnapshot:
+        while self._snapshot is None or self._snapshot is known:
+            changed = self._changed
+            await changed.wait()
+        return self._snapshot
+
+    # -- the component ---------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        with self._store.changes(self._order) as changes:
+            await self._load_all()
+            stop_task = asyncio.ensure_future(stop.wait())
+            try:
+                while not stop.is_set():
+                    next_event = asyncio.ensure_future(changes.next())
+                    await asyncio.wait({next_event, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                    if not next_event.done():
+                        next_event.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await next_event
+                        break
+                    first = next_event.result()
+                    if first is None:
+                        break  # the store closed
+                    events = [first, *changes.drain()]
+                    if any(e.is_resync for e in events):
+                        await self._load_all()
+                    else:
+                        touched = {t for e in events if (t := self._apply(e)) is not None}
+                        self._publish(touched)
+            finally:
+                stop_task.cancel()
+
+    async def _load_all(self) -> None:
+        """(Re)read every type from the store; unchanged resources keep their version."""
+        touched: set[str] = set()
+        for type_name in self._order:
+            before = self._versions[type_name]
+            packed: dict[str, any_pb2.Any] = {}
+            versions: dict[str, str] = {}
+            for stored in await self._store.list(type_name):
+                item = self._pack(stored.spec)
+                if item is not None:
+                    packed[item[0]], versions[item[0]] = item[1], item[2]
+            if versions != before or self._snapshot is None:
+                self._packed[type_name], self._versions[type_name] = packed, versions
+                touched.add(type_name)
+        self._publish(touched, force=self._snapshot is None)
+
+    def _apply(self, event: ChangeEvent) -> str | None:
+        """Apply one event to the working maps; the type it changed, None if nothing did."""
+        type_name = event.type
+        if type_name not in self._types:
+            return None
+        key = resource_key(event.mesh if self._types[type_name].mesh_scoped else "", event.name)
+        packed, versions = self._packed[type_name], self._versions[type_name]
+        item = None
+        if event.op != "delete" and event.resource is not None:
+            item = self._pack(event.resource.spec)
+        if item is None:  # deleted, or no longer ours to send
+            if key not in versions:
+                return None
+            del packed[key], versions[key]
+            return type_name
+        if versions.get(item[0]) == item[2]:
+            return None
+        packed[item[0]], versions[item[0]] = item[1], item[2]
+        return type_name
+
+    def _pack(self, doc: Mapping[str, object]) -> tuple[str, any_pb2.Any, str] | None:
+        origin = labels_of(doc).get(wire.ORIGIN_LABEL)
+        if origin is not None and origin != self._origin:
+            return None  # a copy received from the other side: never sent back
+        try:
+            out = to_wire(doc, self._origin)
+        except MappingError as exc:
+            self.refused += 1
+            log.error("KDS: %s", exc)
+            return None
+        return out.key, out.packed, out.version
+
+    def _publish(self, touched: set[str], *, force: bool = False) -> None:
+        """A new snapshot: copies of the touched types' maps, the others shared with the
+        previous snapshot."""
+        if not touched and not force:
+            return
+        previous = self._snapshot
+        packed: dict[str, Mapping[str, any_pb2.Any]] = {}
+        versions: dict[str, Mapping[str, str]] = {}
+        for type_name in self._order:
+            if previous is None or type_name in touched:
+                self._generation[type_name] += 1
+                packed[type_name] = MappingProxyType(dict(self._packed[type_name]))
+                versions[type_name] = MappingProxyType(dict(self._versions[type_name]))
+            else:
+                packed[type_name] = previous.packed(type_name)
+                versions[type_name] = previous.resource_versions(type_name)
+        self._snapshot = KdsSnapshot(
+            self._order,
+            packed,
+            versions,
+            {t: str(self._generation[t]) for t in self._order},
+        )
+        log.debug(
+            "KDS %s snapshot: %d resources (%s changed)",
+            self._origin,
+            len(self._snapshot),
+            ", ".join(sorted(touched)) or "none",
+        )
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+__all__ = ["KdsSnapshot", "StoreSource"]
