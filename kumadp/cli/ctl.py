@@ -213,6 +213,8 @@ def apply(
             fail(f"--file: cannot read {file}: {reason}")
     with _ctl_errors():
         documents = resources.parse_documents(text, var or [], source)
+        for line in resources.warning_lines(documents):
+            typer.echo(line, err=True)
         if dry_run:
             typer.echo(resources.dry_run_text(documents), nl=False)
             return

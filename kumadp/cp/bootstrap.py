@@ -26,7 +26,7 @@ import yaml
 from kumadp.cp.auth import AuthError, DpAuth
 from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.base import Store
-from kumadp.resources import ValidationError, parse_dataplane
+from kumadp.resources import ValidationError, collect_warnings, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
 from kumadp.wire.bootstrap import (
     BootstrapRequest,
@@ -159,9 +159,12 @@ class BootstrapService:
                     ErrorKind.INVALID, f"dataplaneResource: not valid JSON: {exc}"
                 ) from exc
             try:
-                dataplane = parse_dataplane(doc)
+                with collect_warnings() as warnings:
+                    dataplane = parse_dataplane(doc)
             except ValidationError as exc:
                 raise BootstrapError(ErrorKind.INVALID, f"dataplaneResource: {exc}") from exc
+            for warning in warnings:
+                log.info("bootstrap of %s.%s: dataplaneResource.%s", mesh, name, warning)
             if mesh and mesh != dataplane.mesh:
                 raise BootstrapError(
                     ErrorKind.INVALID,

@@ -13,11 +13,15 @@ from kumadp.resources.model import DEFAULT_MESH, MESH_TYPE, Mesh
 log = logging.getLogger(__name__)
 
 
-async def create_default_policies(store: Store, mesh: str) -> None:
+async def create_default_policies(store: Store, mesh: str, model: Mesh | None = None) -> None:
     """What Kuma creates with a new mesh: a MeshTrafficPermission ``allow-all-<mesh>``, so
     that a mesh made by the CP lets every service call every other. Left alone if a
-    policy of that name already exists."""
+    policy of that name already exists, or when the mesh's ``skipCreatingInitialPolicies``
+    names its type (or ``*``)."""
     policy = default_traffic_permission(mesh)
+    if model is not None and model.skips_initial_policy(policy.type):
+        log.info('mesh "%s" skips creating its initial %s', mesh, policy.type)
+        return
     try:
         await store.put(policy.type, mesh, policy.name, policy.to_dict(), 0)
     except ConflictError:

@@ -156,8 +156,14 @@ class Mesh:
     # issues that need them land.
     mtls: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # policy types not to create with the mesh ("*": none), Kuma's skipCreatingInitialPolicies
+    skip_initial_policies: tuple[str, ...] = ()
+    mesh_services_mode: str | None = None  # kept as given; kumadp routes by kuma.io/service
 
     type = MESH_TYPE
+
+    def skips_initial_policy(self, policy_type: str) -> bool:
+        return "*" in self.skip_initial_policies or policy_type in self.skip_initial_policies
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
@@ -165,6 +171,10 @@ class Mesh:
             out["labels"] = dict(self.labels)
         if self.mtls is not None:
             out["mtls"] = self.mtls
+        if self.skip_initial_policies:
+            out["skipCreatingInitialPolicies"] = list(self.skip_initial_policies)
+        if self.mesh_services_mode is not None:
+            out["meshServices"] = {"mode": self.mesh_services_mode}
         return out
 
 

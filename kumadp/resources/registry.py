@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from kumadp.resources.errors import ValidationError, quoted
+from kumadp.resources.errors import ValidationError, ValidationResult, collect_warnings, quoted
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
 from kumadp.resources.policies import (
     MESH_TRAFFIC_PERMISSION_TYPE,
@@ -162,6 +162,13 @@ class Registry:
             )
         return found.parse(doc)
 
+    def validate(self, doc: Any) -> ValidationResult[Model]:
+        """``parse(doc)`` with the warnings of the document (Kuma fields accepted without
+        being implemented)."""
+        with collect_warnings() as warnings:
+            model = self.parse(doc)
+        return ValidationResult(model, tuple(warnings))
+
 
 def default_registry() -> Registry:
     """Every type kumadp knows today."""
@@ -212,6 +219,11 @@ def parse_resource(doc: Any) -> Model:
     return REGISTRY.parse(doc)
 
 
+def validate_resource(doc: Any) -> ValidationResult[Model]:
+    """``parse_resource`` with the document's warnings (see ``Registry.validate``)."""
+    return REGISTRY.validate(doc)
+
+
 __all__ = [
     "DATAPLANE_INSIGHT_TYPE",
     "MESH_CA_TYPE",
@@ -227,4 +239,5 @@ __all__ = [
     "Sync",
     "default_registry",
     "parse_resource",
+    "validate_resource",
 ]

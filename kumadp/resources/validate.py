@@ -9,12 +9,11 @@ raises one ``ValidationError`` listing them all, each with the path of the field
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 from kumadp.resources.checks import (
-    IGNORED_FIELDS,
+    OUTPUT_ONLY_FIELDS,
     TAG_CHARS,
     TAG_RULE,
     check_type,
@@ -31,21 +30,20 @@ from kumadp.resources.errors import (
 )
 from kumadp.resources.model import (
     DATAPLANE_TYPE,
-    MESH_TYPE,
     PROTOCOL_TAG,
     PROTOCOLS,
     SERVICE_TAG,
     Dataplane,
     Inbound,
-    Mesh,
     Networking,
     Outbound,
     TransparentProxying,
 )
+from kumadp.resources.validate_mesh import parse_mesh  # re-exported: one import for parsers
 
 # --- Dataplane ---------------------------------------------------------------------------
 
-_DATAPLANE_FIELDS = ("type", "mesh", "name", "labels", "networking", *IGNORED_FIELDS)
+_DATAPLANE_FIELDS = ("type", "mesh", "name", "labels", "networking", *OUTPUT_ONLY_FIELDS)
 _NETWORKING_FIELDS = (
     "address",
     "advertisedAddress",
@@ -57,18 +55,26 @@ _NETWORKING_FIELDS = (
 _INBOUND_FIELDS = ("port", "servicePort", "serviceAddress", "address", "tags")
 _OUTBOUND_FIELDS = ("port", "address", "tags")
 _TP_FIELDS = ("redirectPortInbound", "redirectPortOutbound")
-# Kuma fields that kumadp does not implement yet: said so, rather than "unknown field".
-_DATAPLANE_UNSUPPORTED = ("metrics", "probes")
-_NETWORKING_UNSUPPORTED = ("gateway",)
-_INBOUND_UNSUPPORTED = ("name", "health", "serviceProbe", "state")
+# Kuma fields kumadp does not implement yet, in two classes (``ErrorCollector.fields``):
+# refused ("not supported yet") where ignoring them would change traffic or security, else
+# accepted with a warning that says what ignoring them means.
+_DATAPLANE_IGNORED = {
+    "metrics": "kumadp's agent serves the merged metrics on its --metrics-port",
+    "probes": "virtual probes are a Kubernetes feature",
+}
+_NETWORKING_UNSUPPORTED = ("gateway", "listeners")
+_INBOUND_UNSUPPORTED = ("name", "health", "state", "protocol")
+_INBOUND_IGNORED = {
+    "serviceProbe": "no probe runs; the inbound counts as healthy while its proxy is online",
+}
 _OUTBOUND_UNSUPPORTED = ("backendRef",)
-_TP_UNSUPPORTED = (
-    "directAccessServices",
-    "redirectPortInboundV6",
-    "reachableServices",
-    "reachableBackends",
-    "ipFamilyMode",
-)
+_TP_UNSUPPORTED = ("directAccessServices",)
+_TP_IGNORED = {
+    "redirectPortInboundV6": "kumadp's transparent proxy is IPv4 only",
+    "ipFamilyMode": "kumadp's transparent proxy is IPv4 only",
+    "reachableServices": "every service of the mesh stays reachable",
+    "reachableBackends": "every service of the mesh stays reachable",
+}
 
 
 def _tags(c: ErrorCollector, obj: dict[str, Any], parent: str) -> dict[str, str] | None:
@@ -96,7 +102,7 @@ def _inbound(c: ErrorCollector, raw: Any, path: str) -> Inbound | None:
     obj = c.is_object(raw, path)
     if obj is None:
         return None
-    c.fields(obj, path, _INBOUND_FIELDS, _INBOUND_UNSUPPORTED)
+    c.fields(obj, path, _INBOUND_FIELDS, _INBOUND_UNSUPPORTED, _INBOUND_IGNORED)
     port = c.port(obj, path, "port", required=True)
     service_port = c.port(obj, path, "servicePort")
     service_address = c.address(obj, path, "serviceAddress", hostname=False)
@@ -131,7 +137,7 @@ def _transparent_proxying(c: ErrorCollector, obj: dict[str, Any]) -> Transparent
     tp = c.mapping(obj, "networking", "transparentProxying")
     if tp is None:
         return None
-    c.fields(tp, path, _TP_FIELDS, _TP_UNSUPPORTED)
+    c.fields(tp, path, _TP_FIELDS, _TP_UNSUPPORTED, _TP_IGNORED)
     default = TransparentProxying()
     inbound = c.port(tp, path, "redirectPortInbound") or default.redirect_port_inbound
     outbound = c.port(tp, path, "redirectPortOutbound") or default.redirect_port_outbound
@@ -235,7 +241,7 @@ def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
 def parse_dataplane(doc: Any) -> Dataplane:
     """A validated ``Dataplane`` from a document (as ``load_document`` returns it)."""
     c, obj = open_document(doc)
-    c.fields(obj, "", _DATAPLANE_FIELDS, _DATAPLANE_UNSUPPORTED)
+    c.fields(obj, "", _DATAPLANE_FIELDS, ignored=_DATAPLANE_IGNORED)
     check_type(c, obj, DATAPLANE_TYPE)
     mesh = resource_name(c, obj, "", "mesh", dns_label=True)
     name = resource_name(c, obj, "", "name", dns_label=False)
@@ -244,96 +250,6 @@ def parse_dataplane(doc: Any) -> Dataplane:
     c.raise_if_any()
     assert networking is not None
     return Dataplane(mesh=mesh, name=name, networking=networking, labels=labels or {})
-
-
-# --- Mesh ----------------------------------------------------------------------------------
-
-_MESH_FIELDS = ("type", "name", "labels", "mtls", *IGNORED_FIELDS)
-_MESH_UNSUPPORTED = (
-    "metrics",
-    "logging",
-    "tracing",
-    "networking",
-    "routing",
-    "constraints",
-    "skipCreatingInitialPolicies",
-    "meshServices",
-)
-_BACKEND_FIELDS = ("name", "type", "mode", "dpCert", "conf")
-
-
-def _duration(c: ErrorCollector, obj: dict[str, Any], parent: str, key: str) -> None:
-    value = c.string(obj, parent, key)
-    if value is None:
-        return
-    try:
-        if parse_duration(value) <= 0:
-            c.add(field_path(parent, key), "must be longer than 0")
-    except ValueError as exc:
-        c.add(field_path(parent, key), str(exc))
-
-
-def _backend(c: ErrorCollector, raw: Any, path: str) -> str | None:
-    """Check one mTLS backend; return its name."""
-    obj = c.is_object(raw, path)
-    if obj is None:
-        return None
-    c.fields(obj, path, _BACKEND_FIELDS, ("rootChain",))
-    name = resource_name(c, obj, path, "name", dns_label=False)
-    kind = c.one_of(obj, path, "type", ("builtin", "provided"), required=True)
-    c.one_of(obj, path, "mode", ("STRICT", "PERMISSIVE"))
-    dp_cert = c.mapping(obj, path, "dpCert")
-    if dp_cert is not None:
-        cert_path = f"{path}.dpCert"
-        c.fields(dp_cert, cert_path, ("rotation",), ("requestTimeout",))
-        rotation = c.mapping(dp_cert, cert_path, "rotation")
-        if rotation is not None:
-            c.fields(rotation, f"{cert_path}.rotation", ("expiration",))
-            _duration(c, rotation, f"{cert_path}.rotation", "expiration")
-    conf = c.mapping(obj, path, "conf")
-    if conf is not None and kind == "builtin":  # "provided" conf: checked when it is used
-        c.fields(conf, f"{path}.conf", ("caCert",))
-        ca_cert = c.mapping(conf, f"{path}.conf", "caCert")
-        if ca_cert is not None:
-            ca_path = f"{path}.conf.caCert"
-            c.fields(ca_cert, ca_path, ("RSAbits", "expiration"))
-            bits = c.integer(ca_cert, ca_path, "RSAbits")
-            if bits is not None and bits < 2048:
-                c.add(f"{ca_path}.RSAbits", "must be at least 2048")
-            _duration(c, ca_cert, ca_path, "expiration")
-    return name or None
-
-
-def _mtls(c: ErrorCollector, doc: dict[str, Any]) -> dict[str, Any] | None:
-    obj = c.mapping(doc, "", "mtls")
-    if obj is None:
-        return None
-    c.fields(obj, "mtls", ("enabledBackend", "backends"), ("skipValidation",))
-    enabled = c.string(obj, "mtls", "enabledBackend")
-    names: dict[str, int] = {}
-    for n, raw in enumerate(c.sequence(obj, "mtls", "backends") or []):
-        path = index_path("mtls.backends", n)
-        name = _backend(c, raw, path)
-        if name is not None and name in names:
-            c.add(f"{path}.name", f'"{name}" is already used by mtls.backends[{names[name]}]')
-        elif name is not None:
-            names[name] = n
-    if enabled and enabled not in names:
-        known = ", ".join(f'"{n}"' for n in names) or "none is defined"
-        c.add("mtls.enabledBackend", f'must name one of mtls.backends ({known}), not "{enabled}"')
-    return copy.deepcopy(obj)
-
-
-def parse_mesh(doc: Any) -> Mesh:
-    """A validated ``Mesh`` from a document (as ``load_document`` returns it)."""
-    c, obj = open_document(doc)
-    c.fields(obj, "", _MESH_FIELDS, _MESH_UNSUPPORTED)
-    check_type(c, obj, MESH_TYPE)
-    name = resource_name(c, obj, "", "name", dns_label=True)
-    labels = c.string_map(obj, "", "labels")
-    mtls = _mtls(c, obj)
-    c.raise_if_any()
-    return Mesh(name=name, mtls=mtls, labels=labels or {})
 
 
 __all__ = ["parse_dataplane", "parse_duration", "parse_mesh"]

@@ -331,9 +331,10 @@ def test_outbound_errors(outbound: Any, expected: str) -> None:
             "networking.transparentProxying.redirectPortOutbound: must be an integer",
         ),
         (
-            {"transparentProxying": {"reachableServices": ["a"]}},
-            "networking.transparentProxying.reachableServices: not supported yet by kumadp",
+            {"transparentProxying": {"directAccessServices": ["*"]}},
+            "networking.transparentProxying.directAccessServices: not supported yet by kumadp",
         ),
+        ({"listeners": []}, "networking.listeners: not supported yet by kumadp"),
     ],
 )
 def test_networking_errors(networking: dict[str, Any], expected: str) -> None:
@@ -371,7 +372,6 @@ def test_networking_is_required() -> None:
             "starting and ending with a letter or digit",
         ),
         ({"labels": ["a"]}, "labels: must be an object"),
-        ({"metrics": {}}, "metrics: not supported yet by kumadp"),
         ({"nmae": "x"}, 'nmae: unknown field (did you mean "name"?)'),
     ],
 )
@@ -560,7 +560,10 @@ def test_mesh() -> None:
             "mtls.backends[0].conf: must be an object",
         ),
         ({"backends": {}}, "mtls.backends: must be a list"),
-        ({"skipValidation": True}, "mtls.skipValidation: not supported yet by kumadp"),
+        (
+            {"skipValidaton": True},
+            'mtls.skipValidaton: unknown field (did you mean "skipValidation"?)',
+        ),
     ],
 )
 def test_mesh_mtls_errors(mtls: dict[str, Any], expected: str) -> None:
@@ -568,10 +571,9 @@ def test_mesh_mtls_errors(mtls: dict[str, Any], expected: str) -> None:
 
 
 def test_mesh_errors() -> None:
-    doc = {"type": "Mesh", "name": "My_Mesh", "tracing": {}, "metrics": {}, "mtl": {}}
+    doc = {"type": "Mesh", "name": "My_Mesh", "routing": {}, "metrics": {}, "mtl": {}}
     assert errors_of(doc, parse_mesh) == [
-        "tracing: not supported yet by kumadp",
-        "metrics: not supported yet by kumadp",
+        "routing: not supported yet by kumadp",
         'mtl: unknown field (did you mean "mtls"?)',
         "name: must be a DNS-1123 label: 1-63 lowercase letters, digits and '-', "
         "starting and ending with a letter or digit",
@@ -644,3 +646,102 @@ def test_parse_duration_errors(text: str, problem: str) -> None:
         f'invalid duration "{text}": {problem}, '
         "expected e.g. 30s, 1h30m, 500ms, 24h (units: ns, us, ms, s, m, h, d, y)"
     )
+
+
+# --- the three classes of fields a Kuma user may write --------------------------------------
+
+
+def warnings_of(doc: Any) -> list[str]:
+    result = resources.validate_resource(doc)
+    return [str(w) for w in result.warnings]
+
+
+@pytest.mark.parametrize("field", ["kri", "creationTime", "modificationTime"])
+def test_output_only_fields_are_accepted_silently(field: str) -> None:
+    for doc in (
+        dataplane_doc(),
+        {"type": "Mesh", "name": "m"},
+        {
+            "type": "MeshTrafficPermission",
+            "mesh": "default",
+            "name": "p",
+            "spec": {"from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]},
+        },
+    ):
+        exported = {**doc, field: "kri_x_default___p_" if field == "kri" else "2024-01-01T00:00Z"}
+        result = resources.validate_resource(exported)
+        assert result.model == parse_resource(doc)
+        assert result.warnings == ()
+        assert field not in result.model.to_dict()
+
+
+def test_labels_are_kept() -> None:
+    doc = {**dataplane_doc(), "labels": {"kuma.io/origin": "zone", "team": "a"}}
+    assert parse_dataplane(doc).to_dict()["labels"] == {"kuma.io/origin": "zone", "team": "a"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (
+            {**dataplane_doc(), "metrics": {"type": "prometheus"}},
+            "metrics: ignored: kumadp's agent serves the merged metrics on its --metrics-port",
+        ),
+        (
+            dataplane_doc(
+                inbound=[
+                    {"port": 1, "tags": {SERVICE: "a"}, "serviceProbe": {"tcp": {}}},
+                ]
+            ),
+            "networking.inbound[0].serviceProbe: ignored: no probe runs; the inbound counts as "
+            "healthy while its proxy is online",
+        ),
+        (
+            dataplane_doc(transparentProxying={"reachableServices": ["a"]}),
+            "networking.transparentProxying.reachableServices: ignored: every service of the "
+            "mesh stays reachable",
+        ),
+        (
+            {"type": "Mesh", "name": "m", "tracing": {"backends": []}},
+            "tracing: ignored: no tracing is configured",
+        ),
+        (
+            {"type": "Mesh", "name": "m", "mtls": {"skipValidation": True}},
+            "mtls.skipValidation: ignored: the backends are validated all the same",
+        ),
+        (
+            {"type": "Mesh", "name": "m", "meshServices": {"mode": "Everywhere"}},
+            "meshServices.mode: ignored: Everywhere (kumadp routes by kuma.io/service and makes "
+            "no MeshService resources)",
+        ),
+    ],
+)
+def test_kuma_fields_without_effect_are_accepted_with_a_warning(doc: Any, expected: str) -> None:
+    assert warnings_of(doc) == [expected]
+
+
+def test_warnings_leave_the_model_as_without_the_field() -> None:
+    doc = {**dataplane_doc(), "probes": {"port": 9000}}
+    assert resources.validate_resource(doc).model == parse_dataplane(dataplane_doc())
+
+
+def test_a_typo_of_an_ignored_field_is_an_error_with_its_suggestion() -> None:
+    doc = dataplane_doc(inbound=[{"port": 1, "tags": {SERVICE: "a"}, "serviceProbes": {}}])
+    assert errors_of(doc) == [
+        'networking.inbound[0].serviceProbes: unknown field (did you mean "serviceProbe"?)'
+    ]
+
+
+def test_mesh_exclusive_mesh_services_and_skip_initial_policies() -> None:
+    doc = {"type": "Mesh", "name": "m", "meshServices": {"mode": "Exclusive"}}
+    assert errors_of(doc, parse_mesh) == [
+        "meshServices.mode: Exclusive is not supported yet by kumadp"
+    ]
+    mesh = parse_mesh(
+        {"type": "Mesh", "name": "m", "skipCreatingInitialPolicies": ["*"], "meshServices": {}}
+    )
+    assert mesh.skips_initial_policy("MeshTrafficPermission")
+    assert mesh.to_dict() == {"type": "Mesh", "name": "m", "skipCreatingInitialPolicies": ["*"]}
+    assert errors_of(
+        {"type": "Mesh", "name": "m", "skipCreatingInitialPolicies": [1]}, parse_mesh
+    ) == ['skipCreatingInitialPolicies[0]: must be a policy type name or "*"']

@@ -23,12 +23,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kumadp.cp.api.bodies import check_json_representable, read_document, render_resource
+from kumadp.cp.api.bodies import (
+    check_json_representable,
+    read_document,
+    render_resource,
+    warnings_response,
+)
 from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.defaults import create_default_policies
 from kumadp.cp.store.base import ConflictError, Store
 from kumadp.resources import ValidationError
-from kumadp.resources.model import MESH_TYPE
+from kumadp.resources.errors import collect_warnings
+from kumadp.resources.model import MESH_TYPE, Mesh
 from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 from kumadp.resources.registry import REGISTRY, Registry, ResourceType
 
@@ -119,7 +125,8 @@ class ResourceEndpoints:
         doc = _prepare(kind, await read_document(request), mesh, name)
         assert kind.parse is not None  # served kinds have a parser
         try:
-            model = kind.parse(doc)
+            with collect_warnings() as warnings:
+                model = kind.parse(doc)
         except ValidationError as e:
             causes = [Cause(err.path, err.reason) for err in e.errors]
             raise ApiError(400, "Resource is not valid", str(e), causes) from None
@@ -132,9 +139,12 @@ class ResourceEndpoints:
         except ConflictError as e:
             raise ApiError(409, "Conflict", str(e)) from None
         log.info("%s %s", "created" if created else "updated", _describe(kind, mesh, name))
+        for warning in warnings:
+            log.info("%s: %s", _describe(kind, mesh, name), warning)
         if created and kind.name == MESH_TYPE and self._serves(MESH_TRAFFIC_PERMISSION_TYPE):
-            await create_default_policies(self.store, name)
-        return JSONResponse({}, status_code=201 if created else 200)
+            assert isinstance(model, Mesh)
+            await create_default_policies(self.store, name, model)
+        return warnings_response({}, warnings, status_code=201 if created else 200)
 
     def _serves(self, type: str) -> bool:
         return any(kind.name == type for kind in self.kinds)
