@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kumadp.resources.checks import (
-    IGNORED_FIELDS,
+    OUTPUT_ONLY_FIELDS,
     TAG_CHARS,
     TAG_RULE,
     check_type,
@@ -32,7 +32,13 @@ MESH_TRAFFIC_PERMISSION_TYPE = "MeshTrafficPermission"
 MESH = "Mesh"
 MESH_SERVICE = "MeshService"
 MESH_SUBSET = "MeshSubset"
-TARGET_KINDS = (MESH, MESH_SERVICE, MESH_SUBSET)
+MESH_SERVICE_SUBSET = "MeshServiceSubset"
+DATAPLANE = "Dataplane"
+# what a policy's top-level targetRef may select, and a ``from`` item (Kuma 2.x)
+TARGET_KINDS = (MESH, MESH_SUBSET, MESH_SERVICE, MESH_SERVICE_SUBSET, DATAPLANE)
+FROM_KINDS = (MESH, MESH_SUBSET, MESH_SERVICE, MESH_SERVICE_SUBSET)
+SIDECAR, GATEWAY = "Sidecar", "Gateway"
+PROXY_TYPES = (SIDECAR, GATEWAY)  # a Mesh/MeshSubset targetRef's ``proxyTypes``
 
 ALLOW = "Allow"
 DENY = "Deny"
@@ -42,12 +48,24 @@ ACTIONS = (ALLOW, DENY, ALLOW_WITH_SHADOW_DENY)
 
 @dataclass(frozen=True)
 class TargetRef:
-    """What a policy (or one of its ``from`` items) selects: the whole mesh, one service
-    (``name``), or every inbound/caller carrying all of ``tags``."""
+    """What a policy (or one of its ``from`` items) selects, by ``kind``:
+
+    - ``Mesh``: everything (only proxies of ``proxy_types`` when given);
+    - ``MeshSubset``: the inbounds (callers) carrying every one of ``tags``;
+    - ``MeshService``: the inbounds (callers) of the service ``name``;
+    - ``MeshServiceSubset``: those of the service ``name`` that also carry ``tags``;
+    - ``Dataplane`` (top level only): the dataplane ``name``, or those carrying every one of
+      ``labels``, or every dataplane; ``section_name`` narrows it to the inbound of that name
+      (or port, for an inbound without a name).
+
+    ``kumadp.cp.generate.policies.match`` says what a targetRef selects of a proxy."""
 
     kind: str = MESH
-    name: str | None = None  # MeshService only
-    tags: dict[str, str] = field(default_factory=dict)  # MeshSubset only
+    name: str | None = None  # MeshService, MeshServiceSubset, Dataplane
+    tags: dict[str, str] = field(default_factory=dict)  # MeshSubset, MeshServiceSubset
+    labels: dict[str, str] = field(default_factory=dict)  # Dataplane
+    section_name: str | None = None  # Dataplane
+    proxy_types: tuple[str, ...] = ()  # Mesh, MeshSubset; empty: every type
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
@@ -55,6 +73,12 @@ class TargetRef:
             out["name"] = self.name
         if self.tags:
             out["tags"] = dict(self.tags)
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        if self.section_name is not None:
+            out["sectionName"] = self.section_name
+        if self.proxy_types:
+            out["proxyTypes"] = list(self.proxy_types)
         return out
 
 
@@ -106,40 +130,71 @@ def default_traffic_permission(mesh: str) -> MeshTrafficPermission:
 
 # --- validation ------------------------------------------------------------------------------
 
-_MTP_FIELDS = ("type", "mesh", "name", "labels", "spec", *IGNORED_FIELDS)
+_MTP_FIELDS = ("type", "mesh", "name", "labels", "spec", *OUTPUT_ONLY_FIELDS)
 _SPEC_FIELDS = ("targetRef", "from")
 _SPEC_UNSUPPORTED = ("rules",)
 _FROM_FIELDS = ("targetRef", "default")
-_TARGET_REF_FIELDS = ("kind", "name", "tags")
-_TARGET_REF_UNSUPPORTED = ("namespace", "labels", "sectionName", "proxyTypes", "mesh")
+_TARGET_REF_FIELDS = ("kind", "name", "tags", "labels", "sectionName", "proxyTypes")
+_TARGET_REF_UNSUPPORTED = ("namespace", "mesh")
+# the fields each kind allows besides ``kind`` (Kuma's ValidateTargetRef)
+_ALLOWED = {
+    MESH: ("proxyTypes",),
+    MESH_SUBSET: ("tags", "proxyTypes"),
+    MESH_SERVICE: ("name",),
+    MESH_SERVICE_SUBSET: ("name", "tags"),
+    DATAPLANE: ("name", "labels", "sectionName"),
+}
+_NAME_REQUIRED = (MESH_SERVICE, MESH_SERVICE_SUBSET)
 
 
 def _target_ref(
-    c: ErrorCollector, obj: dict[str, Any], parent: str, required: bool
+    c: ErrorCollector, obj: dict[str, Any], parent: str, required: bool, top: bool = True
 ) -> TargetRef | None:
-    """``parent.targetRef``; absent and not ``required``: the whole mesh."""
+    """``parent.targetRef``; absent and not ``required``: the whole mesh. ``top``: a policy's
+    own targetRef (which proxies it applies to), else a ``from`` item's (which callers)."""
     path = field_path(parent, "targetRef")
     ref = c.mapping(obj, parent, "targetRef", required=required)
     if ref is None:
         return None if required or obj.get("targetRef") is not None else TargetRef(MESH)
     before = len(c.errors)
     c.fields(ref, path, _TARGET_REF_FIELDS, _TARGET_REF_UNSUPPORTED)
-    kind = c.one_of(ref, path, "kind", TARGET_KINDS, required=True)
+    kind = c.one_of(ref, path, "kind", TARGET_KINDS if top else FROM_KINDS, required=True)
     name = c.string(ref, path, "name")
     tags = c.string_map(ref, path, "tags", TAG_CHARS, TAG_RULE)
-    if kind == MESH_SERVICE:
-        if not name:
-            c.add(field_path(path, "name"), "is required for kind MeshService")
-        if ref.get("tags") is not None:
-            c.add(field_path(path, "tags"), "is only allowed for kind MeshSubset")
-    elif kind in (MESH, MESH_SUBSET):
-        if ref.get("name") is not None:
-            c.add(field_path(path, "name"), "is only allowed for kind MeshService")
-        if kind == MESH and ref.get("tags") is not None:
-            c.add(field_path(path, "tags"), "is only allowed for kind MeshSubset")
+    labels = c.string_map(ref, path, "labels")
+    section = c.string(ref, path, "sectionName")
+    proxy_types = _proxy_types(c, ref, path)
+    if kind is not None:
+        for key in _TARGET_REF_FIELDS[1:]:
+            if ref.get(key) is not None and key not in _ALLOWED[kind]:
+                c.add(field_path(path, key), f"is not allowed for kind {kind}")
+        if kind in _NAME_REQUIRED and not name:
+            c.add(field_path(path, "name"), f"is required for kind {kind}")
+        if kind == DATAPLANE and name and labels:
+            c.add(field_path(path, "labels"), "give either name or labels, not both")
     if len(c.errors) > before or kind is None:
         return None
-    return TargetRef(kind=kind, name=name, tags=tags or {})
+    return TargetRef(
+        kind=kind,
+        name=name or None,
+        tags=tags or {},
+        labels=labels or {},
+        section_name=section or None,
+        proxy_types=proxy_types,
+    )
+
+
+def _proxy_types(c: ErrorCollector, ref: dict[str, Any], path: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for n, item in enumerate(c.sequence(ref, path, "proxyTypes") or []):
+        if item not in PROXY_TYPES:
+            c.add(
+                index_path(field_path(path, "proxyTypes"), n),
+                f"must be one of {', '.join(PROXY_TYPES)}",
+            )
+        else:
+            out.append(item)
+    return tuple(out)
 
 
 def _from(c: ErrorCollector, raw: Any, path: str) -> From | None:
@@ -147,7 +202,7 @@ def _from(c: ErrorCollector, raw: Any, path: str) -> From | None:
     if obj is None:
         return None
     c.fields(obj, path, _FROM_FIELDS)
-    ref = _target_ref(c, obj, path, required=True)
+    ref = _target_ref(c, obj, path, required=True, top=False)
     action = None
     default = c.mapping(obj, path, "default", required=True)
     if default is not None:
@@ -193,11 +248,17 @@ __all__ = [
     "ACTIONS",
     "ALLOW",
     "ALLOW_WITH_SHADOW_DENY",
+    "DATAPLANE",
     "DENY",
+    "FROM_KINDS",
+    "GATEWAY",
     "MESH",
     "MESH_SERVICE",
+    "MESH_SERVICE_SUBSET",
     "MESH_SUBSET",
     "MESH_TRAFFIC_PERMISSION_TYPE",
+    "PROXY_TYPES",
+    "SIDECAR",
     "TARGET_KINDS",
     "From",
     "MeshTrafficPermission",

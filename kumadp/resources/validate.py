@@ -14,8 +14,6 @@ from typing import Any
 
 from kumadp.resources.checks import (
     OUTPUT_ONLY_FIELDS,
-    TAG_CHARS,
-    TAG_RULE,
     check_type,
     open_document,
     resource_name,
@@ -23,20 +21,15 @@ from kumadp.resources.checks import (
 from kumadp.resources.durations import parse_duration
 from kumadp.resources.errors import (
     ErrorCollector,
-    field_path,
     index_path,
-    key_path,
     parse_ip,
 )
+from kumadp.resources.interfaces import parse_inbound, parse_outbound
 from kumadp.resources.model import (
     DATAPLANE_TYPE,
-    PROTOCOL_TAG,
-    PROTOCOLS,
-    SERVICE_TAG,
     Dataplane,
     Inbound,
     Networking,
-    Outbound,
     TransparentProxying,
 )
 from kumadp.resources.validate_mesh import parse_mesh  # re-exported: one import for parsers
@@ -52,8 +45,6 @@ _NETWORKING_FIELDS = (
     "outbound",
     "transparentProxying",
 )
-_INBOUND_FIELDS = ("port", "servicePort", "serviceAddress", "address", "tags")
-_OUTBOUND_FIELDS = ("port", "address", "tags")
 _TP_FIELDS = ("redirectPortInbound", "redirectPortOutbound")
 # Kuma fields kumadp does not implement yet, in two classes (``ErrorCollector.fields``):
 # refused ("not supported yet") where ignoring them would change traffic or security, else
@@ -63,11 +54,6 @@ _DATAPLANE_IGNORED = {
     "probes": "virtual probes are a Kubernetes feature",
 }
 _NETWORKING_UNSUPPORTED = ("gateway", "listeners")
-_INBOUND_UNSUPPORTED = ("name", "health", "state", "protocol")
-_INBOUND_IGNORED = {
-    "serviceProbe": "no probe runs; the inbound counts as healthy while its proxy is online",
-}
-_OUTBOUND_UNSUPPORTED = ("backendRef",)
 _TP_UNSUPPORTED = ("directAccessServices",)
 _TP_IGNORED = {
     "redirectPortInboundV6": "kumadp's transparent proxy is IPv4 only",
@@ -75,61 +61,6 @@ _TP_IGNORED = {
     "reachableServices": "every service of the mesh stays reachable",
     "reachableBackends": "every service of the mesh stays reachable",
 }
-
-
-def _tags(c: ErrorCollector, obj: dict[str, Any], parent: str) -> dict[str, str] | None:
-    path = field_path(parent, "tags")
-    if obj.get("tags") is None:
-        c.add(path, f'is required (with at least "{SERVICE_TAG}")')
-        return None
-    tags = c.string_map(obj, parent, "tags", TAG_CHARS, TAG_RULE)
-    if tags is None:
-        return None
-    if not tags.get(SERVICE_TAG):
-        c.add(
-            key_path(path, SERVICE_TAG),
-            "must not be empty" if SERVICE_TAG in tags else "is required",
-        )
-        return None
-    protocol = tags.get(PROTOCOL_TAG)
-    if protocol is not None and protocol not in PROTOCOLS:
-        c.add(key_path(path, PROTOCOL_TAG), f"must be one of {', '.join(PROTOCOLS)}")
-        return None
-    return tags
-
-
-def _inbound(c: ErrorCollector, raw: Any, path: str) -> Inbound | None:
-    obj = c.is_object(raw, path)
-    if obj is None:
-        return None
-    c.fields(obj, path, _INBOUND_FIELDS, _INBOUND_UNSUPPORTED, _INBOUND_IGNORED)
-    port = c.port(obj, path, "port", required=True)
-    service_port = c.port(obj, path, "servicePort")
-    service_address = c.address(obj, path, "serviceAddress", hostname=False)
-    address = c.address(obj, path, "address", routable=True)
-    tags = _tags(c, obj, path)
-    if port is None or tags is None:
-        return None
-    return Inbound(
-        port=port,
-        tags=tags,
-        service_port=port if service_port is None else service_port,
-        address=address,
-        service_address=service_address,
-    )
-
-
-def _outbound(c: ErrorCollector, raw: Any, path: str) -> Outbound | None:
-    obj = c.is_object(raw, path)
-    if obj is None:
-        return None
-    c.fields(obj, path, _OUTBOUND_FIELDS, _OUTBOUND_UNSUPPORTED)
-    port = c.port(obj, path, "port", required=True)
-    address = c.address(obj, path, "address", hostname=False)
-    tags = _tags(c, obj, path)
-    if port is None or tags is None:
-        return None
-    return Outbound(port=port, tags=tags, address=address or "127.0.0.1")
 
 
 def _transparent_proxying(c: ErrorCollector, obj: dict[str, Any]) -> TransparentProxying | None:
@@ -177,6 +108,7 @@ def _check_sockets(c: ErrorCollector, net: Networking) -> None:
     listeners = [
         _Socket(i.address or net.address, i.port, f"networking.inbound[{n}]")
         for n, i in enumerate(net.inbound)
+        if i.has_listener
     ] + [
         _Socket(o.address, o.port, f"networking.outbound[{n}]") for n, o in enumerate(net.outbound)
     ]
@@ -188,6 +120,8 @@ def _check_sockets(c: ErrorCollector, net: Networking) -> None:
     if net.transparent_proxying is not None:
         return  # inbound listeners do not bind their port: traffic is redirected to them
     for n, inbound in enumerate(net.inbound):
+        if not inbound.has_listener:
+            continue
         listener = _Socket(inbound.address or net.address, inbound.port)
         app = _Socket(inbound.service_address or "127.0.0.1", inbound.service_port)
         if listener.clashes(app):
@@ -198,7 +132,23 @@ def _check_sockets(c: ErrorCollector, net: Networking) -> None:
             )
 
 
-def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
+def _check_inbound_names(c: ErrorCollector, inbound: list[Inbound | None]) -> None:
+    """Kuma: an inbound's ``name`` is unique among the dataplane's inbounds."""
+    seen: dict[str, int] = {}
+    for n, item in enumerate(inbound):
+        if item is None or item.name is None:
+            continue
+        if item.name in seen:
+            c.add(
+                f"networking.inbound[{n}].name",
+                f'"{item.name}" is already used by networking.inbound[{seen[item.name]}]',
+            )
+        seen.setdefault(item.name, n)
+
+
+def _networking(
+    c: ErrorCollector, doc: dict[str, Any], labels: dict[str, str] | None
+) -> Networking | None:
     path = "networking"
     obj = c.mapping(doc, "", path, required=True)
     if obj is None:
@@ -212,15 +162,14 @@ def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
     if admin is not None:
         c.fields(admin, "networking.admin", ("port",))
         admin_port = c.port(admin, "networking.admin", "port")
-    raw_inbound = c.sequence(obj, path, "inbound")
-    if raw_inbound == []:
-        c.add("networking.inbound", "needs at least one inbound (gateways are not supported yet)")
+    # no inbound at all: an outbound-only dataplane (Kuma 2.14)
     inbound = [
-        _inbound(c, raw, index_path("networking.inbound", n))
-        for n, raw in enumerate(raw_inbound or [])
+        parse_inbound(c, raw, index_path("networking.inbound", n), labels)
+        for n, raw in enumerate(c.sequence(obj, path, "inbound") or [])
     ]
+    _check_inbound_names(c, inbound)
     outbound = [
-        _outbound(c, raw, index_path("networking.outbound", n))
+        parse_outbound(c, raw, index_path("networking.outbound", n))
         for n, raw in enumerate(c.sequence(obj, path, "outbound") or [])
     ]
     tp = _transparent_proxying(c, obj)
@@ -246,7 +195,7 @@ def parse_dataplane(doc: Any) -> Dataplane:
     mesh = resource_name(c, obj, "", "mesh", dns_label=True)
     name = resource_name(c, obj, "", "name", dns_label=False)
     labels = c.string_map(obj, "", "labels")
-    networking = _networking(c, obj)
+    networking = _networking(c, obj, labels)
     c.raise_if_any()
     assert networking is not None
     return Dataplane(mesh=mesh, name=name, networking=networking, labels=labels or {})

@@ -52,7 +52,7 @@ def path_of(doc: dict[str, Any]) -> str:
     return f"/meshes/{doc['mesh']}/{plural}/{doc['name']}"
 
 
-@pytest.mark.parametrize("kind", ["mesh", "dataplane"])
+@pytest.mark.parametrize("kind", ["mesh", "dataplane", "meshtrafficpermission"])
 async def test_kumactl_yaml_output_applies_unchanged(client: httpx.AsyncClient, kind: str) -> None:
     doc = kumactl_output(kind)
     response = await client.put(

@@ -225,7 +225,12 @@ def test_every_problem_is_reported_at_once() -> None:
             "networking.inbound[0].address: must not be 0.0.0.0 or :: "
             "(other dataplanes connect to this address)",
         ),
-        ({"port": 1}, 'networking.inbound[0].tags: is required (with at least "kuma.io/service")'),
+        (
+            {"port": 1},
+            'networking.inbound[0].tags: is required (with at least "kuma.io/service") unless '
+            'the dataplane has a "kuma.io/workload" label naming the service of its inbounds '
+            "without tags",
+        ),
         ({"port": 1, "tags": ["a"]}, "networking.inbound[0].tags: must be an object"),
         (
             {"port": 1, "tags": {SERVICE: ""}},
@@ -254,8 +259,8 @@ def test_every_problem_is_reported_at_once() -> None:
             'networking.inbound[0].tags["version"]: must be a string',
         ),
         (
-            {"port": 1, "health": {"ready": True}, "tags": {SERVICE: "a"}},
-            "networking.inbound[0].health: not supported yet by kumadp",
+            {"port": 1, "health": {"ready": "yes"}, "tags": {SERVICE: "a"}},
+            "networking.inbound[0].health.ready: must be true or false",
         ),
         (
             {"port": 1, "tags": {SERVICE: "a"}, "tag": {}},
@@ -281,8 +286,8 @@ def test_inbound_errors(inbound: dict[str, Any], expected: str) -> None:
             'networking.outbound[0].tags["kuma.io/service"]: is required',
         ),
         (
-            {"port": 1, "backendRef": {}, "tags": {SERVICE: "a"}},
-            "networking.outbound[0].backendRef: not supported yet by kumadp",
+            {"port": 1, "backendRef": {"kind": "MeshService"}, "tags": {SERVICE: "a"}},
+            "networking.outbound[0].backendRef: must not be given together with tags",
         ),
         ("db:5432", "networking.outbound[0]: must be an object"),
     ],
@@ -305,14 +310,6 @@ def test_outbound_errors(outbound: Any, expected: str) -> None:
         (
             {"advertisedAddress": "1.2.3"},
             "networking.advertisedAddress: must be an IP address or a hostname",
-        ),
-        (
-            {"inbound": []},
-            "networking.inbound: needs at least one inbound (gateways are not supported yet)",
-        ),
-        (
-            {"inbound": None},
-            "networking.inbound: needs at least one inbound (gateways are not supported yet)",
         ),
         ({"inbound": {"port": 1}}, "networking.inbound: must be a list"),
         ({"outbound": {}}, "networking.outbound: must be a list"),
@@ -745,3 +742,98 @@ def test_mesh_exclusive_mesh_services_and_skip_initial_policies() -> None:
     assert errors_of(
         {"type": "Mesh", "name": "m", "skipCreatingInitialPolicies": [1]}, parse_mesh
     ) == ['skipCreatingInitialPolicies[0]: must be a policy type name or "*"']
+
+
+# --- Kuma 2.14's dataplane forms --------------------------------------------------------------
+
+
+def test_outbound_only_dataplane() -> None:
+    for inbound in ([], None):
+        doc = dataplane_doc(inbound=inbound, outbound=[{"port": 10001, "tags": {SERVICE: "b"}}])
+        dp = parse_dataplane(doc)
+        assert dp.networking.inbound == ()
+        assert dp.services == () and dp.identity_services == ()
+    labelled = {**doc, "labels": {"kuma.io/workload": "cron"}}
+    assert parse_dataplane(labelled).identity_services == ("cron",)
+
+
+def test_inbound_without_tags_takes_its_service_from_the_workload_label() -> None:
+    doc = dataplane_doc(inbound=[{"port": 10000, "name": "http", "protocol": "http"}])
+    doc["labels"] = {"kuma.io/workload": "backend"}
+    dp = parse_dataplane(doc)
+    inbound = dp.networking.inbound[0]
+    assert inbound.service == "backend"
+    assert inbound.protocol == "http"
+    assert inbound.tags == {SERVICE: "backend", "kuma.io/protocol": "http"}
+    assert inbound.section_name == "http"
+    # written back as given
+    assert dp.to_dict()["networking"]["inbound"] == [
+        {"port": 10000, "name": "http", "protocol": "http"}
+    ]
+    assert parse_dataplane(dp.to_dict()) == dp
+
+
+def test_inbound_name_state_and_health() -> None:
+    doc = dataplane_doc(
+        inbound=[
+            {"port": 1, "name": "a", "tags": {SERVICE: "a"}, "state": "NotReady"},
+            {"port": 2, "tags": {SERVICE: "a"}, "health": {"ready": False}},
+            {"port": 3, "tags": {SERVICE: "a"}, "state": "Ignored"},
+            {"port": 4, "tags": {SERVICE: "a"}, "health": {"ready": True}},
+        ]
+    )
+    inbound = parse_dataplane(doc).networking.inbound
+    assert [i.serving for i in inbound] == [False, False, False, True]
+    assert [i.has_listener for i in inbound] == [True, True, False, True]
+    assert [i.section_name for i in inbound] == ["a", "2", "3", "4"]
+    assert parse_dataplane(parse_dataplane(doc).to_dict()) == parse_dataplane(doc)
+    dup = dataplane_doc(
+        inbound=[
+            {"port": 1, "name": "a", "tags": {SERVICE: "a"}},
+            {"port": 2, "name": "a", "tags": {SERVICE: "a"}},
+        ]
+    )
+    assert errors_of(dup) == [
+        'networking.inbound[1].name: "a" is already used by networking.inbound[0]'
+    ]
+    assert errors_of(
+        dataplane_doc(inbound=[{"port": 1, "tags": {SERVICE: "a"}, "state": "x"}])
+    ) == ["networking.inbound[0].state: must be one of Ready, NotReady, Ignored"]
+
+
+def test_outbound_backend_ref() -> None:
+    ref = {"kind": "MeshService", "name": "backend", "port": 8080}
+    dp = parse_dataplane(dataplane_doc(outbound=[{"port": 10001, "backendRef": ref}]))
+    outbound = dp.networking.outbound[0]
+    assert outbound.service == "backend" and outbound.backend_port == 8080
+    assert dp.to_dict()["networking"]["outbound"] == [
+        {"port": 10001, "address": "127.0.0.1", "backendRef": ref}
+    ]
+    assert parse_dataplane(dp.to_dict()) == dp
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        (
+            {"kind": "MeshService", "name": "b"},
+            "networking.outbound[0].backendRef.port: is required",
+        ),
+        ({"kind": "MeshService", "port": 1}, "networking.outbound[0].backendRef.name: is required"),
+        (
+            {"kind": "MeshExternalService", "name": "b", "port": 1},
+            "networking.outbound[0].backendRef.kind: MeshExternalService is not supported yet "
+            "by kumadp",
+        ),
+        (
+            {"kind": "MeshService", "labels": {"a": "b"}, "port": 1},
+            "networking.outbound[0].backendRef.labels: not supported yet by kumadp",
+        ),
+        (
+            {"kind": "Mesh", "name": "b", "port": 1},
+            "networking.outbound[0].backendRef.kind: must be MeshService",
+        ),
+    ],
+)
+def test_outbound_backend_ref_errors(ref: dict[str, Any], expected: str) -> None:
+    assert errors_of(dataplane_doc(outbound=[{"port": 10001, "backendRef": ref}])) == [expected]
