@@ -137,6 +137,9 @@ class BootstrapService:
                 raise BootstrapError(kind, str(exc)) from exc
         if await self._store.get(MESH_TYPE, "", dataplane.mesh) is None:
             raise BootstrapError(ErrorKind.INVALID, f'mesh: mesh "{dataplane.mesh}" does not exist')
+        if request.dataplane_resource:  # the agent brings it: labelled so that the CP owns it
+            labels = {**dataplane.labels, LIFECYCLE_LABEL: LIFECYCLE_AGENT}
+            dataplane = replace(dataplane, labels=labels)
         bootstrap = self._render(dataplane, request, host)  # every check before any write
         if request.dataplane_resource:
             await self._register(dataplane)
@@ -186,10 +189,8 @@ class BootstrapService:
         return parse_dataplane(stored.spec)
 
     async def _register(self, dataplane: Dataplane) -> None:
-        labels = {**dataplane.labels, LIFECYCLE_LABEL: LIFECYCLE_AGENT}
-        registered = replace(dataplane, labels=labels)
         _, created = await self._store.put(
-            DATAPLANE_TYPE, dataplane.mesh, dataplane.name, registered.to_dict()
+            DATAPLANE_TYPE, dataplane.mesh, dataplane.name, dataplane.to_dict()
         )
         if self._lifecycle is not None:
             self._lifecycle.registered((dataplane.mesh, dataplane.name), created=created)

@@ -42,6 +42,16 @@ def node_version(node: Any) -> dict[str, Any]:
     return version if isinstance(version, dict) else {}
 
 
+def node_resource(node: Any) -> str:
+    """``dataplane.resource`` (the resource as JSON) from the Envoy node metadata."""
+    try:
+        metadata = MessageToDict(node.metadata) if node is not None else {}
+    except Exception:  # pragma: no cover - defensive: metadata is a Struct
+        return ""
+    resource = metadata.get("dataplane.resource")
+    return resource if isinstance(resource, str) else ""
+
+
 def node_features(node: Any) -> frozenset[str]:
     """``features`` from the Envoy node metadata the bootstrap set."""
     try:
@@ -88,6 +98,8 @@ class XdsCallbacks:
         self._lifecycle.stream_opened(key)
         try:
             known = await self._reconciler.node_connected(key, node_features(node))
+            if not known and await self._lifecycle.restore(key, node_resource(node)):
+                known = await self._reconciler.node_connected(key, node_features(node))
         except BaseException:
             await self.on_stream_closed(stream_id, node_id)
             raise
