@@ -25,6 +25,7 @@ from typing import Any
 
 import kumadp
 from kumadp.agent.admin import AdminError, EnvoyAdmin, admin_port_from_bootstrap
+from kumadp.agent.admin_relay import AdminRelay
 from kumadp.agent.agent_metrics import AgentMetrics
 from kumadp.agent.bootstrap import BootstrapClient, BootstrapRequest
 from kumadp.agent.config import AgentConfig, check_local, dns_upstreams
@@ -248,11 +249,13 @@ class _Agent:
         certificates = CertificateManager(
             identity.mesh, identity.name, CpSigner(link), sds, readiness
         )
+        relay = AdminRelay(link, admin)  # the CP's reads of Envoy's config and stats
         watch = CpWatch(
             link,
             features=list(self.features),
             on_identity=certificates.on_identity,
             on_names=names.update_from_proto,
+            on_admin=relay.on_request,
         )
         parts.certificates, parts.watch = certificates, watch
         sources = agent_sources(

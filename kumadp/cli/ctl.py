@@ -43,7 +43,10 @@ CpAddress = Annotated[
         show_default=False,
     ),
 ]
-Mesh = Annotated[str | None, typer.Option("--mesh", "-m", help="Mesh (default: every mesh)")]
+Mesh = Annotated[str, typer.Option("--mesh", "-m", help="Mesh (as kumactl: default)")]
+AllMeshes = Annotated[
+    bool, typer.Option("--all-meshes", "-A", help="Every mesh (instead of --mesh)")
+]
 ItemMesh = Annotated[str, typer.Option("--mesh", "-m", help="Mesh of the resource")]
 Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 
@@ -69,11 +72,22 @@ def _ctl_errors() -> Iterator[None]:
         fail(str(exc))
 
 
+_group_cp_address: list[str | None] = [None]  # set by the ``ctl`` callback, per invocation
+
+
+@ctl_app.callback()
+def _ctl_options(cp_address: CpAddress = None) -> None:
+    """Talk to a control plane's HTTP API."""
+    # ``kumadp ctl --cp-address URL <command>``: the option before the command (the
+    # command's own --cp-address, given after it, wins).
+    _group_cp_address[0] = cp_address
+
+
 def _address(cp_address: str | None) -> str:
     from kumadp.ctl.config import resolve_address
 
     with _ctl_errors():
-        return resolve_address(cp_address)
+        return resolve_address(cp_address or _group_cp_address[0])
 
 
 def _client(cp_address: str | None) -> ApiClient:
@@ -153,7 +167,8 @@ def revoke_dataplane_token(
 def get(
     kind: Annotated[str, typer.Argument(help=KIND_HELP, show_default=False)],
     name: Annotated[str | None, typer.Argument(help="One resource by name")] = None,
-    mesh: Mesh = None,
+    mesh: Mesh = "default",
+    all_meshes: AllMeshes = False,
     output: Output = "table",
     cp_address: CpAddress = None,
 ) -> None:
@@ -164,13 +179,15 @@ def get(
         resolved = resources.kind_named(kind)
         resources.check_format(output)
         with _client(cp_address) as client:
-            text = resources.get(client, resolved, name, mesh=mesh, output=output)
+            scope = None if all_meshes and name is None else mesh
+            text = resources.get(client, resolved, name, mesh=scope, output=output)
     typer.echo(text, nl=False)
 
 
 @inspect_app.command("dataplanes")
 def inspect_dataplanes(
-    mesh: Mesh = None,
+    mesh: Mesh = "default",
+    all_meshes: AllMeshes = False,
     output: Output = "table",
     cp_address: CpAddress = None,
 ) -> None:
@@ -180,7 +197,8 @@ def inspect_dataplanes(
     with _ctl_errors():
         resources.check_format(output)
         with _client(cp_address) as client:
-            text = resources.inspect_dataplanes(client, mesh=mesh, output=output)
+            scope = None if all_meshes else mesh
+            text = resources.inspect_dataplanes(client, mesh=scope, output=output)
     typer.echo(text, nl=False)
 
 

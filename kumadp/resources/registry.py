@@ -41,6 +41,7 @@ VIRTUAL_IPS_TYPE = "VirtualIPs"
 MESH_CA_TYPE = "MeshCA"
 SIGNING_KEY_TYPE = "SigningKey"
 TOKEN_REVOCATIONS_TYPE = "TokenRevocations"
+CONFIG_TYPE = "Config"  # Kuma's system type: the control plane cluster's id
 
 
 class Scope(Enum):
@@ -206,6 +207,7 @@ def default_registry() -> Registry:
             ResourceType(MESH_CA_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(SIGNING_KEY_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(TOKEN_REVOCATIONS_TYPE, Scope.GLOBAL, Sync.INTERNAL),
+            ResourceType(CONFIG_TYPE, Scope.GLOBAL, Sync.INTERNAL),
         ]
     )
 
@@ -225,6 +227,7 @@ def validate_resource(doc: Any) -> ValidationResult[Model]:
 
 
 __all__ = [
+    "CONFIG_TYPE",
     "DATAPLANE_INSIGHT_TYPE",
     "MESH_CA_TYPE",
     "REGISTRY",

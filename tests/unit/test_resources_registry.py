@@ -141,7 +141,7 @@ def test_the_default_registry() -> None:
         "DataplaneInsight",
     ]
     internal = {t.name for t in REGISTRY.synced(Sync.INTERNAL)}
-    assert {VIRTUAL_IPS_TYPE, MESH_CA_TYPE, "SigningKey", "TokenRevocations"} == internal
+    assert {VIRTUAL_IPS_TYPE, MESH_CA_TYPE, "SigningKey", "TokenRevocations", "Config"} == internal
     assert not any(REGISTRY[name].served for name in internal)
 
 

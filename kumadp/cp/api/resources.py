@@ -80,6 +80,12 @@ def page(
     return {"total": len(items), "items": [render(i) for i in chunk], "next": next_url}
 
 
+async def require_mesh(store: Store, mesh: str) -> None:
+    """404 for a list or lookup under a mesh that does not exist (as Kuma answers)."""
+    if await store.get(MESH_TYPE, "", mesh) is None:
+        raise ApiError.not_found(f'Mesh "{mesh}" not found')
+
+
 def _describe(kind: ResourceKind, mesh: str, name: str) -> str:
     where = f' in mesh "{mesh}"' if kind.mesh_scoped else ""
     return f'{kind.name} "{name}"{where}'
@@ -112,6 +118,8 @@ class ResourceEndpoints:
         self.kinds = tuple(registry.served())
 
     async def _list(self, request: Request, kind: ResourceKind, mesh: str | None) -> Response:
+        if mesh:
+            await require_mesh(self.store, mesh)
         resources = await self.store.list(kind.name, mesh)
         return JSONResponse(page(request, resources, render_resource))
 
@@ -212,4 +220,5 @@ __all__ = [
     "ResourceEndpoints",
     "ResourceKind",
     "page",
+    "require_mesh",
 ]

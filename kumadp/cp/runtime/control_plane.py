@@ -16,6 +16,8 @@ from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import create_app
 from kumadp.cp.api.insights import insight_routes
+from kumadp.cp.api.inspect import inspect_routes
+from kumadp.cp.api.meta import meta_routes
 from kumadp.cp.api.tokens import token_routes
 from kumadp.cp.auth import DpAuth
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
@@ -24,11 +26,13 @@ from kumadp.cp.diagnostics import create_diagnostics_app
 from kumadp.cp.dp_server import DpServer
 from kumadp.cp.http_server import HttpServer
 from kumadp.cp.insights import InsightStore
+from kumadp.cp.instance import CpInstance
 from kumadp.cp.metrics import CpMetrics
 from kumadp.cp.provisioners import CaProvisioner, VipProvisioner
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.runtime.config import STANDALONE, ControlPlaneConfig
+from kumadp.cp.runtime.kuma_config import config_document
 from kumadp.cp.runtime.phases import Phase, run_in_phases
 from kumadp.cp.server_tls import (
     ServerCertificate,
@@ -69,6 +73,7 @@ class ControlPlane:
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
         self.insights = InsightStore(store)
+        self.instance = CpInstance(store, self.insights.instance_id)
         self.registrations = DataplaneRegistry(
             store,
             deregistration_delay=config.deregistration_delay,
@@ -157,7 +162,11 @@ class ControlPlane:
             extra_routes=[
                 *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
                 *insight_routes(self.store, self.insights, self.cache),
+                # Kuma compatibility: Kuma's API about itself, and its dataplane inspection
+                *meta_routes(self.store, config_document(self.config)),
+                *inspect_routes(self.store, self.hub),
             ],
+            instance=self.instance,
         )
         return HttpServer("api-server", api, self.config.address, self.config.api_port)
 
