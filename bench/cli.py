@@ -64,6 +64,9 @@ BENCHMARKS: dict[str, Benchmark] = {
         "rotation", "bench_rotation", 300, "3 min of 60 s certificates at 200 rps: failures"
     ),
     "names": Benchmark("names", "bench_names", 150, "a new service resolvable by every agent"),
+    "dp-front": Benchmark(
+        "dpfront", "bench_dp_front", 240, "the DP port's router vs gRPC straight on TCP"
+    ),
 }
 
 

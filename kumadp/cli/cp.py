@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kumadp.cli.kuma_names import CP, CP_BY_PARAM, env, layout
+from kumadp.cli.pflag import with_layout
+
 if TYPE_CHECKING:
     from kumadp.cp.runtime.config import ControlPlaneConfig
 
@@ -22,7 +25,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cp_app, name="cp")
 
 
-@cp_app.command("run")
+@cp_app.command("run", cls=with_layout(layout(CP)))
 def run(
     mode: Annotated[
         str, typer.Option(envvar="KUMA_MODE", help="standalone (global/zone: later)")
@@ -53,17 +56,17 @@ def run(
     dp_auth: Annotated[
         str,
         typer.Option(
-            envvar="KUMA_DP_SERVER_AUTH_TYPE",
+            envvar=env(CP_BY_PARAM, "dp_auth"),  # Kuma's current name, then its older one
             help="dpToken (agents must present a dataplane token) or none",
         ),
     ] = "dpToken",
     tls_cert_file: Annotated[
         Path | None,
-        typer.Option(envvar="KUMA_GENERAL_TLS_CERT_FILE", help="DP server certificate (PEM)"),
+        typer.Option(envvar=env(CP_BY_PARAM, "tls_cert_file"), help="DP server certificate (PEM)"),
     ] = None,
     tls_key_file: Annotated[
         Path | None,
-        typer.Option(envvar="KUMA_GENERAL_TLS_KEY_FILE", help="DP server private key (PEM)"),
+        typer.Option(envvar=env(CP_BY_PARAM, "tls_key_file"), help="DP server private key (PEM)"),
     ] = None,
     vip_cidr: Annotated[
         str, typer.Option(envvar="KUMA_DNS_SERVER_CIDR", help="CIDR of the services' VIPs")
@@ -76,6 +79,16 @@ def run(
         ),
     ] = "127.1.0.0/16",
     log_level: Annotated[str, typer.Option(envvar="KUMA_LOG_LEVEL")] = "info",
+    # Kuma compatibility
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-file",
+            "-c",
+            help="kuma-cp's configuration (YAML: mode, store, apiServer, dpServer, ...); the "
+            "environment and the flags override it.",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
     from kumadp.cli.common import fail, setup_logging
@@ -83,6 +96,8 @@ def run(
     from kumadp.resources import parse_duration
 
     setup_logging(log_level)
+    del config_file  # read into the defaults by the command class (kumadp.cli.pflag)
+    dp_auth = dp_auth or "dpToken"  # Kuma's empty type: the environment's default
     if dp_auth not in ("dpToken", "none"):
         fail(f"--dp-auth: must be dpToken or none, got {dp_auth!r}")
     if store not in ("sqlite", "memory"):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kumadp.cli.common import fail
+from kumadp.cli.pflag import split_pairs
 from kumadp.resources.registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -210,7 +211,9 @@ def apply(
     ],
     var: Annotated[
         list[str] | None,
-        typer.Option("--var", "-v", help="KEY=VALUE for {{ KEY }} placeholders (repeatable)"),
+        typer.Option(
+            "--var", "-v", help="KEY=VALUE for {{ KEY }} placeholders (repeatable; k1=v1,k2=v2)"
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and print the resources; send nothing")
@@ -230,7 +233,7 @@ def apply(
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             fail(f"--file: cannot read {file}: {reason}")
     with _ctl_errors():
-        documents = resources.parse_documents(text, var or [], source)
+        documents = resources.parse_documents(text, split_pairs(var or []), source)
         for line in resources.warning_lines(documents):
             typer.echo(line, err=True)
         if dry_run:

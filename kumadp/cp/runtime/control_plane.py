@@ -15,6 +15,7 @@ from typing import ClassVar
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import create_app
+from kumadp.cp.api.dp_port import dp_port_app
 from kumadp.cp.api.insights import insight_routes
 from kumadp.cp.api.inspect import inspect_routes
 from kumadp.cp.api.meta import meta_routes
@@ -99,6 +100,16 @@ class ControlPlane:
             refresh_agent_state=self.reconciler.refresh_agent_state,
             insights=self.insights,
         )
+        self.bootstrap = BootstrapService(
+            store,
+            BootstrapParams(
+                xds_port=config.dp_port,
+                xds_host=config.xds_host,
+                dp_server_ca_pem=self.tls.ca_pem if self.tls else None,
+            ),
+            self.registrations,
+            self.auth,
+        )
         self.dp_server = DpServer(
             address=config.address,
             port=config.dp_port,
@@ -109,6 +120,7 @@ class ControlPlane:
             auth=self.auth,
             tls=self.tls,
             insights=self.insights,
+            http_app=dp_port_app(self.bootstrap),  # POST /bootstrap on the DP port, as Kuma
         )
 
     # -- components per mode -----------------------------------------------------------
@@ -146,19 +158,9 @@ class ControlPlane:
 
     # -- the HTTP servers ----------------------------------------------------------------
     def _api_server(self) -> HttpServer:
-        bootstrap = BootstrapService(
-            self.store,
-            BootstrapParams(
-                xds_port=self.config.dp_port,
-                xds_host=self.config.xds_host,
-                dp_server_ca_pem=self.tls.ca_pem if self.tls else None,
-            ),
-            self.registrations,
-            self.auth,
-        )
         api = create_app(
             self.store,
-            bootstrap,
+            self.bootstrap,
             extra_routes=[
                 *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
                 *insight_routes(self.store, self.insights, self.cache),
