@@ -70,6 +70,9 @@ BENCHMARKS: dict[str, Benchmark] = {
         600,
         "PostgreSQL vs SQLite: API writes, EDS with 3 instances x 1,000 clients, leader failover",
     ),
+    "dp-front": Benchmark(
+        "dpfront", "bench_dp_front", 240, "the DP port's router vs gRPC straight on TCP"
+    ),
 }
 
 

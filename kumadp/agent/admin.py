@@ -44,6 +44,10 @@ class EnvoyAdmin:
         except httpx.HTTPError as exc:
             raise AdminError(f"Envoy admin {method} {path}: {exc or type(exc).__name__}") from exc
 
+    async def get(self, path: str) -> httpx.Response:
+        """``GET path`` (a path with its query string) as Envoy answers it."""
+        return await self._request("GET", path)
+
     async def get_json(self, path: str, **params: Any) -> dict[str, Any]:
         """``GET path`` as a JSON object (e.g. ``/stats`` with ``format="json"``)."""
         response = await self._request("GET", path, **params)

@@ -24,8 +24,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from kumadp import __version__
+from kumadp.agent.cp_trust import CA_HINT
 from kumadp.agent.errors import AgentError
 from kumadp.agent.http import httpx
 from kumadp.lifecycle import Backoff
@@ -204,6 +206,9 @@ class BootstrapClient:
                 timeout=per_request,
             )
         except httpx.TransportError as exc:
+            problem = tls_problem(exc, cp_address)
+            if problem is not None:  # not worth retrying: it will not fix itself
+                raise BootstrapFailed(problem) from exc
             reason = str(exc) or type(exc).__name__
             log.info("control plane at %s not reachable (%s), retrying", cp_address, reason)
             raise _Retry(f"{type(exc).__name__}: {reason}") from exc
@@ -211,6 +216,11 @@ class BootstrapClient:
         if status == 200:
             return _parse_result(response, cp_address)
         text = response.text.strip()
+        if status == 400 and PLAIN_TO_TLS in text:
+            raise BootstrapFailed(
+                f"{cp_address} is an HTTPS port (the control plane's DP server): use "
+                f"{_with_scheme(cp_address, 'https')}"
+            )
         if status == 404 and not text:
             log.info("dataplane not found yet, retrying")
             raise _Retry("HTTP 404: the control plane does not know the dataplane yet")
@@ -222,6 +232,42 @@ class BootstrapClient:
         message = _error_message(response)
         log.info("control plane at %s answered HTTP %d (%s), retrying", cp_address, status, message)
         raise _Retry(f"HTTP {status}: {message}")
+
+
+PLAIN_TO_TLS = "Client sent an HTTP request to an HTTPS server"
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
+
+
+def _with_scheme(address: str, scheme: str) -> str:
+    return urlunsplit(urlsplit(address)._replace(scheme=scheme))
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def tls_problem(exc: BaseException, cp_address: str) -> str | None:
+    """What to tell the user when TLS to ``cp_address`` failed in a way retrying cannot fix
+    (the certificate is not trusted, or the port does not speak TLS); None otherwise."""
+    chain = _causes(exc)
+    text = " ".join(str(e) for e in chain)
+    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if verify is not None or "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = getattr(verify, "verify_message", "") or "certificate verify failed"
+        return (
+            f"the control plane's certificate at {cp_address} is not trusted ({reason}): {CA_HINT}"
+        )
+    if any(marker in text for marker in _NOT_TLS):
+        return (
+            f"{cp_address} does not speak TLS: use {_with_scheme(cp_address, 'http')} for the "
+            "control plane's API port, or https://HOST:5678 for its DP server port"
+        )
+    return None
 
 
 def _parse_result(response: httpx.Response, cp_address: str) -> BootstrapResult:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from kumadp.agent.cp_trust import check_cp_addresses, cp_addresses
+from kumadp.agent.cp_trust import DEFAULT_CP_ADDRESS, check_cp_addresses, cp_addresses
 from kumadp.agent.envoy import LOG_LEVELS
 from kumadp.agent.errors import ConfigError
 from kumadp.agent.identity import Identity, load_identity, load_token
@@ -20,10 +20,12 @@ from kumadp.agent.identity import Identity, load_identity, load_token
 
 @dataclass
 class AgentConfig:
-    cp_address: str = "http://127.0.0.1:5681"
+    cp_address: str = DEFAULT_CP_ADDRESS
     # several CPs, tried in order for the bootstrap (cp_address when empty)
     cp_addresses: list[str] = field(default_factory=list)
     ca_cert_file: str | None = None
+    ca_cert: str | None = None  # the CA as PEM (KUMA_CONTROL_PLANE_CA_CERT); wins over the file
+    skip_verify: bool = False  # do not verify an https CP's certificate (kuma-dp's flag)
     # identity
     dataplane_file: str | None = None  # "-" = stdin
     dataplane: str | None = None  # the resource inline
@@ -38,6 +40,7 @@ class AgentConfig:
     binary_path: str | None = None
     concurrency: int | None = None
     envoy_log_level: str = "info"
+    envoy_component_log_level: str | None = None  # Envoy's --component-log-level
     drain_time: float = 30.0
     drain_until_idle: bool = False  # stop draining once the app's outbound connections close
     envoy_stop_timeout: float = 5.0
@@ -68,7 +71,7 @@ class Local(NamedTuple):
     identity: Identity
     token: str
     token_path: str
-    ca_cert: str  # --ca-cert-file's content, "" without one
+    ca_cert: str  # KUMA_CONTROL_PLANE_CA_CERT or --ca-cert-file's content, "" without one
 
 
 def check_local(config: AgentConfig) -> Local:
@@ -97,8 +100,8 @@ def check_local(config: AgentConfig) -> Local:
         raise ConfigError("--drain-time: must not be negative")
     if config.concurrency is not None and config.concurrency < 0:
         raise ConfigError("--concurrency: must not be negative")
-    ca_cert = ""
-    if config.ca_cert_file:
+    ca_cert = config.ca_cert or ""
+    if not ca_cert and config.ca_cert_file:
         try:
             ca_cert = Path(config.ca_cert_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -125,6 +128,13 @@ def check_metrics_config(port: int | None, app_urls: Sequence[str]) -> None:
     if port is not None and not 0 <= port <= 65535:
         raise ConfigError("--metrics-port: must be 0-65535")
     check_app_metrics_urls(app_urls)
+
+
+def envoy_extra_args(config: AgentConfig) -> tuple[str, ...]:
+    """Envoy arguments from the agent's flags besides Kuma's fixed ones."""
+    if config.envoy_component_log_level:
+        return ("--component-log-level", config.envoy_component_log_level)
+    return ()
 
 
 def dns_upstreams(config: AgentConfig) -> list[tuple[str, int]] | None:

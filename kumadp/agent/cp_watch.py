@@ -113,6 +113,7 @@ class CpWatch:
         features: list[str],
         on_identity: Callable[[Any], None],
         on_names: Callable[[Any], None],
+        on_admin: Callable[[Any], None] | None = None,
         initial_backoff: float = 0.2,
         max_backoff: float = 10.0,
     ) -> None:
@@ -120,6 +121,7 @@ class CpWatch:
         self._features = features
         self._on_identity = on_identity
         self._on_names = on_names
+        self._on_admin = on_admin
         self._backoff = Backoff(initial_backoff, max_backoff)
         self.connected = False
         self.reconnects = 0
@@ -181,6 +183,8 @@ class CpWatch:
                     self._on_identity(update.identity)
                 if update.HasField("names"):
                     self._on_names(update.names)
+                if update.HasField("admin_request") and self._on_admin is not None:
+                    self._on_admin(update.admin_request)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 log.error("the control plane refused the agent channel: %s", exc.details())

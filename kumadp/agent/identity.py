@@ -7,15 +7,23 @@ import base64
 import binascii
 import copy
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kumadp.agent.errors import ConfigError
-from kumadp.resources import ValidationError, parse_dataplane, render_resource
+from kumadp.resources import (
+    ValidationError,
+    collect_warnings,
+    parse_dataplane,
+    render_resource,
+)
 from kumadp.resources.model import DEFAULT_ADMIN_PORT, DEFAULT_MESH, Dataplane
 from kumadp.wire.names import PROXY_TYPES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,15 @@ def load_identity(
         )
     try:
         doc = render_resource(text, list(variables), source)
-        dataplane = parse_dataplane(doc)
+        with collect_warnings() as warnings:
+            dataplane = parse_dataplane(doc)
     except ValidationError as exc:
         message = str(exc)
         if not message.startswith(f"{source}:"):
             message = f"{source}: {message}"
         raise ConfigError(message) from exc
+    for warning in warnings:  # a Kuma field kumadp accepts without implementing it
+        log.warning("%s: %s", source, warning)
     for flag, given, actual in (("--name", name, dataplane.name), ("--mesh", mesh, dataplane.mesh)):
         if given and given != actual:
             raise ConfigError(

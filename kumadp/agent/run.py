@@ -25,9 +25,10 @@ from typing import Any
 
 import kumadp
 from kumadp.agent.admin import AdminError, EnvoyAdmin, admin_port_from_bootstrap
+from kumadp.agent.admin_relay import AdminRelay
 from kumadp.agent.agent_metrics import AgentMetrics
 from kumadp.agent.bootstrap import BootstrapClient, BootstrapRequest
-from kumadp.agent.config import AgentConfig, check_local, dns_upstreams
+from kumadp.agent.config import AgentConfig, check_local, dns_upstreams, envoy_extra_args
 from kumadp.agent.cp_channel import DpServer, dp_server_from_bootstrap, leave
 from kumadp.agent.cp_trust import cp_verify, dp_server_ca
 from kumadp.agent.cp_watch import CpLink, CpSigner, CpWatch
@@ -109,7 +110,9 @@ class _Agent:
         config, identity = self.config, self.identity
         addresses = config.addresses()
         client = BootstrapClient(
-            addresses, timeout=config.bootstrap_timeout, verify=cp_verify(config.ca_cert_file)
+            addresses,
+            timeout=config.bootstrap_timeout,
+            verify=cp_verify(ca_cert, config.skip_verify),
         )
         request = BootstrapRequest(
             mesh=identity.mesh,
@@ -134,7 +137,9 @@ class _Agent:
             identity.name,
         )
         per_address = {
-            address: dataclasses.replace(request, ca_cert=dp_server_ca(address, ca_cert))
+            address: dataclasses.replace(
+                request, ca_cert=dp_server_ca(address, ca_cert, config.skip_verify)
+            )
             for address in client.cp_addresses
         }
         fetch = asyncio.create_task(
@@ -171,6 +176,7 @@ class _Agent:
                 log_level=config.envoy_log_level,
                 concurrency=config.concurrency,
                 stop_timeout=config.envoy_stop_timeout,
+                extra_args=envoy_extra_args(config),
             )
         )
         async with EnvoyAdmin(admin_port) as admin:
@@ -248,11 +254,13 @@ class _Agent:
         certificates = CertificateManager(
             identity.mesh, identity.name, CpSigner(link), sds, readiness
         )
+        relay = AdminRelay(link, admin)  # the CP's reads of Envoy's config and stats
         watch = CpWatch(
             link,
             features=list(self.features),
             on_identity=certificates.on_identity,
             on_names=names.update_from_proto,
+            on_admin=relay.on_request,
         )
         parts.certificates, parts.watch = certificates, watch
         sources = agent_sources(

@@ -23,6 +23,8 @@ from kumadp.cli.cp_postgres import (
     PgTlsMode,
     PgUser,
 )
+from kumadp.cli.kuma_names import CP, CP_BY_PARAM, env, layout
+from kumadp.cli.pflag import with_layout
 
 if TYPE_CHECKING:
     from kumadp.cp.runtime.config import ControlPlaneConfig
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cp_app, name="cp")
 
 
-@cp_app.command("run")
+@cp_app.command("run", cls=with_layout(layout(CP)))
 def run(
     mode: Annotated[
         str, typer.Option(envvar="KUMA_MODE", help="standalone, global or zone (multi-zone)")
@@ -70,17 +72,17 @@ def run(
     dp_auth: Annotated[
         str,
         typer.Option(
-            envvar="KUMA_DP_SERVER_AUTH_TYPE",
+            envvar=env(CP_BY_PARAM, "dp_auth"),  # Kuma's current name, then its older one
             help="dpToken (agents must present a dataplane token) or none",
         ),
     ] = "dpToken",
     tls_cert_file: Annotated[
         Path | None,
-        typer.Option(envvar="KUMA_GENERAL_TLS_CERT_FILE", help="DP server certificate (PEM)"),
+        typer.Option(envvar=env(CP_BY_PARAM, "tls_cert_file"), help="DP server certificate (PEM)"),
     ] = None,
     tls_key_file: Annotated[
         Path | None,
-        typer.Option(envvar="KUMA_GENERAL_TLS_KEY_FILE", help="DP server private key (PEM)"),
+        typer.Option(envvar=env(CP_BY_PARAM, "tls_key_file"), help="DP server private key (PEM)"),
     ] = None,
     vip_cidr: Annotated[
         str, typer.Option(envvar="KUMA_DNS_SERVER_CIDR", help="CIDR of the services' VIPs")
@@ -162,6 +164,16 @@ def run(
             help="A zone without a heartbeat for this long is Offline (--mode global)",
         ),
     ] = "20s",
+    # Kuma compatibility
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-file",
+            "-c",
+            help="kuma-cp's configuration (YAML: mode, store, apiServer, dpServer, ...); the "
+            "environment and the flags override it.",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane (HTTP API, xDS/agent gRPC server, diagnostics)."""
     from kumadp.cli.common import fail, setup_logging
@@ -169,6 +181,8 @@ def run(
     from kumadp.resources import parse_duration
 
     setup_logging(log_level)
+    del config_file  # read into the defaults by the command class (kumadp.cli.pflag)
+    dp_auth = dp_auth or "dpToken"  # Kuma's empty type: the environment's default
     if dp_auth not in ("dpToken", "none"):
         fail(f"--dp-auth: must be dpToken or none, got {dp_auth!r}")
     if store not in ("sqlite", "memory", "postgres"):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kumadp.cli.common import fail
+from kumadp.cli.pflag import split_pairs
 from kumadp.resources.registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -43,7 +44,10 @@ CpAddress = Annotated[
         show_default=False,
     ),
 ]
-Mesh = Annotated[str | None, typer.Option("--mesh", "-m", help="Mesh (default: every mesh)")]
+Mesh = Annotated[str, typer.Option("--mesh", "-m", help="Mesh (as kumactl: default)")]
+AllMeshes = Annotated[
+    bool, typer.Option("--all-meshes", "-A", help="Every mesh (instead of --mesh)")
+]
 ItemMesh = Annotated[str, typer.Option("--mesh", "-m", help="Mesh of the resource")]
 Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 
@@ -72,11 +76,22 @@ def _ctl_errors() -> Iterator[None]:
         fail(str(exc))
 
 
+_group_cp_address: list[str | None] = [None]  # set by the ``ctl`` callback, per invocation
+
+
+@ctl_app.callback()
+def _ctl_options(cp_address: CpAddress = None) -> None:
+    """Talk to a control plane's HTTP API."""
+    # ``kumadp ctl --cp-address URL <command>``: the option before the command (the
+    # command's own --cp-address, given after it, wins).
+    _group_cp_address[0] = cp_address
+
+
 def _address(cp_address: str | None) -> str:
     from kumadp.ctl.config import resolve_address
 
     with _ctl_errors():
-        return resolve_address(cp_address)
+        return resolve_address(cp_address or _group_cp_address[0])
 
 
 def _client(cp_address: str | None) -> ApiClient:
@@ -156,7 +171,8 @@ def revoke_dataplane_token(
 def get(
     kind: Annotated[str, typer.Argument(help=KIND_HELP, show_default=False)],
     name: Annotated[str | None, typer.Argument(help="One resource by name")] = None,
-    mesh: Mesh = None,
+    mesh: Mesh = "default",
+    all_meshes: AllMeshes = False,
     output: Output = "table",
     cp_address: CpAddress = None,
 ) -> None:
@@ -172,13 +188,15 @@ def get(
         resolved = resources.kind_named(kind)
         resources.check_format(output)
         with _client(cp_address) as client:
-            text = resources.get(client, resolved, name, mesh=mesh, output=output)
+            scope = None if all_meshes and name is None else mesh
+            text = resources.get(client, resolved, name, mesh=scope, output=output)
     typer.echo(text, nl=False)
 
 
 @inspect_app.command("dataplanes")
 def inspect_dataplanes(
-    mesh: Mesh = None,
+    mesh: Mesh = "default",
+    all_meshes: AllMeshes = False,
     output: Output = "table",
     cp_address: CpAddress = None,
 ) -> None:
@@ -188,7 +206,8 @@ def inspect_dataplanes(
     with _ctl_errors():
         resources.check_format(output)
         with _client(cp_address) as client:
-            text = resources.inspect_dataplanes(client, mesh=mesh, output=output)
+            scope = None if all_meshes else mesh
+            text = resources.inspect_dataplanes(client, mesh=scope, output=output)
     typer.echo(text, nl=False)
 
 
@@ -218,7 +237,9 @@ def apply(
     ],
     var: Annotated[
         list[str] | None,
-        typer.Option("--var", "-v", help="KEY=VALUE for {{ KEY }} placeholders (repeatable)"),
+        typer.Option(
+            "--var", "-v", help="KEY=VALUE for {{ KEY }} placeholders (repeatable; k1=v1,k2=v2)"
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate and print the resources; send nothing")
@@ -238,7 +259,9 @@ def apply(
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             fail(f"--file: cannot read {file}: {reason}")
     with _ctl_errors():
-        documents = resources.parse_documents(text, var or [], source)
+        documents = resources.parse_documents(text, split_pairs(var or []), source)
+        for line in resources.warning_lines(documents):
+            typer.echo(line, err=True)
         if dry_run:
             typer.echo(resources.dry_run_text(documents), nl=False)
             return

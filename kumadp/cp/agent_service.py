@@ -163,3 +163,16 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         self._insights.report((request.mesh, request.name), report)
         self.insight_reports += 1
         return agent_pb2.InsightAck()
+
+    async def AdminReply(
+        self, request: agent_pb2.AdminResponse, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.AdminAck:
+        await self._authenticate(context, request.mesh, request.name)
+        if not self._hub.answer_admin(request.mesh, request.name, request):
+            log.debug(
+                "admin reply %s of %s.%s: no request waits for it",
+                request.id,
+                request.mesh,
+                request.name,
+            )
+        return agent_pb2.AdminAck()

@@ -44,7 +44,7 @@ class AgentStatePublisher:
 def identity(state: MeshState, dataplane: Dataplane) -> agent_pb2.MeshIdentity:
     """The ``MeshIdentity`` of ``dataplane``; ``generation`` changes exactly when something
     that goes into its certificate does."""
-    services = sorted(dataplane.services)
+    services = sorted(set(dataplane.identity_services))
     enabled = state.mtls is not None and state.ca is not None
     backend = state.ca.backend if (enabled and state.ca) else ""
     fingerprint = state.ca.fingerprint if (enabled and state.ca) else ""

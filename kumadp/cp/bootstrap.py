@@ -27,7 +27,7 @@ import yaml
 from kumadp.cp.auth import AuthError, DpAuth
 from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.base import Store
-from kumadp.resources import ValidationError, parse_dataplane
+from kumadp.resources import ValidationError, collect_warnings, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
 from kumadp.resources.zones import stamp_zone_tag
 from kumadp.wire.bootstrap import (
@@ -145,6 +145,9 @@ class BootstrapService:
                 raise BootstrapError(kind, str(exc)) from exc
         if await self._store.get(MESH_TYPE, "", dataplane.mesh) is None:
             raise BootstrapError(ErrorKind.INVALID, f'mesh: mesh "{dataplane.mesh}" does not exist')
+        if request.dataplane_resource:  # the agent brings it: labelled so that the CP owns it
+            labels = {**dataplane.labels, LIFECYCLE_LABEL: LIFECYCLE_AGENT}
+            dataplane = replace(dataplane, labels=labels)
         peers = await self._params.peers() if self._params.peers is not None else []
         bootstrap = self._render(dataplane, request, host, peers)  # every check before a write
         if request.dataplane_resource:
@@ -168,9 +171,12 @@ class BootstrapService:
                     ErrorKind.INVALID, f"dataplaneResource: not valid JSON: {exc}"
                 ) from exc
             try:
-                dataplane = parse_dataplane(doc)
+                with collect_warnings() as warnings:
+                    dataplane = parse_dataplane(doc)
             except ValidationError as exc:
                 raise BootstrapError(ErrorKind.INVALID, f"dataplaneResource: {exc}") from exc
+            for warning in warnings:
+                log.info("bootstrap of %s.%s: dataplaneResource.%s", mesh, name, warning)
             if self._zone is not None:
                 try:
                     dataplane = stamp_zone_tag(dataplane, self._zone)
@@ -197,12 +203,10 @@ class BootstrapService:
         return parse_dataplane(stored.spec)
 
     async def _register(self, dataplane: Dataplane) -> None:
-        labels = {**dataplane.labels, LIFECYCLE_LABEL: LIFECYCLE_AGENT}
-        registered = replace(dataplane, labels=labels)
         if self._lifecycle is not None:
             await self._lifecycle.registering((dataplane.mesh, dataplane.name))
         _, created = await self._store.put(
-            DATAPLANE_TYPE, dataplane.mesh, dataplane.name, registered.to_dict()
+            DATAPLANE_TYPE, dataplane.mesh, dataplane.name, dataplane.to_dict()
         )
         if self._lifecycle is not None:
             self._lifecycle.registered((dataplane.mesh, dataplane.name), created=created)

@@ -28,7 +28,7 @@ from kumadp.cp.ca import (
     key_type_name,
 )
 from kumadp.resources import Dataplane, Mesh, parse_duration
-from kumadp.resources.model import SERVICE_TAG
+from kumadp.resources.model import SERVICE_TAG, WORKLOAD_LABEL
 from kumadp.wire.names import kuma_tag_uri, spiffe_id
 
 _ALLOWED_CURVES = ("secp256r1", "secp384r1")
@@ -54,7 +54,7 @@ def dataplane_uris(dataplane: Dataplane) -> list[str]:
     """The URI SANs a dataplane's certificate carries: ``spiffe://<mesh>/<service>`` for each
     distinct inbound service, then ``kuma://<tag>/<value>`` for each distinct inbound tag,
     each group sorted."""
-    services = sorted({i.tags[SERVICE_TAG] for i in dataplane.networking.inbound})
+    services = sorted(set(dataplane.identity_services))
     tags = sorted({(k, v) for i in dataplane.networking.inbound for k, v in i.tags.items()})
     return [spiffe_id(dataplane.mesh, s) for s in services] + [kuma_tag_uri(k, v) for k, v in tags]
 
@@ -82,9 +82,11 @@ def sign_dataplane_csr(
     public_key = csr.public_key()
     _check_key(public_key)
 
-    services = sorted({i.tags[SERVICE_TAG] for i in dataplane.networking.inbound})
+    services = sorted(set(dataplane.identity_services))
     if not services:
-        raise SigningError(f"{who} has no inbound with a {SERVICE_TAG} tag: nothing to certify")
+        raise SigningError(
+            f"{who} has no inbound and no {WORKLOAD_LABEL} label: it has no identity to certify"
+        )
     uris = dataplane_uris(dataplane)
     _check_requested_names(csr, set(uris), f"{who} serves {', '.join(services)}")
     if allowed_services is not None:

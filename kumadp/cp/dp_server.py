@@ -1,5 +1,8 @@
-"""The CP's "DP server" on 5678: Envoy's ADS stream and the agent channel, on one gRPC server
-with TLS (the CP's own certificate).
+"""The CP's "DP server" on 5678, as Kuma's: ``POST /bootstrap`` over HTTPS (kuma-dp's default
+``--cp-address https://HOST:5678``), Envoy's ADS stream and the agent channel over gRPC, all
+with TLS (the CP's own certificate) on one port, shared by ``kumadp.cp.dp_front``: a router
+that sends each connection, by the ALPN protocols its ClientHello offers, to the gRPC server
+or to an HTTP/1.1 server (the ``http_app``), both on private Unix sockets.
 
 This is glue: xDS stream events feed authentication, the dataplane lifecycle and the
 reconciler. Protocol logic lives in ``kumadp.xds``; the agent channel in
@@ -9,15 +12,24 @@ reconciler. Protocol logic lives in ``kumadp.xds``; the agent channel in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import os
+import shutil
+import tempfile
+from collections.abc import Generator, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
+import uvicorn
 from google.protobuf.json_format import MessageToDict
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.auth import AuthError, DpAuth, token_from_metadata
+from kumadp.cp.dp_front import Backends, DpFront
 from kumadp.cp.insights import InsightStore
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry, parse_node_id
@@ -40,6 +52,16 @@ def node_version(node: Any) -> dict[str, Any]:
         return {}
     version = metadata.get("version")
     return version if isinstance(version, dict) else {}
+
+
+def node_resource(node: Any) -> str:
+    """``dataplane.resource`` (the resource as JSON) from the Envoy node metadata."""
+    try:
+        metadata = MessageToDict(node.metadata) if node is not None else {}
+    except Exception:  # pragma: no cover - defensive: metadata is a Struct
+        return ""
+    resource = metadata.get("dataplane.resource")
+    return resource if isinstance(resource, str) else ""
 
 
 def node_features(node: Any) -> frozenset[str]:
@@ -88,6 +110,8 @@ class XdsCallbacks:
         self._lifecycle.stream_opened(key)
         try:
             known = await self._reconciler.node_connected(key, node_features(node))
+            if not known and await self._lifecycle.restore(key, node_resource(node)):
+                known = await self._reconciler.node_connected(key, node_features(node))
         except BaseException:
             await self.on_stream_closed(stream_id, node_id)
             raise
@@ -132,8 +156,32 @@ class XdsCallbacks:
             self._insights.response_sent(key, type_url)
 
 
+async def _no_bootstrap(scope: Scope, receive: Receive, send: Send) -> None:
+    """The HTTP side of a DP server without a bootstrap handler."""
+    body = {"title": "Not Found", "details": "this DP server serves no HTTP requests"}
+    await JSONResponse(body, status_code=404)(scope, receive, send)
+
+
+class _Uvicorn(uvicorn.Server):
+    # Signals are handled once, by the command; uvicorn must not install its own.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@contextlib.contextmanager
+def _private_dir() -> Generator[Path, None, None]:
+    """A 0700 directory for the private sockets (and the TLS files uvicorn reads)."""
+    path = Path(tempfile.mkdtemp(prefix="kumadp-dp-server-"))
+    try:
+        os.chmod(path, 0o700)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class DpServer:
-    """Component: the gRPC server on the DP port."""
+    """Component: the DP port (``dp_front``) and the two servers behind it."""
 
     name = "dp-server"
 
@@ -149,6 +197,7 @@ class DpServer:
         auth: DpAuth | None = None,
         tls: ServerCertificate | None = None,
         insights: InsightStore | None = None,
+        http_app: ASGIApp | None = None,
     ) -> None:
         self._address = address
         self._port = port
@@ -156,9 +205,11 @@ class DpServer:
         self.callbacks = XdsCallbacks(lifecycle, reconciler, auth, insights)
         self._ads = AdsServer(cache, self.callbacks)
         self._agent = agent_channel
+        self._http_app = http_app or _no_bootstrap
         self.bound_port: int | None = None
+        self.front: DpFront | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def _grpc_server(self, socket: Path) -> grpc.aio.Server:
         server = grpc.aio.server(
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
@@ -169,21 +220,71 @@ class DpServer:
         )
         add_ads_to_server(server, self._ads)
         agent_pb2_grpc.add_AgentChannelServicer_to_server(self._agent, server)
-        target = f"{self._address}:{self._port}"
+        target = f"unix:{socket}"
         if self._tls is not None:
             credentials = grpc.ssl_server_credentials([(self._tls.key_pem, self._tls.cert_pem)])
-            self.bound_port = server.add_secure_port(target, credentials)
+            bound = server.add_secure_port(target, credentials)
         else:
-            self.bound_port = server.add_insecure_port(target)
-        if not self.bound_port:
-            raise OSError(f"cannot listen on {target} (DP server)")
-        await server.start()
-        log.info(
-            "DP server (ADS + agent channel) listening on %s (%s)",
-            target,
-            "TLS" if self._tls else "plaintext",
+            bound = server.add_insecure_port(target)
+        if not bound:
+            raise OSError(f"cannot listen on {target} (DP server, gRPC)")
+        return server
+
+    def _http_server(self, directory: Path) -> _Uvicorn:
+        tls: dict[str, Any] = {}
+        if self._tls is not None:
+            cert, key = directory / "tls.crt", directory / "tls.key"
+            for path, data in ((cert, self._tls.cert_pem), (key, self._tls.key_pem)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+        config = uvicorn.Config(
+            self._http_app,
+            uds=str(directory / "http.sock"),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            **tls,
         )
-        try:
-            await stop.wait()
-        finally:
-            await server.stop(grace=1.0)
+        return _Uvicorn(config)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        with _private_dir() as directory:
+            grpc_socket, http_socket = directory / "grpc.sock", directory / "http.sock"
+            server = self._grpc_server(grpc_socket)
+            await server.start()
+            http = self._http_server(directory)
+            serving = asyncio.create_task(http.serve(), name="dp-server-http")
+            front = self.front = DpFront(
+                Backends(str(http_socket), str(grpc_socket)), tls=bool(self._tls)
+            )
+            try:
+                while not http.started:
+                    if serving.done():
+                        serving.result()
+                        raise OSError("the DP server's HTTP side did not start")
+                    await asyncio.sleep(0.01)
+                target = f"{self._address}:{self._port}"
+                try:
+                    self.bound_port = await front.serve(self._address, self._port)
+                except OSError as exc:
+                    raise OSError(
+                        f"cannot listen on {target} (DP server): {exc.strerror or exc}"
+                    ) from exc
+                log.info(
+                    "DP server (bootstrap over HTTPS, ADS + agent channel over gRPC) listening on "
+                    "%s:%d (%s)",
+                    self._address,
+                    self.bound_port,
+                    "TLS" if self._tls else "plaintext",
+                )
+                await stop.wait()
+            finally:
+                front.close()
+                http.should_exit = True
+                await server.stop(grace=1.0)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(serving, 3)
+                await front.wait_closed()

@@ -5,6 +5,12 @@
 - An agent registers its dataplane at bootstrap. Until that dataplane's Envoy has ACKed its
   first listeners it is *pending*: other sidecars do not get it as an endpoint yet, so no
   request is sent to a port nobody listens on. (Kuma adds it at once.)
+- A registration whose xDS stream never comes (the agent bootstrapped, then died or never
+  started Envoy) is deleted after the deregistration delay, as a dropped one is: a bootstrap
+  request alone leaves nothing behind. (Kuma registers at the first stream instead; a
+  stream that opens for an agent-registered dataplane that is gone re-registers it from the
+  resource its bootstrap put into Envoy's node metadata, ``restore``, so the outcome is
+  Kuma's either way.)
 - A graceful agent stop (``Leave``) deletes the dataplane at once, so every other sidecar
   stops sending it new requests; its own Envoy keeps its last config while it drains.
 - When the last xDS stream of an agent-registered dataplane closes without a Leave, the
@@ -14,10 +20,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 
-from kumadp.cp.store.base import Store
+from kumadp.cp.store.base import ConflictError, Store
+from kumadp.resources import ValidationError, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE
 
 log = logging.getLogger(__name__)
@@ -69,10 +77,37 @@ class DataplaneRegistry:
         it as pending first; here ``registered`` does it)."""
 
     def registered(self, key: NodeKey, *, created: bool) -> None:
-        """The agent bootstrapped. A new dataplane stays pending until its listeners are up."""
+        """The agent bootstrapped. A new dataplane stays pending until its listeners are up;
+        without an xDS stream within the deregistration delay it is removed."""
         self._cancel_timer(key)
         if created or not self.is_connected(key):
             self._pending.add(key)
+        if not self.is_connected(key):
+            self._arm(key, "no xDS stream came after its bootstrap")
+
+    async def restore(self, key: NodeKey, resource_json: str) -> bool:
+        """An xDS stream opened for a dataplane that is not stored (deregistered while its
+        Envoy was away, or never stored): re-register it from ``resource_json``, the resource
+        its bootstrap put into Envoy's node metadata, when that resource came from an agent
+        (it carries the agent lifecycle label; one created through the API and deleted
+        there stays deleted). True when it is stored now."""
+        try:
+            doc = json.loads(resource_json) if resource_json else None
+            dataplane = parse_dataplane(doc) if isinstance(doc, dict) else None
+        except (ValueError, ValidationError) as exc:
+            log.warning("dataplane %s.%s: node metadata holds no valid resource: %s", *key, exc)
+            return False
+        if dataplane is None or (dataplane.mesh, dataplane.name) != key:
+            return False
+        if dataplane.labels.get(LIFECYCLE_LABEL) != LIFECYCLE_AGENT:
+            return False
+        try:
+            await self._store.put(DATAPLANE_TYPE, *key, dataplane.to_dict(), 0)
+        except ConflictError:
+            return True  # stored meanwhile (a bootstrap)
+        self._pending.add(key)
+        log.info("dataplane %s.%s re-registered by its xDS stream", *key)
+        return True
 
     def stream_opened(self, key: NodeKey) -> None:
         self._streams[key] = self._streams.get(key, 0) + 1
@@ -91,9 +126,7 @@ class DataplaneRegistry:
             self._streams[key] = count
             return
         self._streams.pop(key, None)
-        loop = asyncio.get_running_loop()
-        self._cancel_timer(key)
-        self._timers[key] = loop.call_later(self._delay, self._expire, key)
+        self._arm(key, "its connection has been gone")
 
     async def leave(self, key: NodeKey) -> bool:
         """Graceful stop of the agent: remove the dataplane now."""
@@ -115,15 +148,21 @@ class DataplaneRegistry:
         if timer is not None:
             timer.cancel()
 
-    def _expire(self, key: NodeKey) -> None:
+    def _arm(self, key: NodeKey, why: str) -> None:
+        """Deregister ``key`` after the delay unless a stream opens (``why``: for the log)."""
+        self._cancel_timer(key)
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(self._delay, self._expire, key, why)
+
+    def _expire(self, key: NodeKey, why: str) -> None:
         self._timers.pop(key, None)
         if self.is_connected(key):
             return
-        task = asyncio.get_running_loop().create_task(self._deregister(key))
+        task = asyncio.get_running_loop().create_task(self._deregister(key, why))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deregister(self, key: NodeKey) -> None:
+    async def _deregister(self, key: NodeKey, why: str) -> None:
         stored = await self._store.get(DATAPLANE_TYPE, *key)
         if stored is None or self.is_connected(key):
             return
@@ -132,9 +171,4 @@ class DataplaneRegistry:
             return  # created through the API: its owner deletes it
         self._pending.discard(key)
         await self._store.delete(DATAPLANE_TYPE, *key)
-        log.info(
-            "dataplane %s.%s deregistered: its connection has been gone for %.0fs",
-            key[0],
-            key[1],
-            self._delay,
-        )
+        log.info("dataplane %s.%s deregistered: %s for %gs", key[0], key[1], why, self._delay)

@@ -155,6 +155,8 @@ class Document:
     mesh: str
     name: str
     doc: dict[str, Any]  # as written (after templating)
+    # Kuma fields accepted without being implemented ("field: ignored: why")
+    warnings: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -219,13 +221,15 @@ def parse_documents(
             label = f"{label} ({doc['name']})" if label else ""
         prefix = f"{label}: " if label else ""
         try:
-            model = registry.parse(doc)
+            result = registry.validate(doc)
         except ValidationError as exc:
             problems.extend(_lines(exc.errors, prefix))
             continue
+        model = result.model
         kind = kind_of_type(model.type, kinds)
         mesh = getattr(model, "mesh", "") if kind.mesh_scoped else ""
-        valid.append(Document(kind, mesh, model.name, doc))
+        notes = tuple(str(w) for w in result.warnings)
+        valid.append(Document(kind, mesh, model.name, doc, notes))
     if problems:
         count = len(docs) - len(valid)
         what = "document is" if count == 1 else "documents are"
@@ -237,6 +241,12 @@ def parse_documents(
             raise CtlError(f"{source}: {item.describe()} is given more than once")
         seen.add(item.path)
     return valid
+
+
+def warning_lines(documents: list[Document]) -> list[str]:
+    """``Warning: <resource>: <field>: ignored: <why>`` for every warning of ``documents``
+    (the CLI prints them on stderr)."""
+    return [f"Warning: {d.describe()}: {w}" for d in documents for w in d.warnings]
 
 
 def dry_run_text(documents: list[Document]) -> str:
@@ -279,4 +289,5 @@ __all__ = [
     "kind_of_type",
     "kinds_of",
     "parse_documents",
+    "warning_lines",
 ]

@@ -122,7 +122,7 @@ def _text(value: Any) -> str:
 # --- resources (``get``) ------------------------------------------------------------------
 
 MESH_HEADERS = ("NAME", "MTLS", "AGE")
-DATAPLANE_HEADERS = ("MESH", "NAME", "TAGS", "AGE")
+DATAPLANE_HEADERS = ("MESH", "NAME", "TAGS", "ADDRESS", "AGE")  # kumactl's columns
 POLICY_HEADERS = ("MESH", "NAME", "TARGET", "AGE")
 SCOPED_HEADERS = ("MESH", "NAME", "AGE")  # a mesh-scoped type without a table of its own
 GLOBAL_HEADERS = ("NAME", "AGE")  # a global type without a table of its own
@@ -154,6 +154,7 @@ def dataplane_row(doc: dict[str, Any], now: datetime) -> list[str]:
         _text(doc.get("mesh")),
         _text(doc.get("name")),
         dataplane_tags(doc.get("networking")),
+        _text(_get(doc, "networking", "address")),
         age(doc.get("creationTime"), now),
     ]
 

@@ -4,7 +4,12 @@ The public surface is what this module exports (``__all__``); the submodules are
 implementation.
 """
 
-from kumadp.resources.errors import FieldError, ValidationError
+from kumadp.resources.errors import (
+    FieldError,
+    ValidationError,
+    ValidationResult,
+    collect_warnings,
+)
 from kumadp.resources.model import (
     Dataplane,
     Inbound,
@@ -27,6 +32,7 @@ from kumadp.resources.registry import (
     Scope,
     Sync,
     parse_resource,
+    validate_resource,
 )
 from kumadp.resources.template import load_document, parse_vars, render, render_resource
 from kumadp.resources.validate import parse_dataplane, parse_duration, parse_mesh
@@ -48,6 +54,8 @@ __all__ = [
     "Sync",
     "TransparentProxying",
     "ValidationError",
+    "ValidationResult",
+    "collect_warnings",
     "default_traffic_permission",
     "load_document",
     "parse_dataplane",
@@ -58,4 +66,5 @@ __all__ = [
     "parse_vars",
     "render",
     "render_resource",
+    "validate_resource",
 ]

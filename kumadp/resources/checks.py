@@ -9,8 +9,10 @@ from typing import Any
 
 from kumadp.resources.errors import ErrorCollector, field_path, quoted
 
-# Accepted and ignored on every resource: the CP's GET output has them, so it can be re-applied.
-IGNORED_FIELDS = ("creationTime", "modificationTime")
+# Output-only fields, accepted and ignored on every resource: Kuma's API (and so ``kumactl get
+# -o yaml``) and kuma-dp's bootstrap request put them in, so what they print applies as is.
+OUTPUT_ONLY_FIELDS = ("kri", "creationTime", "modificationTime")
+IGNORED_FIELDS = OUTPUT_ONLY_FIELDS  # the earlier name
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 NAME = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?")
@@ -59,6 +61,7 @@ __all__ = [
     "IGNORED_FIELDS",
     "NAME",
     "NAME_RULE",
+    "OUTPUT_ONLY_FIELDS",
     "TAG_CHARS",
     "TAG_RULE",
     "check_type",

@@ -15,9 +15,11 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,35 @@ class ValidationError(Exception):
 
     def __str__(self) -> str:
         return "; ".join(str(e) for e in self.errors)
+
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class ValidationResult(Generic[M]):
+    """A valid resource and the warnings its document gave: Kuma fields kumadp accepts but
+    does not implement (each names the field and what ignoring it means)."""
+
+    model: M
+    warnings: tuple[FieldError, ...] = ()
+
+
+# The warnings of the parse running in this context (see ``collect_warnings``).
+_WARNINGS: ContextVar[list[FieldError] | None] = ContextVar("kumadp_warnings", default=None)
+
+
+@contextmanager
+def collect_warnings() -> Iterator[list[FieldError]]:
+    """Collect the warnings of every parse run inside the block into the list it yields.
+    Parsers report through ``ErrorCollector``, so any parser (of any resource type) has
+    this channel without a change to its signature."""
+    found: list[FieldError] = []
+    token = _WARNINGS.set(found)
+    try:
+        yield found
+    finally:
+        _WARNINGS.reset(token)
 
 
 def field_path(parent: str, name: str) -> str:
@@ -97,9 +128,18 @@ class ErrorCollector:
 
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
+        self.warnings: list[FieldError] = []
 
     def add(self, path: str, reason: str) -> None:
         self.errors.append(FieldError(path, reason))
+
+    def warn(self, path: str, reason: str) -> None:
+        """A field that is accepted but has no effect (``collect_warnings`` gets it)."""
+        warning = FieldError(path, reason)
+        self.warnings.append(warning)
+        sink = _WARNINGS.get()
+        if sink is not None and warning not in sink:
+            sink.append(warning)
 
     def raise_if_any(self) -> None:
         if self.errors:
@@ -117,15 +157,29 @@ class ErrorCollector:
         path: str,
         known: Iterable[str],
         unsupported: Iterable[str] = (),
+        ignored: Mapping[str, str] | None = None,
     ) -> None:
-        """Report every key of ``obj`` that is not ``known``; a Kuma field kumadp does not
-        implement is said to be unsupported, anything else unknown (with a suggestion)."""
+        """Check the keys of ``obj`` against three classes of Kuma fields besides ``known``:
+
+        - ``ignored``: a Kuma field kumadp accepts without implementing it, because ignoring
+          it changes neither traffic nor security: a warning naming it and saying what
+          ignoring it means (the value);
+        - ``unsupported``: a Kuma field whose absence would change traffic or security: an
+          error, "not supported yet";
+        - anything else is unknown (a typo): an error with the closest known field.
+
+        Output-only fields (``kri``, times) are simply part of ``known``."""
         known_names = frozenset(known)
-        by_lower = {k.lower(): k for k in known_names}
+        ignored = ignored or {}
+        by_lower = {k.lower(): k for k in (*known_names, *ignored, *unsupported)}
         unsupported = tuple(unsupported)
         for key in obj:
             name = str(key)
             if key in known_names:
+                continue
+            if name in ignored:
+                if obj[key] is not None:
+                    self.warn(field_path(path, name), f"ignored: {ignored[name]}")
                 continue
             if name in unsupported:
                 self.add(field_path(path, name), "not supported yet by kumadp")

@@ -14,6 +14,14 @@ from typing import Any
 SERVICE_TAG = "kuma.io/service"
 PROTOCOL_TAG = "kuma.io/protocol"
 ZONE_TAG = "kuma.io/zone"
+# Kuma 2.14: the dataplane label naming its workload, the service of inbounds without tags
+WORKLOAD_LABEL = "kuma.io/workload"
+
+# Inbound states (Kuma's ``state``): NotReady is no endpoint; Ignored has no listener either
+READY = "Ready"
+NOT_READY = "NotReady"
+IGNORED = "Ignored"
+INBOUND_STATES = (READY, NOT_READY, IGNORED)
 
 PROTOCOLS = ("tcp", "http", "http2", "grpc")
 DEFAULT_PROTOCOL = "tcp"
@@ -25,20 +33,26 @@ DEFAULT_MESH = "default"
 DEFAULT_ADMIN_PORT = 9901
 
 
-def _tags_protocol(tags: dict[str, str]) -> str:
-    return tags.get(PROTOCOL_TAG, DEFAULT_PROTOCOL)
-
-
 @dataclass(frozen=True)
 class Inbound:
     """One inbound of a Dataplane: traffic for ``service`` arrives on ``address:port`` and is
-    forwarded to the application on ``service_address:service_port``."""
+    forwarded to the application on ``service_address:service_port``.
+
+    ``tags`` are the effective tags: for an inbound written without tags (Kuma 2.14), the
+    parser derives ``kuma.io/service`` from the dataplane's ``kuma.io/workload`` label and
+    ``kuma.io/protocol`` from the inbound's ``protocol``, and sets ``tags_derived`` so that
+    ``to_dict`` writes the inbound back as it was given."""
 
     port: int
     tags: dict[str, str]
     service_port: int
     address: str | None = None  # defaults to networking.address
     service_address: str | None = None  # defaults to 127.0.0.1
+    name: str | None = None  # Kuma 2.14: what policies' sectionName may name
+    app_protocol: str | None = None  # the inbound's own ``protocol`` field
+    state: str = READY
+    health_ready: bool | None = None  # ``health.ready``; None: not given (healthy)
+    tags_derived: bool = False
 
     @property
     def service(self) -> str:
@@ -46,34 +60,85 @@ class Inbound:
 
     @property
     def protocol(self) -> str:
-        return _tags_protocol(self.tags)
+        return self.tags.get(PROTOCOL_TAG) or self.app_protocol or DEFAULT_PROTOCOL
+
+    @property
+    def section_name(self) -> str:
+        """What a policy's ``sectionName`` matches: the name, else the port (Kuma's rule)."""
+        return self.name or str(self.port)
+
+    @property
+    def has_listener(self) -> bool:
+        return self.state != IGNORED
+
+    @property
+    def serving(self) -> bool:
+        """Whether other dataplanes get it as an endpoint (Ready, and not unhealthy)."""
+        return self.state == READY and self.health_ready is not False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"port": self.port}
+        if self.name is not None:
+            out["name"] = self.name
         if self.service_port != self.port:
             out["servicePort"] = self.service_port
         if self.service_address is not None:
             out["serviceAddress"] = self.service_address
         if self.address is not None:
             out["address"] = self.address
-        out["tags"] = dict(self.tags)
+        if not self.tags_derived:
+            out["tags"] = dict(self.tags)
+        if self.app_protocol is not None:
+            out["protocol"] = self.app_protocol
+        if self.health_ready is not None:
+            out["health"] = {"ready": self.health_ready}
+        if self.state != READY:
+            out["state"] = self.state
         return out
 
 
 @dataclass(frozen=True)
+class BackendRef:
+    """An outbound's ``backendRef`` (Kuma 2.x): a MeshService by name and port. kumadp makes
+    no MeshService resources; it reads the name as Kuma's MeshService generator makes it on
+    universal: the ``kuma.io/service`` of the inbounds, each inbound port one of its ports."""
+
+    name: str
+    port: int
+    kind: str = "MeshService"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "port": self.port}
+
+
+@dataclass(frozen=True)
 class Outbound:
-    """One outbound of a Dataplane: the application reaches ``service`` on ``address:port``."""
+    """One outbound of a Dataplane: the application reaches ``service`` on ``address:port``.
+
+    Written with ``tags`` (``kuma.io/service``) or a ``backend_ref``; for the latter ``tags``
+    holds the ``kuma.io/service`` it names, and only the inbounds on its port are endpoints."""
 
     port: int
     tags: dict[str, str]
     address: str = "127.0.0.1"
+    backend_ref: BackendRef | None = None
 
     @property
     def service(self) -> str:
         return self.tags[SERVICE_TAG]
 
+    @property
+    def backend_port(self) -> int | None:
+        """The port of the service's inbounds this outbound reaches (None: every inbound)."""
+        return self.backend_ref.port if self.backend_ref is not None else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"port": self.port, "address": self.address, "tags": dict(self.tags)}
+        out: dict[str, Any] = {"port": self.port, "address": self.address}
+        if self.backend_ref is not None:
+            out["backendRef"] = self.backend_ref.to_dict()
+        else:
+            out["tags"] = dict(self.tags)
+        return out
 
 
 @dataclass(frozen=True)
@@ -130,6 +195,15 @@ class Dataplane:
         return tuple(seen)
 
     @property
+    def identity_services(self) -> tuple[str, ...]:
+        """The services its certificate names: those of its inbounds; for a dataplane without
+        inbounds (outbound only), its ``kuma.io/workload`` label when it has one."""
+        services = self.services
+        if services or not self.labels.get(WORKLOAD_LABEL):
+            return services
+        return (self.labels[WORKLOAD_LABEL],)
+
+    @property
     def admin_port(self) -> int:
         return self.networking.admin_port or DEFAULT_ADMIN_PORT
 
@@ -156,10 +230,15 @@ class Mesh:
     # issues that need them land.
     mtls: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    # policy types whose initial policy the CP does not create with the mesh; "*": none
+    # policy types not to create with the mesh ("*": none), Kuma's skipCreatingInitialPolicies
     skip_creating_initial_policies: tuple[str, ...] = ()
+    mesh_services_mode: str | None = None  # kept as given; kumadp routes by kuma.io/service
 
     type = MESH_TYPE
+
+    def skips_initial_policy(self, policy_type: str) -> bool:
+        skip = self.skip_creating_initial_policies
+        return "*" in skip or policy_type in skip
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
@@ -169,6 +248,8 @@ class Mesh:
             out["mtls"] = self.mtls
         if self.skip_creating_initial_policies:
             out["skipCreatingInitialPolicies"] = list(self.skip_creating_initial_policies)
+        if self.mesh_services_mode is not None:
+            out["meshServices"] = {"mode": self.mesh_services_mode}
         return out
 
 

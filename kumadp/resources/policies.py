@@ -18,23 +18,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kumadp.resources.checks import (
-    IGNORED_FIELDS,
+    OUTPUT_ONLY_FIELDS,
     check_type,
     open_document,
     resource_name,
 )
 from kumadp.resources.errors import ErrorCollector, field_path, index_path
 from kumadp.resources.targetref import (
+    CALLER_KINDS,
+    DATAPLANE,
+    GATEWAY,
     MESH,
     MESH_SERVICE,
+    MESH_SERVICE_SUBSET,
     MESH_SUBSET,
+    PROXY_TYPES,
+    SIDECAR,
+    TOP_LEVEL_KINDS,
     TargetRef,
     parse_target_ref,
 )
 
 MESH_TRAFFIC_PERMISSION_TYPE = "MeshTrafficPermission"
 
-TARGET_KINDS = (MESH, MESH_SERVICE, MESH_SUBSET)
+# what a MeshTrafficPermission's top-level targetRef may select, and a ``from`` item (Kuma 2.x)
+TARGET_KINDS = TOP_LEVEL_KINDS
+FROM_KINDS = CALLER_KINDS
 
 ALLOW = "Allow"
 DENY = "Deny"
@@ -90,17 +99,19 @@ def default_traffic_permission(mesh: str) -> MeshTrafficPermission:
 
 # --- validation ------------------------------------------------------------------------------
 
-_MTP_FIELDS = ("type", "mesh", "name", "labels", "spec", *IGNORED_FIELDS)
+_MTP_FIELDS = ("type", "mesh", "name", "labels", "spec", *OUTPUT_ONLY_FIELDS)
 _SPEC_FIELDS = ("targetRef", "from")
 _SPEC_UNSUPPORTED = ("rules",)
 _FROM_FIELDS = ("targetRef", "default")
 
 
 def _target_ref(
-    c: ErrorCollector, obj: dict[str, Any], parent: str, required: bool
+    c: ErrorCollector, obj: dict[str, Any], parent: str, required: bool, top: bool = True
 ) -> TargetRef | None:
-    """``parent.targetRef`` (the shared parser, with the kinds MeshTrafficPermission takes)."""
-    return parse_target_ref(c, obj, parent, kinds=TARGET_KINDS, required=required)
+    """``parent.targetRef``; absent and not ``required``: the whole mesh. ``top``: a policy's
+    own targetRef (which proxies it applies to), else a ``from`` item's (which callers)."""
+    kinds = TARGET_KINDS if top else FROM_KINDS
+    return parse_target_ref(c, obj, parent, kinds=kinds, required=required, top=top)
 
 
 def _from(c: ErrorCollector, raw: Any, path: str) -> From | None:
@@ -108,7 +119,7 @@ def _from(c: ErrorCollector, raw: Any, path: str) -> From | None:
     if obj is None:
         return None
     c.fields(obj, path, _FROM_FIELDS)
-    ref = _target_ref(c, obj, path, required=True)
+    ref = _target_ref(c, obj, path, required=True, top=False)
     action = None
     default = c.mapping(obj, path, "default", required=True)
     if default is not None:
@@ -154,11 +165,17 @@ __all__ = [
     "ACTIONS",
     "ALLOW",
     "ALLOW_WITH_SHADOW_DENY",
+    "DATAPLANE",
     "DENY",
+    "FROM_KINDS",
+    "GATEWAY",
     "MESH",
     "MESH_SERVICE",
+    "MESH_SERVICE_SUBSET",
     "MESH_SUBSET",
     "MESH_TRAFFIC_PERMISSION_TYPE",
+    "PROXY_TYPES",
+    "SIDECAR",
     "TARGET_KINDS",
     "From",
     "MeshTrafficPermission",

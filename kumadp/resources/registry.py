@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from kumadp.resources.errors import ValidationError, quoted
+from kumadp.resources import (
+    meshcircuitbreaker,
+    meshhealthcheck,
+    meshloadbalancingstrategy,
+    meshretry,
+    meshtimeout,
+)
+from kumadp.resources.errors import ValidationError, ValidationResult, collect_warnings, quoted
 from kumadp.resources.meshcircuitbreaker import (
     MESH_CIRCUIT_BREAKER_TYPE,
     MeshCircuitBreaker,
@@ -66,6 +73,7 @@ TOKEN_REVOCATIONS_TYPE = "TokenRevocations"
 CONTROL_PLANE_INSTANCE_TYPE = "ControlPlaneInstance"
 DATAPLANE_CONNECTION_TYPE = "DataplaneConnection"
 DATAPLANE_PENDING_TYPE = "DataplanePending"
+CONFIG_TYPE = "Config"  # Kuma's system type: the control plane cluster's id
 
 
 class Scope(Enum):
@@ -106,6 +114,7 @@ class ResourceType:
     parse: Parser | None = None  # document -> model; raises ValidationError
     model: type | None = None
     policy: bool = False
+    sides: tuple[str, ...] = ()  # a policy's item lists: "to" (outbound), "from" (inbound)
     aliases: tuple[str, ...] = ()  # short ctl names ("dp", "mtp")
 
     @property
@@ -187,6 +196,13 @@ class Registry:
             )
         return found.parse(doc)
 
+    def validate(self, doc: Any) -> ValidationResult[Model]:
+        """``parse(doc)`` with the warnings of the document (Kuma fields accepted without
+        being implemented)."""
+        with collect_warnings() as warnings:
+            model = self.parse(doc)
+        return ValidationResult(model, tuple(warnings))
+
 
 def default_registry() -> Registry:
     """Every type kumadp knows today."""
@@ -217,6 +233,7 @@ def default_registry() -> Registry:
                 parse=parse_mesh_traffic_permission,
                 model=MeshTrafficPermission,
                 policy=True,
+                sides=("from",),
                 aliases=("mtp", "mtps"),
             ),
             # Resilience policies (kumadp.resources.mesh*): global-to-zone, like every policy.
@@ -228,6 +245,7 @@ def default_registry() -> Registry:
                 parse=parse_mesh_timeout,
                 model=MeshTimeout,
                 policy=True,
+                sides=meshtimeout.KIND.sides,
                 aliases=("mt", "mts"),
             ),
             ResourceType(
@@ -238,6 +256,7 @@ def default_registry() -> Registry:
                 parse=parse_mesh_retry,
                 model=MeshRetry,
                 policy=True,
+                sides=meshretry.KIND.sides,
                 aliases=("mr", "mrs"),
             ),
             ResourceType(
@@ -248,6 +267,7 @@ def default_registry() -> Registry:
                 parse=parse_mesh_circuit_breaker,
                 model=MeshCircuitBreaker,
                 policy=True,
+                sides=meshcircuitbreaker.KIND.sides,
                 aliases=("mcb", "mcbs"),
             ),
             ResourceType(
@@ -258,6 +278,7 @@ def default_registry() -> Registry:
                 parse=parse_mesh_health_check,
                 model=MeshHealthCheck,
                 policy=True,
+                sides=meshhealthcheck.KIND.sides,
                 aliases=("mhc", "mhcs"),
             ),
             ResourceType(
@@ -268,6 +289,7 @@ def default_registry() -> Registry:
                 parse=parse_mesh_load_balancing_strategy,
                 model=MeshLoadBalancingStrategy,
                 policy=True,
+                sides=meshloadbalancingstrategy.KIND.sides,
                 aliases=("mlbs", "mlbss"),
             ),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
@@ -283,6 +305,7 @@ def default_registry() -> Registry:
             ResourceType(CONTROL_PLANE_INSTANCE_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(DATAPLANE_CONNECTION_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(DATAPLANE_PENDING_TYPE, Scope.MESH, Sync.INTERNAL),
+            ResourceType(CONFIG_TYPE, Scope.GLOBAL, Sync.INTERNAL),
         ]
     )
 
@@ -296,7 +319,13 @@ def parse_resource(doc: Any) -> Model:
     return REGISTRY.parse(doc)
 
 
+def validate_resource(doc: Any) -> ValidationResult[Model]:
+    """``parse_resource`` with the document's warnings (see ``Registry.validate``)."""
+    return REGISTRY.validate(doc)
+
+
 __all__ = [
+    "CONFIG_TYPE",
     "CONTROL_PLANE_INSTANCE_TYPE",
     "DATAPLANE_CONNECTION_TYPE",
     "DATAPLANE_INSIGHT_TYPE",
@@ -317,4 +346,5 @@ __all__ = [
     "Sync",
     "default_registry",
     "parse_resource",
+    "validate_resource",
 ]

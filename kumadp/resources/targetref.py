@@ -4,12 +4,16 @@ spells it; one model and one parser for every policy type.
 ==================  ==============================  =======================================
 kind                fields                          selects
 ==================  ==============================  =======================================
-Mesh                -                               everything
-MeshSubset          tags                            inbounds (callers) with all the tags
+Mesh                proxyTypes                      everything (of those proxy types)
+MeshSubset          tags, proxyTypes                inbounds (callers) with all the tags
 MeshService         name                            the ``kuma.io/service`` ``name``
 MeshServiceSubset   name, tags                      that service's inbounds with the tags
-Dataplane           name, or labels                 one dataplane, or those with the labels
+Dataplane           name or labels, sectionName     one dataplane, those with the labels, or
+                                                    every one; ``sectionName``: one inbound
 ==================  ==============================  =======================================
+
+``proxyTypes`` (``Sidecar``, ``Gateway``; kumadp's proxies are all sidecars) and ``sectionName``
+are top-level only.
 
 Each context allows some kinds only (a policy's ``to`` items take Mesh and MeshService, its
 top level every kind above): ``parse_target_ref`` gets them and its errors name them.
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kumadp.resources.checks import TAG_CHARS, TAG_RULE
-from kumadp.resources.errors import ErrorCollector, field_path
+from kumadp.resources.errors import ErrorCollector, field_path, index_path
 
 MESH = "Mesh"
 MESH_SUBSET = "MeshSubset"
@@ -35,16 +39,26 @@ ALL_KINDS = (MESH, MESH_SUBSET, MESH_SERVICE, MESH_SERVICE_SUBSET, DATAPLANE)
 TOP_LEVEL_KINDS = ALL_KINDS
 OUTBOUND_KINDS = (MESH, MESH_SERVICE)  # a policy's ``to`` items (kumadp: no MeshExternalService)
 INBOUND_KINDS = (MESH,)  # ``from`` items of the resilience policies
+CALLER_KINDS = (MESH, MESH_SUBSET, MESH_SERVICE, MESH_SERVICE_SUBSET)  # MeshTrafficPermission
+SIDECAR, GATEWAY = "Sidecar", "Gateway"
+PROXY_TYPES = (SIDECAR, GATEWAY)  # a Mesh/MeshSubset targetRef's ``proxyTypes``
 
 # Kuma's order of top-level kinds when several policies apply (kumahq/kuma
 # api/common/v1alpha1/targetref.go): more specific later, so its configuration wins.
 _KIND_ORDER = {MESH: 1, DATAPLANE: 2, MESH_SUBSET: 3, MESH_SERVICE: 5, MESH_SERVICE_SUBSET: 8}
 
-_NAMED = (MESH_SERVICE, MESH_SERVICE_SUBSET, DATAPLANE)
-_TAGGED = (MESH_SUBSET, MESH_SERVICE_SUBSET)
-_LABELLED = (DATAPLANE,)
-_FIELDS = ("kind", "name", "tags", "labels")
-_UNSUPPORTED = ("namespace", "sectionName", "proxyTypes", "mesh")
+_FIELDS = ("kind", "name", "tags", "labels", "sectionName", "proxyTypes")
+_UNSUPPORTED = ("namespace", "mesh")
+# the fields each kind allows besides ``kind`` (Kuma's ValidateTargetRef)
+_ALLOWED = {
+    MESH: ("proxyTypes",),
+    MESH_SUBSET: ("tags", "proxyTypes"),
+    MESH_SERVICE: ("name",),
+    MESH_SERVICE_SUBSET: ("name", "tags"),
+    DATAPLANE: ("name", "labels", "sectionName"),
+}
+_TOP_LEVEL_ONLY = ("sectionName", "proxyTypes")
+_NAME_REQUIRED = (MESH_SERVICE, MESH_SERVICE_SUBSET)
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,8 @@ class TargetRef:
     name: str | None = None  # MeshService, MeshServiceSubset, Dataplane
     tags: dict[str, str] = field(default_factory=dict)  # MeshSubset, MeshServiceSubset
     labels: dict[str, str] = field(default_factory=dict)  # Dataplane
+    section_name: str | None = None  # Dataplane
+    proxy_types: tuple[str, ...] = ()  # Mesh, MeshSubset; empty: every type
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
@@ -64,11 +80,15 @@ class TargetRef:
             out["tags"] = dict(self.tags)
         if self.labels:
             out["labels"] = dict(self.labels)
+        if self.section_name is not None:
+            out["sectionName"] = self.section_name
+        if self.proxy_types:
+            out["proxyTypes"] = list(self.proxy_types)
         return out
 
     def __hash__(self) -> int:
         tags, labels = tuple(sorted(self.tags.items())), tuple(sorted(self.labels.items()))
-        return hash((self.kind, self.name, tags, labels))
+        return hash((self.kind, self.name, tags, labels, self.section_name, self.proxy_types))
 
     @property
     def priority(self) -> int:
@@ -83,16 +103,9 @@ class TargetRef:
         for values in (self.tags, self.labels):
             if values:
                 parts.append("{" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}")
+        if self.section_name is not None:
+            parts.append(f"sectionName {self.section_name}")
         return " ".join(parts)
-
-
-def _only_for(kinds: tuple[str, ...], allowed: tuple[str, ...], kind: str) -> str:
-    usable = [k for k in allowed if k in kinds]
-    if not usable:
-        return f"is not allowed for kind {kind}"
-    if len(usable) == 1:
-        return f"is only allowed for kind {usable[0]}"
-    return f"is only allowed for kinds {', '.join(usable)}"
 
 
 def parse_target_ref(
@@ -102,9 +115,11 @@ def parse_target_ref(
     *,
     kinds: tuple[str, ...],
     required: bool,
+    top: bool = True,
 ) -> TargetRef | None:
     """``parent.targetRef`` of one of ``kinds``; absent and not ``required``: the whole mesh.
-    None when it is invalid (the problems are in ``c``)."""
+    ``top``: a policy's own targetRef (``sectionName`` and ``proxyTypes`` allowed), else a
+    ``to``/``from`` item's. None when it is invalid (the problems are in ``c``)."""
     path = field_path(parent, "targetRef")
     ref = c.mapping(obj, parent, "targetRef", required=required)
     if ref is None:
@@ -115,20 +130,43 @@ def parse_target_ref(
     name = c.string(ref, path, "name")
     tags = c.string_map(ref, path, "tags", TAG_CHARS, TAG_RULE)
     labels = c.string_map(ref, path, "labels")
+    section = c.string(ref, path, "sectionName")
+    proxy_types = _proxy_types(c, ref, path)
     if kind is not None:
-        if ref.get("name") is not None and kind not in _NAMED:
-            c.add(field_path(path, "name"), _only_for(_NAMED, kinds, kind))
-        if ref.get("tags") is not None and kind not in _TAGGED:
-            c.add(field_path(path, "tags"), _only_for(_TAGGED, kinds, kind))
-        if ref.get("labels") is not None and kind not in _LABELLED:
-            c.add(field_path(path, "labels"), _only_for(_LABELLED, kinds, kind))
-        if kind in (MESH_SERVICE, MESH_SERVICE_SUBSET) and not name:
+        for key in _FIELDS[1:]:
+            if ref.get(key) is None:
+                continue
+            if key not in _ALLOWED[kind]:
+                c.add(field_path(path, key), f"is not allowed for kind {kind}")
+            elif key in _TOP_LEVEL_ONLY and not top:
+                c.add(field_path(path, key), "is only allowed in a policy's own targetRef")
+        if kind in _NAME_REQUIRED and not name:
             c.add(field_path(path, "name"), f"is required for kind {kind}")
-        if kind == DATAPLANE and bool(name) == bool(labels):
-            c.add(path, "kind Dataplane needs either name or labels (not both)")
+        if kind == DATAPLANE and name and labels:
+            c.add(field_path(path, "labels"), "give either name or labels, not both")
     if len(c.errors) > before or kind is None:
         return None
-    return TargetRef(kind=kind, name=name, tags=tags or {}, labels=labels or {})
+    return TargetRef(
+        kind=kind,
+        name=name or None,
+        tags=tags or {},
+        labels=labels or {},
+        section_name=section or None,
+        proxy_types=proxy_types,
+    )
+
+
+def _proxy_types(c: ErrorCollector, ref: dict[str, Any], path: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for n, item in enumerate(c.sequence(ref, path, "proxyTypes") or []):
+        if item not in PROXY_TYPES:
+            c.add(
+                index_path(field_path(path, "proxyTypes"), n),
+                f"must be one of {', '.join(PROXY_TYPES)}",
+            )
+        else:
+            out.append(item)
+    return tuple(out)
 
 
 def tags_match(selector: Mapping[str, str], tags: Mapping[str, str]) -> bool:
@@ -138,13 +176,17 @@ def tags_match(selector: Mapping[str, str], tags: Mapping[str, str]) -> bool:
 
 __all__ = [
     "ALL_KINDS",
+    "CALLER_KINDS",
     "DATAPLANE",
+    "GATEWAY",
     "INBOUND_KINDS",
     "MESH",
     "MESH_SERVICE",
     "MESH_SERVICE_SUBSET",
     "MESH_SUBSET",
     "OUTBOUND_KINDS",
+    "PROXY_TYPES",
+    "SIDECAR",
     "TOP_LEVEL_KINDS",
     "TargetRef",
     "parse_target_ref",

@@ -9,14 +9,11 @@ raises one ``ValidationError`` listing them all, each with the path of the field
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 from kumadp.resources.checks import (
-    IGNORED_FIELDS,
-    TAG_CHARS,
-    TAG_RULE,
+    OUTPUT_ONLY_FIELDS,
     check_type,
     open_document,
     resource_name,
@@ -24,29 +21,22 @@ from kumadp.resources.checks import (
 from kumadp.resources.durations import parse_duration
 from kumadp.resources.errors import (
     ErrorCollector,
-    field_path,
     index_path,
-    key_path,
     parse_ip,
 )
-from kumadp.resources.initial_policies import INITIAL_POLICY_TYPES, SKIP_ALL
+from kumadp.resources.interfaces import parse_inbound, parse_outbound
 from kumadp.resources.model import (
     DATAPLANE_TYPE,
-    MESH_TYPE,
-    PROTOCOL_TAG,
-    PROTOCOLS,
-    SERVICE_TAG,
     Dataplane,
     Inbound,
-    Mesh,
     Networking,
-    Outbound,
     TransparentProxying,
 )
+from kumadp.resources.validate_mesh import parse_mesh  # re-exported: one import for parsers
 
 # --- Dataplane ---------------------------------------------------------------------------
 
-_DATAPLANE_FIELDS = ("type", "mesh", "name", "labels", "networking", *IGNORED_FIELDS)
+_DATAPLANE_FIELDS = ("type", "mesh", "name", "labels", "networking", *OUTPUT_ONLY_FIELDS)
 _NETWORKING_FIELDS = (
     "address",
     "advertisedAddress",
@@ -55,76 +45,22 @@ _NETWORKING_FIELDS = (
     "outbound",
     "transparentProxying",
 )
-_INBOUND_FIELDS = ("port", "servicePort", "serviceAddress", "address", "tags")
-_OUTBOUND_FIELDS = ("port", "address", "tags")
 _TP_FIELDS = ("redirectPortInbound", "redirectPortOutbound")
-# Kuma fields that kumadp does not implement yet: said so, rather than "unknown field".
-_DATAPLANE_UNSUPPORTED = ("metrics", "probes")
-_NETWORKING_UNSUPPORTED = ("gateway",)
-_INBOUND_UNSUPPORTED = ("name", "health", "serviceProbe", "state")
-_OUTBOUND_UNSUPPORTED = ("backendRef",)
-_TP_UNSUPPORTED = (
-    "directAccessServices",
-    "redirectPortInboundV6",
-    "reachableServices",
-    "reachableBackends",
-    "ipFamilyMode",
-)
-
-
-def _tags(c: ErrorCollector, obj: dict[str, Any], parent: str) -> dict[str, str] | None:
-    path = field_path(parent, "tags")
-    if obj.get("tags") is None:
-        c.add(path, f'is required (with at least "{SERVICE_TAG}")')
-        return None
-    tags = c.string_map(obj, parent, "tags", TAG_CHARS, TAG_RULE)
-    if tags is None:
-        return None
-    if not tags.get(SERVICE_TAG):
-        c.add(
-            key_path(path, SERVICE_TAG),
-            "must not be empty" if SERVICE_TAG in tags else "is required",
-        )
-        return None
-    protocol = tags.get(PROTOCOL_TAG)
-    if protocol is not None and protocol not in PROTOCOLS:
-        c.add(key_path(path, PROTOCOL_TAG), f"must be one of {', '.join(PROTOCOLS)}")
-        return None
-    return tags
-
-
-def _inbound(c: ErrorCollector, raw: Any, path: str) -> Inbound | None:
-    obj = c.is_object(raw, path)
-    if obj is None:
-        return None
-    c.fields(obj, path, _INBOUND_FIELDS, _INBOUND_UNSUPPORTED)
-    port = c.port(obj, path, "port", required=True)
-    service_port = c.port(obj, path, "servicePort")
-    service_address = c.address(obj, path, "serviceAddress", hostname=False)
-    address = c.address(obj, path, "address", routable=True)
-    tags = _tags(c, obj, path)
-    if port is None or tags is None:
-        return None
-    return Inbound(
-        port=port,
-        tags=tags,
-        service_port=port if service_port is None else service_port,
-        address=address,
-        service_address=service_address,
-    )
-
-
-def _outbound(c: ErrorCollector, raw: Any, path: str) -> Outbound | None:
-    obj = c.is_object(raw, path)
-    if obj is None:
-        return None
-    c.fields(obj, path, _OUTBOUND_FIELDS, _OUTBOUND_UNSUPPORTED)
-    port = c.port(obj, path, "port", required=True)
-    address = c.address(obj, path, "address", hostname=False)
-    tags = _tags(c, obj, path)
-    if port is None or tags is None:
-        return None
-    return Outbound(port=port, tags=tags, address=address or "127.0.0.1")
+# Kuma fields kumadp does not implement yet, in two classes (``ErrorCollector.fields``):
+# refused ("not supported yet") where ignoring them would change traffic or security, else
+# accepted with a warning that says what ignoring them means.
+_DATAPLANE_IGNORED = {
+    "metrics": "kumadp's agent serves the merged metrics on its --metrics-port",
+    "probes": "virtual probes are a Kubernetes feature",
+}
+_NETWORKING_UNSUPPORTED = ("gateway", "listeners")
+_TP_UNSUPPORTED = ("directAccessServices",)
+_TP_IGNORED = {
+    "redirectPortInboundV6": "kumadp's transparent proxy is IPv4 only",
+    "ipFamilyMode": "kumadp's transparent proxy is IPv4 only",
+    "reachableServices": "every service of the mesh stays reachable",
+    "reachableBackends": "every service of the mesh stays reachable",
+}
 
 
 def _transparent_proxying(c: ErrorCollector, obj: dict[str, Any]) -> TransparentProxying | None:
@@ -132,7 +68,7 @@ def _transparent_proxying(c: ErrorCollector, obj: dict[str, Any]) -> Transparent
     tp = c.mapping(obj, "networking", "transparentProxying")
     if tp is None:
         return None
-    c.fields(tp, path, _TP_FIELDS, _TP_UNSUPPORTED)
+    c.fields(tp, path, _TP_FIELDS, _TP_UNSUPPORTED, _TP_IGNORED)
     default = TransparentProxying()
     inbound = c.port(tp, path, "redirectPortInbound") or default.redirect_port_inbound
     outbound = c.port(tp, path, "redirectPortOutbound") or default.redirect_port_outbound
@@ -172,6 +108,7 @@ def _check_sockets(c: ErrorCollector, net: Networking) -> None:
     listeners = [
         _Socket(i.address or net.address, i.port, f"networking.inbound[{n}]")
         for n, i in enumerate(net.inbound)
+        if i.has_listener
     ] + [
         _Socket(o.address, o.port, f"networking.outbound[{n}]") for n, o in enumerate(net.outbound)
     ]
@@ -183,6 +120,8 @@ def _check_sockets(c: ErrorCollector, net: Networking) -> None:
     if net.transparent_proxying is not None:
         return  # inbound listeners do not bind their port: traffic is redirected to them
     for n, inbound in enumerate(net.inbound):
+        if not inbound.has_listener:
+            continue
         listener = _Socket(inbound.address or net.address, inbound.port)
         app = _Socket(inbound.service_address or "127.0.0.1", inbound.service_port)
         if listener.clashes(app):
@@ -193,7 +132,23 @@ def _check_sockets(c: ErrorCollector, net: Networking) -> None:
             )
 
 
-def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
+def _check_inbound_names(c: ErrorCollector, inbound: list[Inbound | None]) -> None:
+    """Kuma: an inbound's ``name`` is unique among the dataplane's inbounds."""
+    seen: dict[str, int] = {}
+    for n, item in enumerate(inbound):
+        if item is None or item.name is None:
+            continue
+        if item.name in seen:
+            c.add(
+                f"networking.inbound[{n}].name",
+                f'"{item.name}" is already used by networking.inbound[{seen[item.name]}]',
+            )
+        seen.setdefault(item.name, n)
+
+
+def _networking(
+    c: ErrorCollector, doc: dict[str, Any], labels: dict[str, str] | None
+) -> Networking | None:
     path = "networking"
     obj = c.mapping(doc, "", path, required=True)
     if obj is None:
@@ -207,15 +162,14 @@ def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
     if admin is not None:
         c.fields(admin, "networking.admin", ("port",))
         admin_port = c.port(admin, "networking.admin", "port")
-    raw_inbound = c.sequence(obj, path, "inbound")
-    if raw_inbound == []:
-        c.add("networking.inbound", "needs at least one inbound (gateways are not supported yet)")
+    # no inbound at all: an outbound-only dataplane (Kuma 2.14)
     inbound = [
-        _inbound(c, raw, index_path("networking.inbound", n))
-        for n, raw in enumerate(raw_inbound or [])
+        parse_inbound(c, raw, index_path("networking.inbound", n), labels)
+        for n, raw in enumerate(c.sequence(obj, path, "inbound") or [])
     ]
+    _check_inbound_names(c, inbound)
     outbound = [
-        _outbound(c, raw, index_path("networking.outbound", n))
+        parse_outbound(c, raw, index_path("networking.outbound", n))
         for n, raw in enumerate(c.sequence(obj, path, "outbound") or [])
     ]
     tp = _transparent_proxying(c, obj)
@@ -236,118 +190,15 @@ def _networking(c: ErrorCollector, doc: dict[str, Any]) -> Networking | None:
 def parse_dataplane(doc: Any) -> Dataplane:
     """A validated ``Dataplane`` from a document (as ``load_document`` returns it)."""
     c, obj = open_document(doc)
-    c.fields(obj, "", _DATAPLANE_FIELDS, _DATAPLANE_UNSUPPORTED)
+    c.fields(obj, "", _DATAPLANE_FIELDS, ignored=_DATAPLANE_IGNORED)
     check_type(c, obj, DATAPLANE_TYPE)
     mesh = resource_name(c, obj, "", "mesh", dns_label=True)
     name = resource_name(c, obj, "", "name", dns_label=False)
     labels = c.string_map(obj, "", "labels")
-    networking = _networking(c, obj)
+    networking = _networking(c, obj, labels)
     c.raise_if_any()
     assert networking is not None
     return Dataplane(mesh=mesh, name=name, networking=networking, labels=labels or {})
-
-
-# --- Mesh ----------------------------------------------------------------------------------
-
-_MESH_FIELDS = ("type", "name", "labels", "mtls", "skipCreatingInitialPolicies", *IGNORED_FIELDS)
-_MESH_UNSUPPORTED = (
-    "metrics",
-    "logging",
-    "tracing",
-    "networking",
-    "routing",
-    "constraints",
-    "meshServices",
-)
-_BACKEND_FIELDS = ("name", "type", "mode", "dpCert", "conf")
-
-
-def _duration(c: ErrorCollector, obj: dict[str, Any], parent: str, key: str) -> None:
-    value = c.string(obj, parent, key)
-    if value is None:
-        return
-    try:
-        if parse_duration(value) <= 0:
-            c.add(field_path(parent, key), "must be longer than 0")
-    except ValueError as exc:
-        c.add(field_path(parent, key), str(exc))
-
-
-def _backend(c: ErrorCollector, raw: Any, path: str) -> str | None:
-    """Check one mTLS backend; return its name."""
-    obj = c.is_object(raw, path)
-    if obj is None:
-        return None
-    c.fields(obj, path, _BACKEND_FIELDS, ("rootChain",))
-    name = resource_name(c, obj, path, "name", dns_label=False)
-    kind = c.one_of(obj, path, "type", ("builtin", "provided"), required=True)
-    c.one_of(obj, path, "mode", ("STRICT", "PERMISSIVE"))
-    dp_cert = c.mapping(obj, path, "dpCert")
-    if dp_cert is not None:
-        cert_path = f"{path}.dpCert"
-        c.fields(dp_cert, cert_path, ("rotation",), ("requestTimeout",))
-        rotation = c.mapping(dp_cert, cert_path, "rotation")
-        if rotation is not None:
-            c.fields(rotation, f"{cert_path}.rotation", ("expiration",))
-            _duration(c, rotation, f"{cert_path}.rotation", "expiration")
-    conf = c.mapping(obj, path, "conf")
-    if conf is not None and kind == "builtin":  # "provided" conf: checked when it is used
-        c.fields(conf, f"{path}.conf", ("caCert",))
-        ca_cert = c.mapping(conf, f"{path}.conf", "caCert")
-        if ca_cert is not None:
-            ca_path = f"{path}.conf.caCert"
-            c.fields(ca_cert, ca_path, ("RSAbits", "expiration"))
-            bits = c.integer(ca_cert, ca_path, "RSAbits")
-            if bits is not None and bits < 2048:
-                c.add(f"{ca_path}.RSAbits", "must be at least 2048")
-            _duration(c, ca_cert, ca_path, "expiration")
-    return name or None
-
-
-def _mtls(c: ErrorCollector, doc: dict[str, Any]) -> dict[str, Any] | None:
-    obj = c.mapping(doc, "", "mtls")
-    if obj is None:
-        return None
-    c.fields(obj, "mtls", ("enabledBackend", "backends"), ("skipValidation",))
-    enabled = c.string(obj, "mtls", "enabledBackend")
-    names: dict[str, int] = {}
-    for n, raw in enumerate(c.sequence(obj, "mtls", "backends") or []):
-        path = index_path("mtls.backends", n)
-        name = _backend(c, raw, path)
-        if name is not None and name in names:
-            c.add(f"{path}.name", f'"{name}" is already used by mtls.backends[{names[name]}]')
-        elif name is not None:
-            names[name] = n
-    if enabled and enabled not in names:
-        known = ", ".join(f'"{n}"' for n in names) or "none is defined"
-        c.add("mtls.enabledBackend", f'must name one of mtls.backends ({known}), not "{enabled}"')
-    return copy.deepcopy(obj)
-
-
-def _skip_initial_policies(c: ErrorCollector, doc: dict[str, Any]) -> tuple[str, ...]:
-    """``skipCreatingInitialPolicies``: ``["*"]`` or types of initial policies."""
-    allowed = (SKIP_ALL, *INITIAL_POLICY_TYPES)
-    out = []
-    for n, value in enumerate(c.sequence(doc, "", "skipCreatingInitialPolicies") or []):
-        if value not in allowed:
-            expected = ", ".join(f'"{a}"' for a in allowed)
-            c.add(index_path("skipCreatingInitialPolicies", n), f"must be one of {expected}")
-        else:
-            out.append(value)
-    return tuple(out)
-
-
-def parse_mesh(doc: Any) -> Mesh:
-    """A validated ``Mesh`` from a document (as ``load_document`` returns it)."""
-    c, obj = open_document(doc)
-    c.fields(obj, "", _MESH_FIELDS, _MESH_UNSUPPORTED)
-    check_type(c, obj, MESH_TYPE)
-    name = resource_name(c, obj, "", "name", dns_label=True)
-    labels = c.string_map(obj, "", "labels")
-    mtls = _mtls(c, obj)
-    skip = _skip_initial_policies(c, obj)
-    c.raise_if_any()
-    return Mesh(name=name, mtls=mtls, labels=labels or {}, skip_creating_initial_policies=skip)
 
 
 __all__ = ["parse_dataplane", "parse_duration", "parse_mesh"]

@@ -6,6 +6,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AdminRequest(_message.Message):
+    __slots__ = ("id", "path")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    path: str
+    def __init__(self, id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class AdminResponse(_message.Message):
+    __slots__ = ("mesh", "name", "id", "status", "body", "content_type", "error")
+    MESH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    mesh: str
+    name: str
+    id: str
+    status: int
+    body: bytes
+    content_type: str
+    error: str
+    def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., id: _Optional[str] = ..., status: _Optional[int] = ..., body: _Optional[bytes] = ..., content_type: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class AdminAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class InsightReport(_message.Message):
     __slots__ = ("mesh", "name", "insight_json")
     MESH_FIELD_NUMBER: _ClassVar[int]
@@ -71,12 +101,14 @@ class WatchRequest(_message.Message):
     def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentUpdate(_message.Message):
-    __slots__ = ("identity", "names")
+    __slots__ = ("identity", "names", "admin_request")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_REQUEST_FIELD_NUMBER: _ClassVar[int]
     identity: MeshIdentity
     names: NameTable
-    def __init__(self, identity: _Optional[_Union[MeshIdentity, _Mapping]] = ..., names: _Optional[_Union[NameTable, _Mapping]] = ...) -> None: ...
+    admin_request: AdminRequest
+    def __init__(self, identity: _Optional[_Union[MeshIdentity, _Mapping]] = ..., names: _Optional[_Union[NameTable, _Mapping]] = ..., admin_request: _Optional[_Union[AdminRequest, _Mapping]] = ...) -> None: ...
 
 class MeshIdentity(_message.Message):
     __slots__ = ("mtls_enabled", "backend", "ca_fingerprint", "services", "generation")

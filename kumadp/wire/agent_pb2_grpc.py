@@ -54,6 +54,11 @@ class AgentChannelStub:
                 request_serializer=kumadp_dot_wire_dot_agent__pb2.InsightReport.SerializeToString,
                 response_deserializer=kumadp_dot_wire_dot_agent__pb2.InsightAck.FromString,
                 _registered_method=True)
+        self.AdminReply = channel.unary_unary(
+                '/kumadp.agent.v1.AgentChannel/AdminReply',
+                request_serializer=kumadp_dot_wire_dot_agent__pb2.AdminResponse.SerializeToString,
+                response_deserializer=kumadp_dot_wire_dot_agent__pb2.AdminAck.FromString,
+                _registered_method=True)
 
 
 class AgentChannelServicer:
@@ -90,6 +95,14 @@ class AgentChannelServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdminReply(self, request, context):
+        """Diagnostics the CP's API asks for (Envoy's config dump, stats, clusters): the CP pushes
+        an AdminRequest in a Watch update; the agent reads Envoy's admin API and answers here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentChannelServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +125,11 @@ def add_AgentChannelServicer_to_server(servicer, server):
                     servicer.ReportInsight,
                     request_deserializer=kumadp_dot_wire_dot_agent__pb2.InsightReport.FromString,
                     response_serializer=kumadp_dot_wire_dot_agent__pb2.InsightAck.SerializeToString,
+            ),
+            'AdminReply': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminReply,
+                    request_deserializer=kumadp_dot_wire_dot_agent__pb2.AdminResponse.FromString,
+                    response_serializer=kumadp_dot_wire_dot_agent__pb2.AdminAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class AgentChannel:
             '/kumadp.agent.v1.AgentChannel/ReportInsight',
             kumadp_dot_wire_dot_agent__pb2.InsightReport.SerializeToString,
             kumadp_dot_wire_dot_agent__pb2.InsightAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminReply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kumadp.agent.v1.AgentChannel/AdminReply',
+            kumadp_dot_wire_dot_agent__pb2.AdminResponse.SerializeToString,
+            kumadp_dot_wire_dot_agent__pb2.AdminAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,7 +16,7 @@ from tests.unit.test_agent_bootstrap import OK_BODY, REQUEST
 
 
 def test_addresses_from_flags_and_env() -> None:
-    assert _split_addresses(None) == ["http://127.0.0.1:5681"]
+    assert _split_addresses(None) == ["https://localhost:5678"]  # kuma-dp's default
     assert _split_addresses(["http://a:5681", "http://b:5681"]) == [
         "http://a:5681",
         "http://b:5681",

@@ -80,9 +80,13 @@ async def test_token_goes_into_ads_metadata() -> None:
     [
         ({"dataplaneResource": "{nope"}, 422, "dataplaneResource: not valid JSON"),
         (
-            {"dataplaneResource": json.dumps({**DATAPLANE, "networking": {"address": "x"}})},
+            {
+                "dataplaneResource": json.dumps(
+                    {**DATAPLANE, "networking": {"address": "bad host!"}}
+                )
+            },
             422,
-            "networking.inbound",
+            "networking.address",
         ),
         ({"name": "other"}, 422, 'name: "other" does not match'),
         ({"proxyType": "gateway"}, 422, "proxyType: must be one of"),

@@ -427,3 +427,20 @@ def test_now_defaults_to_the_clock(ec_ca: CA) -> None:
     _, csr = make_csr()
     signed = sign(ec_ca, csr)
     assert signed.not_before < datetime.now(UTC) < signed.not_after
+
+
+def test_an_outbound_only_dataplane_is_certified_as_its_workload(ec_ca: CA) -> None:
+    doc = {
+        "type": "Dataplane",
+        "mesh": "default",
+        "name": "job-1",
+        "networking": {"address": "127.0.0.1", "outbound": [{"port": 1, "tags": SVC_B}]},
+    }
+    _, csr = make_csr()
+    with pytest.raises(SigningError, match=r"no inbound and no kuma\.io/workload label"):
+        sign(ec_ca, csr, dp=parse_dataplane(doc))
+    labelled = parse_dataplane({**doc, "labels": {"kuma.io/workload": "job"}})
+    assert sign(ec_ca, csr, dp=labelled).uris == ["spiffe://default/job"]
+
+
+SVC_B = {"kuma.io/service": "b"}

@@ -444,7 +444,7 @@ async def test_api_list_and_overview(
     r = await client.get("/meshes/default/dataplanes+insights", params={"online": "maybe"})
     assert r.status_code == 400 and r.json()["causes"][0]["field"] == "online"
     r = await client.get("/meshes/other/dataplanes+insights")
-    assert r.json() == {"total": 0, "items": [], "next": None}
+    assert r.status_code == 404 and r.json()["details"] == 'Mesh "other" not found'
 
     r = await client.get("/meshes/default/dataplanes/web-1/_overview")
     assert r.status_code == 200

@@ -189,9 +189,8 @@ def test_the_zone_tag_is_usable_in_mesh_subset_rules() -> None:
             From(TargetRef(MESH_SUBSET, tags={"kuma.io/zone": "zone-a"}), ALLOW),
         ),
     )
-    rules = rbac.rbac_rules(
-        rbac.rules_for([only_zone_a], "backend", {"kuma.io/service": "backend"}), "default"
-    )
+    inbound = dataplane.networking.inbound[0]
+    rules = rbac.rbac_rules(rbac.rules_for([only_zone_a], dataplane, inbound), "default")
     assert _allows(rules, _caller("web", **{"kuma.io/zone": "zone-a"}))
     assert not _allows(rules, _caller("web", **{"kuma.io/zone": "zone-b"}))
     assert not _allows(rules, _caller("web"))
@@ -199,9 +198,8 @@ def test_the_zone_tag_is_usable_in_mesh_subset_rules() -> None:
     for_zone_b = replace(
         only_zone_a, target_ref=TargetRef(MESH_SUBSET, tags={"kuma.io/zone": "zone-b"})
     )
-    assert not rbac.rules_for(
-        [for_zone_b], "backend", {"kuma.io/service": "backend", "kuma.io/zone": "zone-a"}
-    )
+    assert inbound.tags["kuma.io/zone"] == "zone-a"
+    assert not rbac.rules_for([for_zone_b], dataplane, inbound)
 
 
 async def test_a_zone_serves_an_mtls_mesh_without_mtls_until_its_ca_comes(

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import struct_pb2
 
 from kumadp.cp.defaults import ensure_default_mesh
+from kumadp.cp.dp_server import XdsCallbacks
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.memory import MemoryStore
 from kumadp.resources.model import DATAPLANE_TYPE
 from kumadp.xds import types
 from kumadp.xds.cache import SnapshotCache
+from kumadp.xds.stream import StreamRejected
 from testkit.procs import until
 
 
@@ -157,3 +162,49 @@ async def test_dataplane_created_through_the_api_is_never_deregistered(env: Env)
 async def test_unknown_node_is_refused(env: Env) -> None:
     env.lifecycle.stream_opened(("default", "ghost"))
     assert not await env.reconciler.node_connected(("default", "ghost"))
+
+
+# --- issue 16, item 6: a registration without a stream, and a stream without a registration
+
+
+async def _names(env: Env) -> set[str]:
+    return {r.name for r in await env.store.list(DATAPLANE_TYPE, "default")}
+
+
+async def test_a_bootstrap_whose_stream_never_comes_is_deregistered(env: Env) -> None:
+    await env.store.put(DATAPLANE_TYPE, "default", "b-1", _dp("b-1", "backend", 20002, agent=True))
+    env.lifecycle.registered(("default", "b-1"), created=True)  # and no stream ever opens
+    await env.store.put(DATAPLANE_TYPE, "default", "b-2", _dp("b-2", "backend", 20003, agent=True))
+    env.lifecycle.registered(("default", "b-2"), created=True)
+    await _connect(env, "b-2")  # its Envoy connected in time
+    await until(lambda: not env.lifecycle._timers and not env.lifecycle._tasks)
+    assert await _names(env) == {"b-2"}
+
+
+def _node(name: str, resource: dict | None) -> base_pb2.Node:
+    metadata = struct_pb2.Struct()
+    if resource is not None:
+        metadata.update({"dataplane.resource": json.dumps(resource)})
+    return base_pb2.Node(id=f"default.{name}", metadata=metadata)
+
+
+async def test_a_stream_re_registers_an_agent_dataplane_that_is_gone(env: Env) -> None:
+    callbacks = XdsCallbacks(env.lifecycle, env.reconciler)
+    resource = _dp("b-1", "backend", 20002, agent=True)
+    await callbacks.on_stream_open(1, "default.b-1", _node("b-1", resource), {})
+    stored = await env.store.get(DATAPLANE_TYPE, "default", "b-1")
+    assert stored is not None and stored.spec == resource
+    assert env.lifecycle.is_pending(("default", "b-1"))  # an endpoint once its listeners ACK
+    assert env.cache.get_snapshot("default.b-1") is not None
+
+
+@pytest.mark.parametrize("resource", [None, _dp("db-1", "db", 20004), _dp("x", "db", 1)])
+async def test_a_stream_does_not_bring_back_what_an_agent_did_not_register(
+    env: Env, resource: dict | None
+) -> None:
+    """No resource in the metadata, one created through the API (deleted there: it stays
+    deleted), or one of another name: the stream is refused as before."""
+    callbacks = XdsCallbacks(env.lifecycle, env.reconciler)
+    with pytest.raises(StreamRejected, match="not known to this control plane"):
+        await callbacks.on_stream_open(1, "default.db-1", _node("db-1", resource), {})
+    assert await _names(env) == set()

@@ -281,12 +281,12 @@ def test_get_meshes_table(cp: FakeCP, cp_url: str) -> None:
 
 def test_get_dataplanes_table_every_mesh_across_pages(cp: FakeCP, cp_url: str) -> None:
     populate(cp)
-    out = ok("get", "dataplanes", "--cp-address", cp_url)
+    out = ok("get", "dataplanes", "--all-meshes", "--cp-address", cp_url)
     assert out == (
-        "MESH       NAME        TAGS                                            AGE\n"
-        "default    backend-1   kuma.io/service=backend,kuma.io/protocol=http   3d\n"
-        "default    web-1       kuma.io/service=web,kuma.io/protocol=http       5h\n"
-        "payments   ledger-1    kuma.io/service=ledger,kuma.io/protocol=http    3d\n"
+        "MESH       NAME        TAGS                                            ADDRESS     AGE\n"
+        "default    backend-1   kuma.io/service=backend,kuma.io/protocol=http   127.0.0.1   3d\n"
+        "default    web-1       kuma.io/service=web,kuma.io/protocol=http       127.0.0.1   5h\n"
+        "payments   ledger-1    kuma.io/service=ledger,kuma.io/protocol=http    127.0.0.1   3d\n"
     )
     # three items, pages of two: the second page was followed from ``next``
     assert cp.requests.count(("GET", "/dataplanes")) == 2
@@ -296,11 +296,21 @@ def test_get_dataplanes_of_one_mesh(cp: FakeCP, cp_url: str) -> None:
     populate(cp)
     out = ok("get", "dataplanes", "--mesh", "payments", "--cp-address", cp_url)
     assert out.splitlines()[1:] == [
-        "payments   ledger-1   kuma.io/service=ledger,kuma.io/protocol=http   3d"
+        "payments   ledger-1   kuma.io/service=ledger,kuma.io/protocol=http   127.0.0.1   3d"
     ]
     assert ("GET", "/meshes/payments/dataplanes") in cp.requests
     err = failed("get", "dataplanes", "--mesh", "nope", "--cp-address", cp_url)
     assert err == 'Error: mesh "nope" not found\n'
+
+
+def test_get_defaults_to_the_default_mesh_as_kumactl(cp: FakeCP, cp_url: str) -> None:
+    populate(cp)
+    out = ok("get", "dataplanes", "--cp-address", cp_url)
+    assert [line.split()[1] for line in out.splitlines()[1:]] == ["backend-1", "web-1"]
+    assert ("GET", "/meshes/default/dataplanes") in cp.requests
+    populate_overviews(cp)
+    out = ok("inspect", "dataplanes", "--cp-address", cp_url)
+    assert [line.split()[1] for line in out.splitlines()[1:]] == ["backend-1", "web-1"]
 
 
 def test_get_meshtrafficpermissions_table(cp: FakeCP, cp_url: str) -> None:
@@ -313,13 +323,16 @@ def test_get_meshtrafficpermissions_table(cp: FakeCP, cp_url: str) -> None:
 
 
 def test_get_empty_list_prints_the_headers(cp: FakeCP, cp_url: str) -> None:
-    assert ok("get", "dataplanes", "--cp-address", cp_url) == "MESH   NAME   TAGS   AGE\n"
+    cp.add("meshes", {"type": "Mesh", "name": "default"})
+    assert ok("get", "dataplanes", "--cp-address", cp_url) == (
+        "MESH   NAME   TAGS   ADDRESS   AGE\n"
+    )
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])
 def test_get_list_as_json_and_yaml(cp: FakeCP, cp_url: str, fmt: str) -> None:
     populate(cp)
-    out = ok("get", "dataplanes", "-o", fmt, "--cp-address", cp_url)
+    out = ok("get", "dataplanes", "-A", "-o", fmt, "--cp-address", cp_url)
     body = json.loads(out) if fmt == "json" else yaml.safe_load(out)
     assert body["total"] == 3 and body["next"] is None
     assert [item["name"] for item in body["items"]] == ["backend-1", "web-1", "ledger-1"]
@@ -438,7 +451,7 @@ INSPECT_TABLE = (
 def test_inspect_dataplanes_table(cp: FakeCP, cp_url: str) -> None:
     populate(cp)
     populate_overviews(cp)
-    assert ok("inspect", "dataplanes", "--cp-address", cp_url) == INSPECT_TABLE
+    assert ok("inspect", "dataplanes", "--all-meshes", "--cp-address", cp_url) == INSPECT_TABLE
     assert ("GET", "/dataplanes+insights") in cp.requests
 
 
@@ -473,14 +486,14 @@ def test_inspect_dataplanes_of_one_mesh(cp: FakeCP, cp_url: str) -> None:
 def test_inspect_dataplanes_json_yaml(cp: FakeCP, cp_url: str, fmt: str) -> None:
     populate(cp)
     populate_overviews(cp)
-    out = ok("inspect", "dataplanes", "-o", fmt, "--cp-address", cp_url)
+    out = ok("inspect", "dataplanes", "-A", "-o", fmt, "--cp-address", cp_url)
     body = json.loads(out) if fmt == "json" else yaml.safe_load(out)
     assert body == {"total": 3, "items": cp.overviews, "next": None}
 
 
 def test_inspect_without_the_insights_api(cp: FakeCP, cp_url: str) -> None:
     cp.insights = False
-    err = failed("inspect", "dataplanes", "--cp-address", cp_url)
+    err = failed("inspect", "dataplanes", "-A", "--cp-address", cp_url)
     assert err == (
         f"Error: the control plane at {cp_url} does not serve /dataplanes+insights "
         "(a kumadp control plane without the insights API?)\n"
@@ -850,3 +863,14 @@ def test_dataplane_tags() -> None:
     }
     assert tables.dataplane_tags(networking) == "kuma.io/service=a,kuma.io/service=b,version=v1"
     assert tables.dataplane_tags(None) == "-"
+
+
+def test_cp_address_before_the_command(cp: FakeCP, cp_url: str) -> None:
+    """``kumadp ctl --cp-address URL <command>``, as the contract writes it."""
+    populate(cp)
+    result = CliRunner().invoke(_cli(), ["ctl", "--cp-address", cp_url, "get", "meshes"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[0] == "default"
+    # the command's own option, after it, wins
+    args = ["ctl", "--cp-address", "http://127.0.0.1:9", "get", "meshes", "--cp-address", cp_url]
+    assert CliRunner().invoke(_cli(), args).exit_code == 0

@@ -257,6 +257,13 @@ def _caller(service: str, **tags: str) -> frozenset[str]:
     )
 
 
+def _inbound_of(tags: Mapping[str, str], name: str = "backend-1") -> tuple[Dataplane, Inbound]:
+    """A dataplane with one inbound carrying ``tags``, and that inbound."""
+    inbound = Inbound(port=10001, tags=dict(tags), service_port=8080)
+    networking = Networking(address="10.0.0.2", inbound=(inbound,))
+    return Dataplane(mesh="default", name=name, networking=networking), inbound
+
+
 def _decide(
     permissions: Sequence[MeshTrafficPermission],
     callers: Mapping[str, frozenset[str]],
@@ -265,7 +272,8 @@ def _decide(
     shadow: bool = False,
 ) -> dict[str, bool]:
     inbound_tags = {"kuma.io/service": service, **(tags or {})}
-    rules = rbac.rules_for(permissions, service, inbound_tags)
+    dataplane, inbound = _inbound_of(inbound_tags)
+    rules = rbac.rules_for(permissions, dataplane, inbound)
     compiled = rbac.rbac_rules(rules, "default", shadow=shadow)
     return {name: _allows(compiled, sans) for name, sans in callers.items()}
 
@@ -365,7 +373,7 @@ def test_allow_with_shadow_deny_allows_and_shadow_denies() -> None:
         "pay": True,
         "pay-dev": True,
     }
-    rules = rbac.rules_for(permissions, "backend", {"kuma.io/service": "backend"})
+    rules = rbac.rules_for(permissions, *_inbound_of({"kuma.io/service": "backend"}))
     config = _unpack(rbac.rbac_filter(rules, "default", "x."), network_rbac_pb2.RBAC())
     assert config.HasField("shadow_rules")
     no_shadow = _unpack(rbac.rbac_filter(rules[:1], "default", "x."), network_rbac_pb2.RBAC())
@@ -386,7 +394,7 @@ def test_allow_with_shadow_deny_allows_and_shadow_denies() -> None:
 def test_which_permissions_apply_to_an_inbound(target: TargetRef, applies: bool) -> None:
     permission = _mtp("p", target, (MESH_REF, ALLOW))
     tags = {"kuma.io/service": "backend", "version": "v2"}
-    assert bool(rbac.rules_for([permission], "backend", tags)) is applies
+    assert bool(rbac.rules_for([permission], *_inbound_of(tags))) is applies
 
 
 def test_principals_are_spiffe_ids_and_tag_uris() -> None:

@@ -143,7 +143,10 @@ def test_parse_resource_dispatches_to_it() -> None:
         ),
         (
             one_from({"targetRef": {"kind": "Service"}, "default": {"action": "Deny"}}),
-            ["spec.from[0].targetRef.kind: must be one of Mesh, MeshService, MeshSubset"],
+            [
+                "spec.from[0].targetRef.kind: must be one of Mesh, MeshSubset, MeshService, "
+                "MeshServiceSubset"
+            ],
         ),
         (
             one_from({"targetRef": {"kind": "MeshService"}, "default": {"action": "Deny"}}),
@@ -151,7 +154,7 @@ def test_parse_resource_dispatches_to_it() -> None:
         ),
         (
             one_from({"targetRef": {"kind": "Mesh", "name": "x"}, "default": {"action": "Deny"}}),
-            ["spec.from[0].targetRef.name: is only allowed for kind MeshService"],
+            ["spec.from[0].targetRef.name: is not allowed for kind Mesh"],
         ),
         (
             one_from(
@@ -160,7 +163,7 @@ def test_parse_resource_dispatches_to_it() -> None:
                     "default": {"action": "Deny"},
                 }
             ),
-            ["spec.from[0].targetRef.tags: is only allowed for kind MeshSubset"],
+            ["spec.from[0].targetRef.tags: is not allowed for kind MeshService"],
         ),
         (
             one_from(
@@ -222,7 +225,8 @@ def test_every_problem_is_reported_at_once() -> None:
         }
     )
     assert errors_of(doc) == [
-        "spec.targetRef.kind: must be one of Mesh, MeshService, MeshSubset",
+        "spec.targetRef.kind: must be one of Mesh, MeshSubset, MeshService, MeshServiceSubset, "
+        "Dataplane",
         "spec.from[0].default.action: must be one of Allow, Deny, AllowWithShadowDeny",
         "spec.from[1].targetRef.name: is required for kind MeshService",
     ]

@@ -42,9 +42,12 @@ def to_mesh(kind: str, default: Any) -> dict[str, Any]:
     [
         (policy("MeshTimeout", {}), ["spec: needs at least one item in to or from"]),
         (
-            policy("MeshTimeout", {"targetRef": {"kind": "Dataplane"}, "to": []}),
+            policy(
+                "MeshTimeout",
+                {"targetRef": {"kind": "Dataplane", "name": "a", "labels": {"b": "c"}}, "to": []},
+            ),
             [
-                "spec.targetRef: kind Dataplane needs either name or labels (not both)",
+                "spec.targetRef.labels: give either name or labels, not both",
                 "spec: needs at least one item in to or from",
             ],
         ),
@@ -59,7 +62,7 @@ def to_mesh(kind: str, default: Any) -> dict[str, Any]:
             ),
             [
                 "spec.rules: not supported yet by kumadp",
-                "spec.targetRef.tags: is only allowed for kinds MeshSubset, MeshServiceSubset",
+                "spec.targetRef.tags: is not allowed for kind MeshService",
                 "spec.to[0].targetRef.kind: must be one of Mesh, MeshService",
                 "spec.to[0].default: must configure something (it is empty)",
             ],

@@ -162,6 +162,7 @@ def test_the_default_registry() -> None:
         "ControlPlaneInstance",
         "DataplaneConnection",
         "DataplanePending",
+        "Config",
     } == internal
     assert {t.name for t in REGISTRY.synced(Sync.NONE)} == {"Zone", "ZoneInsight"}
     assert not any(REGISTRY[name].served for name in internal)

@@ -226,7 +226,12 @@ def test_every_problem_is_reported_at_once() -> None:
             "networking.inbound[0].address: must not be 0.0.0.0 or :: "
             "(other dataplanes connect to this address)",
         ),
-        ({"port": 1}, 'networking.inbound[0].tags: is required (with at least "kuma.io/service")'),
+        (
+            {"port": 1},
+            'networking.inbound[0].tags: is required (with at least "kuma.io/service") unless '
+            'the dataplane has a "kuma.io/workload" label naming the service of its inbounds '
+            "without tags",
+        ),
         ({"port": 1, "tags": ["a"]}, "networking.inbound[0].tags: must be an object"),
         (
             {"port": 1, "tags": {SERVICE: ""}},
@@ -255,8 +260,8 @@ def test_every_problem_is_reported_at_once() -> None:
             'networking.inbound[0].tags["version"]: must be a string',
         ),
         (
-            {"port": 1, "health": {"ready": True}, "tags": {SERVICE: "a"}},
-            "networking.inbound[0].health: not supported yet by kumadp",
+            {"port": 1, "health": {"ready": "yes"}, "tags": {SERVICE: "a"}},
+            "networking.inbound[0].health.ready: must be true or false",
         ),
         (
             {"port": 1, "tags": {SERVICE: "a"}, "tag": {}},
@@ -282,8 +287,8 @@ def test_inbound_errors(inbound: dict[str, Any], expected: str) -> None:
             'networking.outbound[0].tags["kuma.io/service"]: is required',
         ),
         (
-            {"port": 1, "backendRef": {}, "tags": {SERVICE: "a"}},
-            "networking.outbound[0].backendRef: not supported yet by kumadp",
+            {"port": 1, "backendRef": {"kind": "MeshService"}, "tags": {SERVICE: "a"}},
+            "networking.outbound[0].backendRef: must not be given together with tags",
         ),
         ("db:5432", "networking.outbound[0]: must be an object"),
     ],
@@ -307,14 +312,6 @@ def test_outbound_errors(outbound: Any, expected: str) -> None:
             {"advertisedAddress": "1.2.3"},
             "networking.advertisedAddress: must be an IP address or a hostname",
         ),
-        (
-            {"inbound": []},
-            "networking.inbound: needs at least one inbound (gateways are not supported yet)",
-        ),
-        (
-            {"inbound": None},
-            "networking.inbound: needs at least one inbound (gateways are not supported yet)",
-        ),
         ({"inbound": {"port": 1}}, "networking.inbound: must be a list"),
         ({"outbound": {}}, "networking.outbound: must be a list"),
         ({"admin": 9901}, "networking.admin: must be an object"),
@@ -332,9 +329,10 @@ def test_outbound_errors(outbound: Any, expected: str) -> None:
             "networking.transparentProxying.redirectPortOutbound: must be an integer",
         ),
         (
-            {"transparentProxying": {"reachableServices": ["a"]}},
-            "networking.transparentProxying.reachableServices: not supported yet by kumadp",
+            {"transparentProxying": {"directAccessServices": ["*"]}},
+            "networking.transparentProxying.directAccessServices: not supported yet by kumadp",
         ),
+        ({"listeners": []}, "networking.listeners: not supported yet by kumadp"),
     ],
 )
 def test_networking_errors(networking: dict[str, Any], expected: str) -> None:
@@ -372,7 +370,6 @@ def test_networking_is_required() -> None:
             "starting and ending with a letter or digit",
         ),
         ({"labels": ["a"]}, "labels: must be an object"),
-        ({"metrics": {}}, "metrics: not supported yet by kumadp"),
         ({"nmae": "x"}, 'nmae: unknown field (did you mean "name"?)'),
     ],
 )
@@ -561,7 +558,10 @@ def test_mesh() -> None:
             "mtls.backends[0].conf: must be an object",
         ),
         ({"backends": {}}, "mtls.backends: must be a list"),
-        ({"skipValidation": True}, "mtls.skipValidation: not supported yet by kumadp"),
+        (
+            {"skipValidaton": True},
+            'mtls.skipValidaton: unknown field (did you mean "skipValidation"?)',
+        ),
     ],
 )
 def test_mesh_mtls_errors(mtls: dict[str, Any], expected: str) -> None:
@@ -569,10 +569,9 @@ def test_mesh_mtls_errors(mtls: dict[str, Any], expected: str) -> None:
 
 
 def test_mesh_errors() -> None:
-    doc = {"type": "Mesh", "name": "My_Mesh", "tracing": {}, "metrics": {}, "mtl": {}}
+    doc = {"type": "Mesh", "name": "My_Mesh", "routing": {}, "metrics": {}, "mtl": {}}
     assert errors_of(doc, parse_mesh) == [
-        "tracing: not supported yet by kumadp",
-        "metrics: not supported yet by kumadp",
+        "routing: not supported yet by kumadp",
         'mtl: unknown field (did you mean "mtls"?)',
         "name: must be a DNS-1123 label: 1-63 lowercase letters, digits and '-', "
         "starting and ending with a letter or digit",
@@ -648,3 +647,197 @@ def test_parse_duration_errors(text: str, problem: str) -> None:
         f'invalid duration "{text}": {problem}, '
         "expected e.g. 30s, 1h30m, 500ms, 24h (units: ns, us, ms, s, m, h, d, y)"
     )
+
+
+# --- the three classes of fields a Kuma user may write --------------------------------------
+
+
+def warnings_of(doc: Any) -> list[str]:
+    result = resources.validate_resource(doc)
+    return [str(w) for w in result.warnings]
+
+
+@pytest.mark.parametrize("field", ["kri", "creationTime", "modificationTime"])
+def test_output_only_fields_are_accepted_silently(field: str) -> None:
+    for doc in (
+        dataplane_doc(),
+        {"type": "Mesh", "name": "m"},
+        {
+            "type": "MeshTrafficPermission",
+            "mesh": "default",
+            "name": "p",
+            "spec": {"from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]},
+        },
+    ):
+        exported = {**doc, field: "kri_x_default___p_" if field == "kri" else "2024-01-01T00:00Z"}
+        result = resources.validate_resource(exported)
+        assert result.model == parse_resource(doc)
+        assert result.warnings == ()
+        assert field not in result.model.to_dict()
+
+
+def test_labels_are_kept() -> None:
+    doc = {**dataplane_doc(), "labels": {"kuma.io/origin": "zone", "team": "a"}}
+    assert parse_dataplane(doc).to_dict()["labels"] == {"kuma.io/origin": "zone", "team": "a"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (
+            {**dataplane_doc(), "metrics": {"type": "prometheus"}},
+            "metrics: ignored: kumadp's agent serves the merged metrics on its --metrics-port",
+        ),
+        (
+            dataplane_doc(
+                inbound=[
+                    {"port": 1, "tags": {SERVICE: "a"}, "serviceProbe": {"tcp": {}}},
+                ]
+            ),
+            "networking.inbound[0].serviceProbe: ignored: no probe runs; the inbound counts as "
+            "healthy while its proxy is online",
+        ),
+        (
+            dataplane_doc(transparentProxying={"reachableServices": ["a"]}),
+            "networking.transparentProxying.reachableServices: ignored: every service of the "
+            "mesh stays reachable",
+        ),
+        (
+            {"type": "Mesh", "name": "m", "tracing": {"backends": []}},
+            "tracing: ignored: no tracing is configured",
+        ),
+        (
+            {"type": "Mesh", "name": "m", "mtls": {"skipValidation": True}},
+            "mtls.skipValidation: ignored: the backends are validated all the same",
+        ),
+        (
+            {"type": "Mesh", "name": "m", "meshServices": {"mode": "Everywhere"}},
+            "meshServices.mode: ignored: Everywhere (kumadp routes by kuma.io/service and makes "
+            "no MeshService resources)",
+        ),
+    ],
+)
+def test_kuma_fields_without_effect_are_accepted_with_a_warning(doc: Any, expected: str) -> None:
+    assert warnings_of(doc) == [expected]
+
+
+def test_warnings_leave_the_model_as_without_the_field() -> None:
+    doc = {**dataplane_doc(), "probes": {"port": 9000}}
+    assert resources.validate_resource(doc).model == parse_dataplane(dataplane_doc())
+
+
+def test_a_typo_of_an_ignored_field_is_an_error_with_its_suggestion() -> None:
+    doc = dataplane_doc(inbound=[{"port": 1, "tags": {SERVICE: "a"}, "serviceProbes": {}}])
+    assert errors_of(doc) == [
+        'networking.inbound[0].serviceProbes: unknown field (did you mean "serviceProbe"?)'
+    ]
+
+
+def test_mesh_exclusive_mesh_services_and_skip_initial_policies() -> None:
+    doc = {"type": "Mesh", "name": "m", "meshServices": {"mode": "Exclusive"}}
+    assert errors_of(doc, parse_mesh) == [
+        "meshServices.mode: Exclusive is not supported yet by kumadp"
+    ]
+    mesh = parse_mesh(
+        {"type": "Mesh", "name": "m", "skipCreatingInitialPolicies": ["*"], "meshServices": {}}
+    )
+    assert mesh.skips_initial_policy("MeshTrafficPermission")
+    assert mesh.to_dict() == {"type": "Mesh", "name": "m", "skipCreatingInitialPolicies": ["*"]}
+    assert errors_of(
+        {"type": "Mesh", "name": "m", "skipCreatingInitialPolicies": [1]}, parse_mesh
+    ) == ['skipCreatingInitialPolicies[0]: must be a policy type name or "*"']
+
+
+# --- Kuma 2.14's dataplane forms --------------------------------------------------------------
+
+
+def test_outbound_only_dataplane() -> None:
+    for inbound in ([], None):
+        doc = dataplane_doc(inbound=inbound, outbound=[{"port": 10001, "tags": {SERVICE: "b"}}])
+        dp = parse_dataplane(doc)
+        assert dp.networking.inbound == ()
+        assert dp.services == () and dp.identity_services == ()
+    labelled = {**doc, "labels": {"kuma.io/workload": "cron"}}
+    assert parse_dataplane(labelled).identity_services == ("cron",)
+
+
+def test_inbound_without_tags_takes_its_service_from_the_workload_label() -> None:
+    doc = dataplane_doc(inbound=[{"port": 10000, "name": "http", "protocol": "http"}])
+    doc["labels"] = {"kuma.io/workload": "backend"}
+    dp = parse_dataplane(doc)
+    inbound = dp.networking.inbound[0]
+    assert inbound.service == "backend"
+    assert inbound.protocol == "http"
+    assert inbound.tags == {SERVICE: "backend", "kuma.io/protocol": "http"}
+    assert inbound.section_name == "http"
+    # written back as given
+    assert dp.to_dict()["networking"]["inbound"] == [
+        {"port": 10000, "name": "http", "protocol": "http"}
+    ]
+    assert parse_dataplane(dp.to_dict()) == dp
+
+
+def test_inbound_name_state_and_health() -> None:
+    doc = dataplane_doc(
+        inbound=[
+            {"port": 1, "name": "a", "tags": {SERVICE: "a"}, "state": "NotReady"},
+            {"port": 2, "tags": {SERVICE: "a"}, "health": {"ready": False}},
+            {"port": 3, "tags": {SERVICE: "a"}, "state": "Ignored"},
+            {"port": 4, "tags": {SERVICE: "a"}, "health": {"ready": True}},
+        ]
+    )
+    inbound = parse_dataplane(doc).networking.inbound
+    assert [i.serving for i in inbound] == [False, False, False, True]
+    assert [i.has_listener for i in inbound] == [True, True, False, True]
+    assert [i.section_name for i in inbound] == ["a", "2", "3", "4"]
+    assert parse_dataplane(parse_dataplane(doc).to_dict()) == parse_dataplane(doc)
+    dup = dataplane_doc(
+        inbound=[
+            {"port": 1, "name": "a", "tags": {SERVICE: "a"}},
+            {"port": 2, "name": "a", "tags": {SERVICE: "a"}},
+        ]
+    )
+    assert errors_of(dup) == [
+        'networking.inbound[1].name: "a" is already used by networking.inbound[0]'
+    ]
+    assert errors_of(
+        dataplane_doc(inbound=[{"port": 1, "tags": {SERVICE: "a"}, "state": "x"}])
+    ) == ["networking.inbound[0].state: must be one of Ready, NotReady, Ignored"]
+
+
+def test_outbound_backend_ref() -> None:
+    ref = {"kind": "MeshService", "name": "backend", "port": 8080}
+    dp = parse_dataplane(dataplane_doc(outbound=[{"port": 10001, "backendRef": ref}]))
+    outbound = dp.networking.outbound[0]
+    assert outbound.service == "backend" and outbound.backend_port == 8080
+    assert dp.to_dict()["networking"]["outbound"] == [
+        {"port": 10001, "address": "127.0.0.1", "backendRef": ref}
+    ]
+    assert parse_dataplane(dp.to_dict()) == dp
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        (
+            {"kind": "MeshService", "name": "b"},
+            "networking.outbound[0].backendRef.port: is required",
+        ),
+        ({"kind": "MeshService", "port": 1}, "networking.outbound[0].backendRef.name: is required"),
+        (
+            {"kind": "MeshExternalService", "name": "b", "port": 1},
+            "networking.outbound[0].backendRef.kind: MeshExternalService is not supported yet "
+            "by kumadp",
+        ),
+        (
+            {"kind": "MeshService", "labels": {"a": "b"}, "port": 1},
+            "networking.outbound[0].backendRef.labels: not supported yet by kumadp",
+        ),
+        (
+            {"kind": "Mesh", "name": "b", "port": 1},
+            "networking.outbound[0].backendRef.kind: must be MeshService",
+        ),
+    ],
+)
+def test_outbound_backend_ref_errors(ref: dict[str, Any], expected: str) -> None:
+    assert errors_of(dataplane_doc(outbound=[{"port": 10001, "backendRef": ref}])) == [expected]

@@ -23,6 +23,7 @@ from kumadp.cp.api.errors import (
     store_error_handler,
 )
 from kumadp.cp.api.resources import ResourceEndpoints, WriteGuard
+from kumadp.cp.instance import CpInstance
 from kumadp.cp.store.base import Store, StoreError
 from kumadp.resources.registry import REGISTRY, Registry
 
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def index_document() -> dict[str, str]:
-    """What ``GET /`` answers, shaped like Kuma's index."""
+    """What ``GET /`` answers, shaped like Kuma's index (with ``instanceId`` and
+    ``clusterId`` when the app knows its ``CpInstance``)."""
     return {
         "hostname": socket.gethostname(),
         "tagline": "kumadp",
@@ -46,6 +48,7 @@ def create_app(
     registry: Registry = REGISTRY,
     extra_routes: Sequence[BaseRoute] = (),
     guard: WriteGuard | None = None,
+    instance: CpInstance | None = None,
 ) -> Starlette:
     """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
     route answers a 404 with a message, which kuma-dp treats as a final error). The resource
@@ -54,14 +57,18 @@ def create_app(
     index = index_document()
 
     async def get_index(request: Request) -> Response:
-        return JSONResponse(index)
+        if instance is None:
+            return JSONResponse(index)
+        ids = {"instanceId": instance.instance_id, "clusterId": await instance.cluster_id()}
+        return JSONResponse({**index, **ids})
 
     endpoints = ResourceEndpoints(store, registry, guard)
     routes: list[BaseRoute] = [
         Route("/", get_index, methods=["GET"]),
         Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),
-        *endpoints.routes(),
+        # before the resource routes: "/meshes/{m}/dataplanes/_overview" is no dataplane
         *extra_routes,
+        *endpoints.routes(),
     ]
     return Starlette(
         routes=routes,

@@ -8,9 +8,11 @@ from typing import Any
 
 import yaml
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from kumadp.cp.api.errors import ApiError
 from kumadp.cp.store.base import StoredResource
+from kumadp.resources.errors import FieldError
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 YAML_MEDIA_TYPES = frozenset(
@@ -84,6 +86,30 @@ def render_resource(res: StoredResource) -> dict[str, Any]:
     return out
 
 
+WARNING_HEADER = "warning"
+
+
+def warnings_response(
+    body: dict[str, Any],
+    warnings: list[FieldError],
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """``body`` with the validation warnings of the request (Kuma fields kumadp accepted
+    without implementing them): a ``warnings`` list of ``"field: reason"`` in the body and
+    one ``Warning: 299 kumadp "..."`` header each (RFC 7234's form, as Kubernetes does).
+    Kuma has no such channel; without warnings the answer is Kuma's."""
+    if not warnings:
+        return JSONResponse(body, status_code=status_code, headers=headers)
+    texts = [str(w) for w in warnings]
+    response = JSONResponse({**body, "warnings": texts}, status_code=status_code, headers=headers)
+    for text in texts:
+        ascii_text = text.encode("ascii", "backslashreplace").decode()
+        quoted = ascii_text.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.append(WARNING_HEADER, f'299 kumadp "{quoted}"')
+    return response
+
+
 def check_json_representable(doc: dict[str, Any]) -> None:
     """400 when a document holds values JSON cannot carry (NaN, YAML dates in free-form
     sections...), rather than a store error later."""
@@ -95,10 +121,12 @@ def check_json_representable(doc: dict[str, Any]) -> None:
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "WARNING_HEADER",
     "check_json_representable",
     "decode_document",
     "format_time",
     "read_body",
     "read_document",
     "render_resource",
+    "warnings_response",
 ]

@@ -1,6 +1,10 @@
-"""One JSON error shape for every failure of the HTTP API, Kuma-like:
+"""One JSON error shape for every failure of the HTTP API, Kuma's (2.x) both generations:
 
-``{"title": "...", "details": "...", "causes": [{"field": "a.b[0]", "message": "..."}]}``
+``{"type": "/std-errors", "status": 400, "title": "...", "detail": "...",
+"invalid_parameters": [{"field": "a.b[0]", "reason": "..."}],
+"details": "...", "causes": [{"field": "a.b[0]", "message": "..."}]}``
+
+(``invalid_parameters`` only when there are causes, as Kuma; ``causes`` always.)
 
 Handlers raise ``ApiError``; Starlette's own 404/405 are rendered in the same shape; anything
 unexpected is logged with its traceback and answered with a bare 500, so no traceback ever
@@ -69,13 +73,28 @@ class ApiError(Exception):
         return cls(404, "Not Found", details)
 
 
-def error_body(title: str, details: str = "", causes: Iterable[Cause] = ()) -> dict[str, Any]:
-    return {"title": title, "details": details, "causes": [c.to_dict() for c in causes]}
+ERROR_TYPE = "/std-errors"  # Kuma's problem type (RFC 7807 style)
+
+
+def error_body(
+    title: str, details: str = "", causes: Iterable[Cause] = (), status: int | None = None
+) -> dict[str, Any]:
+    """Our fields (``title``, ``details``, ``causes``) and Kuma's newer ones beside them
+    (``type``, ``status``, ``detail``, ``invalid_parameters``)."""
+    causes = list(causes)
+    body: dict[str, Any] = {"type": ERROR_TYPE}
+    if status is not None:
+        body["status"] = status
+    body.update({"title": title, "detail": details})
+    if causes:
+        body["invalid_parameters"] = [{"field": c.field, "reason": c.message} for c in causes]
+    body.update({"details": details, "causes": [c.to_dict() for c in causes]})
+    return body
 
 
 def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(
-        error_body(error.title, error.details, error.causes),
+        error_body(error.title, error.details, error.causes, error.status),
         status_code=error.status,
         headers=error.headers,
     )
@@ -115,7 +134,7 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 
 INTERNAL_ERROR_BODY = json.dumps(
-    error_body("Internal error", "an unexpected error occurred; see the control plane log")
+    error_body("Internal error", "an unexpected error occurred; see the control plane log", (), 500)
 ).encode()
 
 
@@ -161,6 +180,7 @@ class CatchAllMiddleware:
 
 
 __all__ = [
+    "ERROR_TYPE",
     "ApiError",
     "CatchAllMiddleware",
     "Cause",

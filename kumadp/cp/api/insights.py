@@ -1,9 +1,14 @@
 """Insight routes of the HTTP API (Kuma's paths):
 
-- ``GET /meshes/{mesh}/dataplanes+insights`` and ``GET /dataplanes+insights`` (every mesh):
-  ``{total, items, next}`` of DataplaneOverview, ``?size=&offset=`` paging,
-  ``?online=true|false`` filter;
-- ``GET /meshes/{mesh}/dataplanes/{name}/_overview``: one DataplaneOverview;
+- ``GET /meshes/{mesh}/dataplanes+insights`` (also ``/meshes/{mesh}/dataplanes/_overview``)
+  and ``GET /dataplanes+insights`` (every mesh): ``{total, items, next}`` of
+  DataplaneOverview, ``?size=&offset=`` paging, Kuma's filters: ``?online=true|false``,
+  ``?tag=key:value`` (repeatable; an inbound carrying every such key with a value that
+  contains the given one, as Kuma's fuzzy match), ``?name=`` (part of the name),
+  ``?gateway=false`` (kumadp has no gateways: ``true`` lists none); a mesh that does not
+  exist is a 404;
+- ``GET /meshes/{mesh}/dataplanes+insights/{name}`` and
+  ``GET /meshes/{mesh}/dataplanes/{name}/_overview``: one DataplaneOverview;
 - ``GET /meshes/{mesh}/dataplanes/{name}/_config``: the Envoy config the CP generated for it
   (``{"versions": {...}, "cds": [...], "eds": [...], "lds": [...], "rds": [...]}``).
 
@@ -24,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from kumadp.cp.api.bodies import format_time
 from kumadp.cp.api.errors import ApiError, Cause
-from kumadp.cp.api.resources import page
+from kumadp.cp.api.resources import page, require_mesh
 from kumadp.cp.insights import INSIGHT_TYPE, InsightStore, is_online, parse_time
 from kumadp.cp.registration import NodeKey
 from kumadp.cp.store.base import Store, StoredResource
@@ -74,6 +79,41 @@ def _online_filter(request: Request) -> bool | None:
     raise ApiError(400, "Bad Request", f"online: {message}", [Cause("online", message)])
 
 
+def _tag_filter(request: Request) -> dict[str, str]:
+    """``?tag=key:value`` (repeatable) as Kuma reads it: a value without ``:`` is ignored."""
+    tags: dict[str, str] = {}
+    for raw in request.query_params.getlist("tag"):
+        key, sep, value = raw.partition(":")
+        if sep:
+            tags[key] = value
+    return tags
+
+
+def _matches_tags(spec: dict[str, Any], wanted: dict[str, str]) -> bool:
+    """Kuma's fuzzy match: one inbound has every key, each value containing the wanted one."""
+    if not wanted:
+        return True
+    inbounds = (spec.get("networking") or {}).get("inbound") or []
+    for inbound in inbounds:
+        tags = inbound.get("tags") if isinstance(inbound, dict) else None
+        if isinstance(tags, dict) and all(
+            isinstance(tags.get(k), str) and v in tags[k] for k, v in wanted.items()
+        ):
+            return True
+    return False
+
+
+def _gateway_filter(request: Request) -> bool:
+    """False when ``?gateway=`` asks for gateways only (kumadp has none)."""
+    raw = (request.query_params.get("gateway") or "").lower()
+    if raw in ("", "false"):
+        return True
+    if raw in ("true", "builtin", "delegated"):
+        return False
+    message = "must be true, false, builtin or delegated"
+    raise ApiError(400, "Bad Request", f"gateway: {message}", [Cause("gateway", message)])
+
+
 async def stored_insights(store: Store, mesh: str | None) -> dict[NodeKey, dict[str, Any]]:
     """The DataplaneInsights in the store, with ``online`` (a global CP's, synced from its
     zones: it has no ADS stream of its own)."""
@@ -96,11 +136,18 @@ def insight_routes(
         return (await stored_insights(store, mesh)).get
 
     async def _list(request: Request, mesh: str | None) -> Response:
+        if mesh is not None:
+            await require_mesh(store, mesh)
         online = _online_filter(request)
+        tags = _tag_filter(request)
+        name_part = request.query_params.get("name") or ""
+        gateways_too = _gateway_filter(request)
         now = time.time()
         items = []
         get_insight = await lookup(mesh)
-        for stored in await store.list(DATAPLANE_TYPE, mesh):
+        for stored in await store.list(DATAPLANE_TYPE, mesh) if gateways_too else []:
+            if name_part not in stored.name or not _matches_tags(stored.spec, tags):
+                continue
             insight = get_insight((stored.mesh, stored.name))
             if online is not None and bool(insight and insight["online"]) != online:
                 continue
@@ -115,6 +162,7 @@ def insight_routes(
 
     async def get_overview(request: Request) -> Response:
         mesh, name = str(request.path_params["mesh"]), str(request.path_params["name"])
+        await require_mesh(store, mesh)
         stored = await store.get(DATAPLANE_TYPE, mesh, name)
         if stored is None:
             raise ApiError.not_found(f'Dataplane "{name}" in mesh "{mesh}" not found')
@@ -140,7 +188,10 @@ def insight_routes(
 
     return [
         Route("/meshes/{mesh}/dataplanes+insights", list_mesh, methods=["GET"]),
+        Route("/meshes/{mesh}/dataplanes/_overview", list_mesh, methods=["GET"]),
         Route("/dataplanes+insights", list_all, methods=["GET"]),
+        Route("/dataplanes/_overview", list_all, methods=["GET"]),
+        Route("/meshes/{mesh}/dataplanes+insights/{name}", get_overview, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes/{name}/_overview", get_overview, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes/{name}/_config", get_config, methods=["GET"]),
     ]

@@ -23,11 +23,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kumadp.cp.api.bodies import check_json_representable, read_document, render_resource
+from kumadp.cp.api.bodies import (
+    check_json_representable,
+    read_document,
+    render_resource,
+    warnings_response,
+)
 from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.defaults import create_default_policies
 from kumadp.cp.store.base import ConflictError, Store
 from kumadp.resources import ValidationError
+from kumadp.resources.errors import collect_warnings
 from kumadp.resources.model import MESH_TYPE, Mesh
 from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 from kumadp.resources.registry import REGISTRY, Model, Registry, ResourceType
@@ -72,6 +78,12 @@ def page(
     if offset + size < len(items):
         next_url = str(request.url.include_query_params(size=size, offset=offset + size))
     return {"total": len(items), "items": [render(i) for i in chunk], "next": next_url}
+
+
+async def require_mesh(store: Store, mesh: str) -> None:
+    """404 for a list or lookup under a mesh that does not exist (as Kuma answers)."""
+    if await store.get(MESH_TYPE, "", mesh) is None:
+        raise ApiError.not_found(f'Mesh "{mesh}" not found')
 
 
 def _describe(kind: ResourceKind, mesh: str, name: str) -> str:
@@ -138,6 +150,8 @@ class ResourceEndpoints:
             raise ApiError(400, "Bad Request", refusal)
 
     async def _list(self, request: Request, kind: ResourceKind, mesh: str | None) -> Response:
+        if mesh:
+            await require_mesh(self.store, mesh)
         resources = await self.store.list(kind.name, mesh)
         return JSONResponse(page(request, resources, render_resource))
 
@@ -152,7 +166,8 @@ class ResourceEndpoints:
         doc = _prepare(kind, await read_document(request), mesh, name)
         assert kind.parse is not None  # served kinds have a parser
         try:
-            model = kind.parse(doc)
+            with collect_warnings() as warnings:
+                model = kind.parse(doc)
             if self.guard is not None:
                 model = self.guard.admit(kind, model)
         except ValidationError as e:
@@ -183,10 +198,16 @@ class ResourceEndpoints:
                 headers={"ETag": _etag(e.found)} if e.found else None,
             ) from None
         log.info("%s %s", "created" if created else "updated", _describe(kind, mesh, name))
+        for warning in warnings:
+            log.info("%s: %s", _describe(kind, mesh, name), warning)
         if created and kind.name == MESH_TYPE and self._serves(MESH_TRAFFIC_PERMISSION_TYPE):
-            await create_default_policies(self.store, model if isinstance(model, Mesh) else name)
-        return JSONResponse(
-            {}, status_code=201 if created else 200, headers={"ETag": _etag(stored.version)}
+            assert isinstance(model, Mesh)
+            await create_default_policies(self.store, model)
+        return warnings_response(
+            {},
+            warnings,
+            status_code=201 if created else 200,
+            headers={"ETag": _etag(stored.version)},
         )
 
     def _serves(self, type: str) -> bool:
@@ -257,4 +278,5 @@ __all__ = [
     "ResourceKind",
     "WriteGuard",
     "page",
+    "require_mesh",
 ]

@@ -19,6 +19,8 @@ class InboundGenerator:
     def generate(self, ctx: Context) -> Iterator[Message]:
         dataplane = ctx.dataplane
         for inbound in dataplane.networking.inbound:
+            if not inbound.has_listener:
+                continue  # state Ignored: Kuma makes no listener (the identity stays)
             proto = protocol.normalise(inbound.protocol)
             cluster_name = names.local_cluster(inbound.service_port)
             cluster = clusters.static_cluster(

@@ -37,6 +37,12 @@ def outbound_cluster(service: str) -> str:
     return service
 
 
+def mesh_service_cluster(mesh: str, service: str, port: int) -> str:
+    """The EDS cluster of an outbound's ``backendRef`` (a MeshService port): Kuma's legacy
+    name for a universal MeshService, ``<mesh>_<name>_<namespace>_<zone>_msvc_<port>``."""
+    return f"{mesh}_{service}___msvc_{port}"
+
+
 def inbound_route(service: str) -> str:
     return f"inbound:{service}"
 

@@ -126,12 +126,15 @@ def build_mesh_view(
     keep the mesh's policies by type (each type sorted by name).
 
     Dataplanes and policies of other meshes are ignored. An endpoint's address is the one other
-    dataplanes use to reach the inbound (``advertised_inbound_address``).
+    dataplanes use to reach the inbound (``advertised_inbound_address``); an inbound that is
+    not ``serving`` (state NotReady or Ignored, ``health.ready: false``) is no endpoint.
     """
     members = sorted((dp for dp in dataplanes if dp.mesh == mesh.name), key=lambda dp: dp.name)
     by_service: dict[str, list[Endpoint]] = {}
     for dp in members:
         for inbound in dp.networking.inbound:
+            if not inbound.serving:
+                continue  # NotReady, Ignored or unhealthy: no traffic for it
             endpoint = Endpoint(
                 address=dp.advertised_inbound_address(inbound),
                 port=inbound.port,

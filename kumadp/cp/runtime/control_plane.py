@@ -18,7 +18,10 @@ from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import BootstrapHandler, create_app
 from kumadp.cp.api.control_planes import control_plane_routes
+from kumadp.cp.api.dp_port import dp_port_app
 from kumadp.cp.api.insights import insight_routes
+from kumadp.cp.api.inspect import inspect_routes
+from kumadp.cp.api.meta import meta_routes
 from kumadp.cp.api.rules import rules_routes
 from kumadp.cp.api.tokens import token_routes
 from kumadp.cp.api.zones import token_refusals, zone_routes
@@ -32,6 +35,7 @@ from kumadp.cp.election import AlwaysLeader, Election
 from kumadp.cp.http_server import HttpServer
 from kumadp.cp.insight_janitor import InsightJanitor
 from kumadp.cp.insights import InsightStore, control_plane_instance_id
+from kumadp.cp.instance import CpInstance
 from kumadp.cp.instances import InstanceInfo, Instances
 from kumadp.cp.metrics import CpMetrics
 from kumadp.cp.mode_guards import RefusingBootstrap, RefusingDpServer, WriteGuard
@@ -39,6 +43,7 @@ from kumadp.cp.provisioners import CaProvisioner, VipProvisioner
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.runtime.config import GLOBAL, STANDALONE, ZONE, ControlPlaneConfig
+from kumadp.cp.runtime.kuma_config import config_document
 from kumadp.cp.runtime.leader_only import leader_only
 from kumadp.cp.runtime.multizone import GlobalKds, ZoneKds, global_kds, zone_kds
 from kumadp.cp.runtime.phases import Phase, run_in_phases
@@ -93,6 +98,7 @@ class ControlPlane:
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
         self.insights = InsightStore(store, instance_id=instance_id, shared=self.shared)
+        self.instance = CpInstance(store, instance_id)
         self.registrations: DataplaneRegistry
         if self.shared:
             self.registrations = SharedDataplaneRegistry(
@@ -132,6 +138,21 @@ class ControlPlane:
             refresh_agent_state=self.reconciler.refresh_agent_state,
             insights=self.insights,
         )
+        # POST /bootstrap, on the API port and (as Kuma) on the DP port
+        self.bootstrap: BootstrapHandler = BootstrapService(
+            store,
+            BootstrapParams(
+                xds_port=config.dp_port,
+                xds_host=config.xds_host,
+                dp_server_ca_pem=self.tls.ca_pem if self.tls else None,
+                peers=self._peer_dp_servers if self.shared else None,
+            ),
+            self.registrations,
+            self.auth,
+            zone=config.zone if zone else None,
+        )
+        if config.mode == GLOBAL:
+            self.bootstrap = RefusingBootstrap()
         self.dp_server = DpServer(
             address=config.address,
             port=config.dp_port,
@@ -142,6 +163,7 @@ class ControlPlane:
             auth=self.auth,
             tls=self.tls,
             insights=self.insights,
+            http_app=dp_port_app(self.bootstrap),  # POST /bootstrap on the DP port, as Kuma
         )
         self.guard = WriteGuard(config.mode, config.zone if zone else None)
         self.global_kds: GlobalKds | None = None
@@ -285,23 +307,9 @@ class ControlPlane:
     # -- the HTTP servers ----------------------------------------------------------------
     def _api_server(self) -> HttpServer:
         mode = self.config.mode
-        bootstrap: BootstrapHandler = BootstrapService(
-            self.store,
-            BootstrapParams(
-                xds_port=self.config.dp_port,
-                xds_host=self.config.xds_host,
-                dp_server_ca_pem=self.tls.ca_pem if self.tls else None,
-                peers=self._peer_dp_servers if self.shared else None,
-            ),
-            self.registrations,
-            self.auth,
-            zone=self.config.zone if mode == ZONE else None,
-        )
-        if mode == GLOBAL:
-            bootstrap = RefusingBootstrap()
         api = create_app(
             self.store,
-            bootstrap,
+            self.bootstrap,
             extra_routes=[
                 *(token_refusals(ISSUE_ON_GLOBAL) if mode == ZONE else []),
                 *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
@@ -309,8 +317,12 @@ class ControlPlane:
                 *rules_routes(self.store),
                 *control_plane_routes(self.instances, self.election),
                 *zone_routes(self.store),
+                # Kuma compatibility: Kuma's API about itself, and its dataplane inspection
+                *meta_routes(self.store, config_document(self.config)),
+                *inspect_routes(self.store, self.hub),
             ],
             guard=self.guard,
+            instance=self.instance,
         )
         return HttpServer("api-server", api, self.config.address, self.config.api_port)
 

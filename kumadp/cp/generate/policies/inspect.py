@@ -90,7 +90,7 @@ def permission_rules(
 ) -> dict[str, Any] | None:
     from_rules = []
     for n, inbound in enumerate(dataplane.networking.inbound):
-        found = rbac.rules_for(permissions, inbound.service, inbound.tags)
+        found = rbac.rules_for(permissions, dataplane, inbound)
         if found:
             items = [
                 {

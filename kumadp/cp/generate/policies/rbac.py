@@ -2,12 +2,13 @@
 puts it on the listeners is ``traffic_permission``).
 
 Which permissions apply to an inbound: those whose ``spec.targetRef`` selects it
-(``match.selects_inbound``). Their ``from`` items, pooled, decide who may connect, caller by
+(``match.selects``). Their ``from`` items, pooled, decide who may connect, caller by
 caller:
 
 - no item selects the caller (and with no permission at all): denied, as in Kuma 2.x;
-- the most specific items selecting the caller decide: ``MeshService`` over ``MeshSubset``
-  (more tags over fewer) over ``Mesh``, so "deny everyone, allow web" allows web;
+- the most specific items selecting the caller decide: ``MeshServiceSubset`` (more tags over
+  fewer) over ``MeshService`` over ``MeshSubset`` (more tags over fewer) over ``Mesh``, so
+  "deny everyone, allow web" allows web;
 - among equally specific items, ``Deny`` wins over ``Allow``;
 - ``AllowWithShadowDeny`` is ``Allow``, and ``Deny`` in the filter's shadow rules (logged
   and counted as a deny, never enforced).
@@ -20,7 +21,7 @@ callers, except those selected by a denying item at least as specific".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from envoy.config.listener.v3.listener_components_pb2 import Filter
@@ -29,11 +30,13 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2
 
-from kumadp.cp.generate.policies.match import selects_inbound
+from kumadp.cp.generate.policies.match import selects
+from kumadp.resources.model import Dataplane, Inbound
 from kumadp.resources.policies import (
     ALLOW,
     ALLOW_WITH_SHADOW_DENY,
     MESH_SERVICE,
+    MESH_SERVICE_SUBSET,
     MESH_SUBSET,
     MeshTrafficPermission,
     TargetRef,
@@ -54,19 +57,22 @@ class Rule:
 
 
 def rules_for(
-    permissions: Iterable[MeshTrafficPermission], service: str, tags: Mapping[str, str]
+    permissions: Iterable[MeshTrafficPermission], dataplane: Dataplane, inbound: Inbound
 ) -> list[Rule]:
-    """The ``from`` items of every permission that selects the inbound, in order."""
+    """The ``from`` items of every permission that selects ``inbound`` of ``dataplane``, in
+    order."""
     return [
         Rule(source=item.target_ref, action=item.action, policy=permission.name)
         for permission in permissions
-        if selects_inbound(permission.target_ref, service, tags)
+        if selects(permission.target_ref, dataplane, inbound)
         for item in permission.from_
     ]
 
 
 def specificity(ref: TargetRef) -> tuple[int, int]:
     """How specific a caller selector is; the most specific matching one decides."""
+    if ref.kind == MESH_SERVICE_SUBSET:
+        return (3, len(ref.tags))
     if ref.kind == MESH_SERVICE:
         return (2, 0)
     if ref.kind == MESH_SUBSET:
@@ -103,9 +109,13 @@ def _one_of(ids: Sequence[rbac_pb2.Principal]) -> rbac_pb2.Principal:
 
 def principal(ref: TargetRef, mesh: str) -> rbac_pb2.Principal:
     """The callers a ``from`` targetRef selects, by their certificate's URI SANs."""
-    if ref.kind == MESH_SERVICE:
+    if ref.kind in (MESH_SERVICE, MESH_SERVICE_SUBSET):
         assert ref.name is not None
-        return _uri(spiffe_id(mesh, ref.name))
+        service = _uri(spiffe_id(mesh, ref.name))
+        if ref.kind == MESH_SERVICE or not ref.tags:
+            return service
+        tags = [_uri(kuma_tag_uri(k, v)) for k, v in sorted(ref.tags.items())]
+        return _all_of([service, *tags])
     if ref.kind == MESH_SUBSET and ref.tags:
         return _all_of([_uri(kuma_tag_uri(k, v)) for k, v in sorted(ref.tags.items())])
     return _any_principal()
@@ -174,9 +184,9 @@ def rbac_filter(rules: Sequence[Rule], mesh: str, stat_prefix: str) -> Filter:
 def inbound_rbac_filter(
     permissions: Iterable[MeshTrafficPermission],
     mesh: str,
-    service: str,
-    tags: Mapping[str, str],
+    dataplane: Dataplane,
+    inbound: Inbound,
     stat_prefix: str,
 ) -> Filter:
-    """The RBAC filter of one inbound (``service`` with ``tags``) of a dataplane."""
-    return rbac_filter(rules_for(permissions, service, tags), mesh, stat_prefix)
+    """The RBAC filter of one inbound of a dataplane."""
+    return rbac_filter(rules_for(permissions, dataplane, inbound), mesh, stat_prefix)

@@ -1,7 +1,7 @@
 """Merging: the effective configuration of one policy type for one proxy, per outbound
 service (``to``) and per inbound (``from``), as Kuma 2.x computes it.
 
-1. The policies whose top-level ``targetRef`` selects the proxy (``match.selects_dataplane``;
+1. The policies whose top-level ``targetRef`` selects the proxy (``match.selects_proxy``;
    for ``from``, those selecting the inbound) are ordered from the least to the most
    specific: ``Mesh`` < ``Dataplane`` < ``MeshSubset`` < ``MeshService`` <
    ``MeshServiceSubset``; among equals, by name in reverse, so that the name first in
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from kumadp.cp.generate.policies.match import selects_dataplane, selects_dataplane_inbound
+from kumadp.cp.generate.policies.match import selects, selects_proxy
 from kumadp.cp.generate.view import MeshView
 from kumadp.resources.confschema import Conf, merge
 from kumadp.resources.model import Dataplane, Inbound
@@ -109,7 +109,7 @@ class ProxyRules(Generic[C]):
         view: MeshView | None = None,
     ) -> None:
         self.dataplane = dataplane
-        self._policies = ordered(p for p in policies if selects_dataplane(p.target_ref, dataplane))
+        self._policies = ordered(p for p in policies if selects_proxy(p.target_ref, dataplane))
         selected = self._policies
         if view is None:
             self._outbound = OutboundRules(selected)
@@ -136,7 +136,7 @@ class ProxyRules(Generic[C]):
         return _merged(
             (policy.name, item)
             for policy in self._policies
-            if selects_dataplane_inbound(policy.target_ref, self.dataplane, inbound)
+            if selects(policy.target_ref, self.dataplane, inbound)
             for item in _items(policy, FROM)
         )
 

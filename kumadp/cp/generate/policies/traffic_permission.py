@@ -27,6 +27,8 @@ class TrafficPermissionPlugin:
         dataplane = ctx.dataplane
         done: set[str] = set()  # two identical inbounds share one listener
         for inbound in dataplane.networking.inbound:
+            if not inbound.has_listener:
+                continue
             name = names.inbound_listener(dataplane.inbound_address(inbound), inbound.port)
             if name in done:
                 continue
@@ -37,8 +39,8 @@ class TrafficPermissionPlugin:
             permission_filter = rbac.inbound_rbac_filter(
                 permissions,
                 ctx.mesh,
-                inbound.service,
-                inbound.tags,
+                dataplane,
+                inbound,
                 stat_prefix=f"{names.stat_prefix(name)}.",
             )
             for chain in tls.mtls_filter_chains(listener):

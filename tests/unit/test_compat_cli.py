@@ -1,0 +1,339 @@
+"""Kuma's command-line forms and names (issue 16, item 3): pflag booleans and maps, kuma-dp's
+flags, and every Kuma environment variable and configuration-file key in the table of
+``kumadp.cli.kuma_names`` reaching the command's configuration (the test walks the table),
+and that table in docs/kuma-compatibility.md."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from kumadp.cli import cp as cli_cp
+from kumadp.cli import run as cli_run
+from kumadp.cli.kuma_names import CP, RUN, KumaName
+from kumadp.cli.pflag import rewrite_booleans, split_pairs
+
+DOCS = Path(__file__).parents[2] / "docs" / "kuma-compatibility.md"
+
+# parameter -> (a value as Kuma would give it, the configuration attribute, what it becomes)
+RUN_VALUES: dict[str, tuple[Any, str, Any]] = {
+    "cp_address": ("https://cp.example:5678", "cp_address", "https://cp.example:5678"),
+    "ca_cert_file": ("/etc/kuma/ca.pem", "ca_cert_file", "/etc/kuma/ca.pem"),
+    "ca_cert": ("-----BEGIN CERTIFICATE-----", "ca_cert", "-----BEGIN CERTIFICATE-----"),
+    "skip_verify": (True, "skip_verify", True),
+    "bootstrap_timeout": ("42s", "bootstrap_timeout", 42.0),
+    "dataplane_file": ("/etc/kuma/dp.yaml", "dataplane_file", "/etc/kuma/dp.yaml"),
+    "dataplane": ("type: Dataplane", "dataplane", "type: Dataplane"),
+    "name": ("web-1", "name", "web-1"),
+    "mesh": ("payments", "mesh", "payments"),
+    "proxy_type": ("dataplane", "proxy_type", "dataplane"),
+    "dataplane_token_file": ("/etc/kuma/token", "dataplane_token_file", "/etc/kuma/token"),
+    "dataplane_token": ("a.b.c", "dataplane_token", "a.b.c"),
+    "work_dir": ("/var/lib/kuma-dp", "work_dir", "/var/lib/kuma-dp"),
+    "binary_path": ("/opt/envoy", "binary_path", "/opt/envoy"),
+    "concurrency": (3, "concurrency", 3),
+    "drain_time": ("7s", "drain_time", 7.0),
+    "envoy_log_level": ("trace", "envoy_log_level", "trace"),
+    "envoy_component_log_level": (
+        "upstream:debug",
+        "envoy_component_log_level",
+        "upstream:debug",
+    ),
+    "readiness_port": (19902, "readiness_port", 19902),
+    "dns_enabled": (False, "dns_enabled", False),
+    "dns_port": (25053, "dns_port", 25053),
+    "bind_outbounds": (True, "bind_outbounds", True),
+    "log_level": ("debug", "envoy_log_level", "debug"),  # Envoy inherits it
+}
+CP_VALUES: dict[str, tuple[Any, str, Any]] = {
+    "mode": ("standalone", "mode", "standalone"),
+    "store": ("memory", "store", "memory"),
+    "api_port": (15681, "api_port", 15681),
+    "dp_port": (15678, "dp_port", 15678),
+    "diagnostics_port": (15680, "diagnostics_port", 15680),
+    "xds_host": ("cp.example", "xds_host", "cp.example"),
+    "deregistration_delay": ("30s", "deregistration_delay", 30.0),
+    "dp_auth": ("none", "dp_auth", "none"),
+    "tls_cert_file": ("/etc/kuma/tls.crt", "tls_cert_file", Path("/etc/kuma/tls.crt")),
+    "tls_key_file": ("/etc/kuma/tls.key", "tls_key_file", Path("/etc/kuma/tls.key")),
+    "vip_cidr": ("241.0.0.0/8", "vip_cidr", "241.0.0.0/8"),
+}
+UNCHECKED = {"dataplane_var", "config_file"}  # checked by their own tests below
+
+
+def env_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@pytest.fixture(autouse=True)
+def keep_logging() -> Iterator[None]:
+    """The commands configure logging (their stderr is the runner's): put it back after."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@pytest.fixture
+def agent_configs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``kumadp run`` stops at the configuration it would run with."""
+    seen: list[Any] = []
+
+    async def fake_run_agent(config: Any) -> int:
+        seen.append(config)
+        return 0
+
+    monkeypatch.setattr("kumadp.agent.run.run_agent", fake_run_agent)
+    for name in [n for names in (RUN, CP) for n in names]:
+        for variable in name.env:
+            monkeypatch.delenv(variable, raising=False)
+    return seen
+
+
+@pytest.fixture
+def cp_configs(monkeypatch: pytest.MonkeyPatch, agent_configs: list[Any]) -> list[Any]:
+    seen: list[Any] = []
+
+    async def fake_main(config: Any) -> int:
+        seen.append(config)
+        return 0
+
+    monkeypatch.setattr(cli_cp, "_main", fake_main)
+    return seen
+
+
+def _app(register: Any) -> typer.Typer:
+    app = typer.Typer()
+    app.callback()(lambda: None)  # a group, as the real ``kumadp`` command
+    register(app)
+    return app
+
+
+def invoke(register: Any, args: list[str], env: dict[str, str] | None = None) -> Any:
+    app = _app(register)
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def run_config(configs: list[Any], *args: str, env: dict[str, str] | None = None) -> Any:
+    invoke(cli_run.register, ["run", "--name", "x", *args], env)
+    return configs.pop()
+
+
+def cp_config(configs: list[Any], *args: str, env: dict[str, str] | None = None) -> Any:
+    invoke(cli_cp.register, ["cp", "run", "--store", "memory", *args], env)
+    return configs.pop()
+
+
+def test_every_table_row_has_a_value_here() -> None:
+    assert {n.param for n in RUN} - UNCHECKED == set(RUN_VALUES)
+    assert {n.param for n in CP} - UNCHECKED - {"log_level"} == set(CP_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [(n, v) for n in RUN if n.param in RUN_VALUES for v in n.env],
+    ids=lambda x: x if isinstance(x, str) else x.param,
+)
+def test_each_kuma_dp_environment_variable(
+    agent_configs: list[Any], name: KumaName, variable: str
+) -> None:
+    value, attribute, expected = RUN_VALUES[name.param]
+    args = ["--mesh", "default"] if name.param == "name" else []
+    config = run_config(agent_configs, *args, env={variable: env_text(value)})
+    actual = getattr(config, attribute)
+    assert actual == (expected if name.param != "name" else "x"), variable  # the flag wins
+    if name.param == "name":
+        invoke(cli_run.register, ["run"], {variable: "web-1"})
+        assert agent_configs.pop().name == "web-1"
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [(n, v) for n in CP if n.param in CP_VALUES for v in n.env],
+    ids=lambda x: x if isinstance(x, str) else x.param,
+)
+def test_each_kuma_cp_environment_variable(
+    cp_configs: list[Any], name: KumaName, variable: str
+) -> None:
+    value, attribute, expected = CP_VALUES[name.param]
+    if name.param == "store":
+        invoke(cli_cp.register, ["cp", "run"], {variable: env_text(value)})
+        config = cp_configs.pop()
+    else:
+        config = cp_config(cp_configs, env={variable: env_text(value)})
+    assert getattr(config, attribute) == expected, variable
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    node = doc
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("name", [n for n in RUN if n.config and n.param in RUN_VALUES])
+def test_each_kuma_dp_config_file_key(
+    agent_configs: list[Any], tmp_path: Path, name: KumaName
+) -> None:
+    value, attribute, expected = RUN_VALUES[name.param]
+    for dotted in name.config:
+        path = tmp_path / "kuma-dp.yaml"
+        path.write_text(yaml.safe_dump(_nest(dotted, value)))
+        args = ["run", "--config-file", str(path)]
+        if name.param != "name":
+            args += ["--name", "x"]
+        invoke(cli_run.register, args)
+        assert getattr(agent_configs.pop(), attribute) == expected, dotted
+
+
+@pytest.mark.parametrize("name", [n for n in CP if n.config])
+def test_each_kuma_cp_config_file_key(
+    cp_configs: list[Any], tmp_path: Path, name: KumaName
+) -> None:
+    value, attribute, expected = CP_VALUES[name.param]
+    for dotted in name.config:
+        path = tmp_path / "kuma-cp.yaml"
+        path.write_text(yaml.safe_dump(_nest(dotted, value)))
+        invoke(cli_cp.register, ["cp", "run", "-c", str(path)])
+        assert getattr(cp_configs.pop(), attribute) == expected, dotted
+
+
+def test_precedence_flag_then_env_then_file(agent_configs: list[Any], tmp_path: Path) -> None:
+    path = tmp_path / "kuma-dp.yaml"
+    path.write_text("dataplane: {mesh: from-file, name: from-file, drainTime: 1s}\n")
+    env = {"KUMA_DATAPLANE_MESH": "from-env"}
+    invoke(cli_run.register, ["run", "-c", str(path), "--mesh", "from-flag"], env)
+    config = agent_configs.pop()
+    assert (config.mesh, config.name, config.drain_time) == ("from-flag", "from-file", 1.0)
+    invoke(cli_run.register, ["run", "-c", str(path)], env)
+    assert agent_configs.pop().mesh == "from-env"
+
+
+def test_config_file_errors_are_one_line(agent_configs: list[Any], tmp_path: Path) -> None:
+    app = _app(cli_run.register)
+    missing = CliRunner().invoke(app, ["run", "-c", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 1
+    assert missing.stderr.startswith("Error: --config-file: cannot read ")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    result = CliRunner().invoke(app, ["run", "-c", str(bad)])
+    assert result.stderr == f"Error: --config-file: {bad} must hold a YAML mapping\n"
+
+
+# --- pflag's forms ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arg", "dns_enabled"),
+    [
+        ("--dns-enabled=false", False),
+        ("--dns-enabled=FALSE", False),
+        ("--dns-enabled=0", False),
+        ("--dns-enabled=f", False),
+        ("--dns-enabled=true", True),
+        ("--dns-enabled", True),
+        ("--no-dns-enabled", False),
+    ],
+)
+def test_pflag_booleans(agent_configs: list[Any], arg: str, dns_enabled: bool) -> None:
+    assert run_config(agent_configs, arg).dns_enabled is dns_enabled
+
+
+def test_other_booleans_take_the_form_too(agent_configs: list[Any]) -> None:
+    config = run_config(agent_configs, "--skip-verify=true", "--bind-outbounds=false")
+    assert config.skip_verify is True and config.bind_outbounds is False
+
+
+def test_a_bad_boolean_is_named(agent_configs: list[Any]) -> None:
+    app = _app(cli_run.register)
+    result = CliRunner().invoke(app, ["run", "--name", "x", "--dns-enabled=maybe"])
+    assert result.exit_code == 2 and "--dns-enabled" in result.output
+
+
+def test_pflag_maps_and_kuma_dp_flags(agent_configs: list[Any]) -> None:
+    config = run_config(
+        agent_configs,
+        "-v",
+        "port.inbound=1,port.app=2",
+        "--dataplane-var",
+        "team=a",
+        "--dns-proxy-port",
+        "15054",
+        "--envoy-log-level",
+        "warning",
+        "--proxy-type",
+        "dataplane",
+        "--dataplane-token",
+        "a.b.c",
+    )
+    assert config.dataplane_vars == ["port.inbound=1", "port.app=2", "team=a"]
+    assert config.dns_port == 15054
+    assert config.envoy_log_level == "warning"
+    assert config.dataplane_token == "a.b.c"
+
+
+def test_rewrite_booleans_and_split_pairs() -> None:
+    flags = {"--dns-enabled": "--no-dns-enabled", "--skip-verify": ""}
+    assert rewrite_booleans(
+        ["--dns-enabled=false", "--skip-verify=false", "--skip-verify=1", "--x=false", "--"],
+        flags,
+    ) == ["--no-dns-enabled", "--skip-verify", "--x=false", "--"]
+    assert rewrite_booleans(["--", "--dns-enabled=false"], flags) == ["--", "--dns-enabled=false"]
+    # CSV as pflag: a quoted pair may hold commas
+    assert split_pairs(["a=1,b=2", "c=x,y", '"d=1,2",e=3']) == [
+        "a=1",
+        "b=2",
+        "c=x,y",
+        "d=1,2",
+        "e=3",
+    ]
+
+
+def test_default_cp_address_is_kuma_dps(agent_configs: list[Any]) -> None:
+    assert run_config(agent_configs).cp_address == "https://localhost:5678"
+
+
+# --- the table in the docs ------------------------------------------------------------------------
+
+
+def doc_row(name: KumaName) -> str:
+    env = ", ".join(f"`{v}`" for v in name.env) or "—"
+    kuma_flag = f"`{name.kuma_flag}`" if name.kuma_flag else "—"
+    config = ", ".join(f"`{c}`" for c in name.config) or "—"
+    return f"| `{name.flag}` | {env} | {kuma_flag} | {config} |"
+
+
+def test_the_docs_show_the_table() -> None:
+    text = DOCS.read_text()
+    for names in (RUN, CP):
+        for name in names:
+            assert doc_row(name) in text, doc_row(name)
+
+
+@pytest.mark.parametrize(("register", "names"), [(cli_run.register, RUN), (cli_cp.register, CP)])
+def test_every_table_flag_is_an_option(register: Any, names: tuple[KumaName, ...]) -> None:
+    command = typer.main.get_command(_app(register))
+    (group,) = command.commands.values()  # type: ignore[attr-defined]
+    target = group if not hasattr(group, "commands") else group.commands["run"]
+    options = {opt for p in target.params for opt in (*p.opts, *getattr(p, "secondary_opts", []))}
+    by_param = {p.name: p for p in target.params}
+    for name in names:
+        assert name.flag in options, name.flag
+        declared = by_param[name.param].envvar or []
+        declared = [declared] if isinstance(declared, str) else list(declared)
+        assert declared == list(name.env), name.flag
