@@ -15,6 +15,7 @@ import difflib
 import ipaddress
 import json
 import re
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -82,9 +83,23 @@ def is_hostname(value: str) -> bool:
     return all(len(label) <= 63 and _HOST_LABEL.fullmatch(label) for label in value.split("."))
 
 
-def quoted(value: Any) -> str:
-    """A value as a user wrote it: strings in double quotes, anything else as Python shows it."""
-    return json.dumps(value) if isinstance(value, str) else repr(value)
+QUOTE_LIMIT = 40  # characters of a value an error message repeats at most
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 2
+_SHORT_REPR.maxdict = _SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxset = 3
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = QUOTE_LIMIT
+
+
+def quoted(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """A value as a user wrote it: strings in double quotes, anything else as Python shows it,
+    at most a short prefix of it (``"aaaa..." (12000 characters)``): an error message never
+    repeats a whole hostile value, and building it costs the same for a huge one."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return json.dumps(value)
+        return f'{json.dumps(value[:limit])[:-1]}..." ({len(value)} characters)'
+    shown = _SHORT_REPR.repr(value)
+    return shown if len(shown) <= limit + 10 else shown[: limit + 10] + "..."
 
 
 class ErrorCollector:
