@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +54,7 @@ def _kinds_help() -> str:
 
 
 KIND_HELP = _kinds_help()
+MAX_APPLY_BYTES = 16 * 1024 * 1024  # a file of many resources; each is capped by the CP
 
 
 @contextmanager
@@ -202,15 +202,14 @@ def apply(
     """Create or update resources (validated locally first: nothing is sent if any is
     invalid)."""
     from kumadp.ctl import resources
+    from kumadp.resources.safe_load import read_text_file
 
-    if file == "-":
-        text, source = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            text, source = Path(file).read_text(), file
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            fail(f"--file: cannot read {file}: {reason}")
+    source = "<stdin>" if file == "-" else file
+    try:
+        text = read_text_file(file, MAX_APPLY_BYTES, source)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        fail(f"--file: cannot read {file}: {reason}")
     with _ctl_errors():
         documents = resources.parse_documents(text, var or [], source)
         if dry_run:

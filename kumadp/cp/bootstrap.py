@@ -28,6 +28,7 @@ from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRe
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
+from kumadp.resources.safe_load import load_json, load_yaml
 from kumadp.wire.bootstrap import (
     BootstrapRequest,
     BootstrapResponse,
@@ -67,7 +68,7 @@ def load_template() -> Any:
     else:
         source_tree = Path(__file__).resolve().parents[2] / "bootstrap_templates" / "bootstrap.yaml"
         text = source_tree.read_text()
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def render_template(template: Any, variables: dict[str, Any]) -> Any:
@@ -153,8 +154,8 @@ class BootstrapService:
         mesh, name, raw = request.mesh, request.name, request.dataplane_resource
         if raw:
             try:
-                doc = json.loads(raw)
-            except json.JSONDecodeError as exc:
+                doc = load_json(raw)
+            except ValueError as exc:
                 raise BootstrapError(
                     ErrorKind.INVALID, f"dataplaneResource: not valid JSON: {exc}"
                 ) from exc

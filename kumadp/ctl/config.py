@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from kumadp.ctl.client import DEFAULT_CP_URL, ApiClient, CtlError, check_url
+from kumadp.resources.safe_load import load_yaml
 
 CONFIG_ENV = "KUMADP_CONFIG"
 
@@ -112,7 +113,7 @@ def load(path: Path | None = None) -> Config:
     except OSError as exc:
         raise _bad(path, exc.strerror or str(exc)) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise _bad(path, f"invalid YAML: {' '.join(str(exc).split())}") from None
     return _parse(raw, path)

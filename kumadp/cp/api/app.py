@@ -14,6 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import kumadp
+from kumadp.cp.api.access import Rule, default_rules
+from kumadp.cp.api.authn import AccessMiddleware, ApiSecurity
+from kumadp.cp.api.bodies import MAX_BODY_BYTES
 from kumadp.cp.api.bootstrap_route import BootstrapHandler, bootstrap_endpoint
 from kumadp.cp.api.errors import (
     ApiError,
@@ -21,6 +24,7 @@ from kumadp.cp.api.errors import (
     api_error_handler,
     http_exception_handler,
 )
+from kumadp.cp.api.openapi import openapi_route
 from kumadp.cp.api.resources import ResourceEndpoints
 from kumadp.cp.store.base import Store
 from kumadp.resources.registry import REGISTRY, Registry
@@ -44,10 +48,17 @@ def create_app(
     *,
     registry: Registry = REGISTRY,
     extra_routes: Sequence[BaseRoute] = (),
+    extra_rules: Sequence[Rule] = (),
+    security: ApiSecurity | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Starlette:
     """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
     route answers a 404 with a message, which kuma-dp treats as a final error). The resource
-    routes are those of ``registry``'s served types."""
+    routes are those of ``registry``'s served types. Every request goes through the access
+    layer (``authn.AccessMiddleware``): ``security`` says how callers authenticate (default:
+    loopback callers are admins, anonymous callers may read), the rules are
+    ``access.RULES``, the registry's resource rules and ``extra_rules``; a route without a
+    rule is refused. Request bodies are capped at ``max_body_bytes``."""
     index = index_document()
 
     async def get_index(request: Request) -> Response:
@@ -60,14 +71,30 @@ def create_app(
         *endpoints.routes(),
         *extra_routes,
     ]
-    return Starlette(
+    rules = default_rules(registry, extra_rules)
+    routes.append(openapi_route(routes, rules, registry))
+    missing = rules.missing(routes)
+    if missing:
+        log.error("API routes without an access rule (refused until they get one): %s", missing)
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(CatchAllMiddleware)],
+        middleware=[
+            Middleware(CatchAllMiddleware),
+            Middleware(
+                AccessMiddleware,
+                rules=rules,
+                security=security or ApiSecurity(),
+                routes=routes,
+            ),
+        ],
         exception_handlers={
             ApiError: api_error_handler,
             HTTPException: http_exception_handler,
         },
     )
+    app.state.max_body_bytes = max_body_bytes
+    app.state.access_rules = rules
+    return app
 
 
 __all__ = ["create_app", "index_document"]

@@ -14,7 +14,6 @@ entry there, and its routes appear here.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.defaults import create_default_policies
 from kumadp.cp.store.base import ConflictError, Store
 from kumadp.resources import ValidationError
+from kumadp.resources.errors import quoted
 from kumadp.resources.model import MESH_TYPE
 from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 from kumadp.resources.registry import REGISTRY, Registry, ResourceType
@@ -93,8 +93,9 @@ def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, A
             doc[key] = value
         elif doc[key] != value:
             where = "this endpoint" if key == "type" else "the URL"
-            got = json.dumps(doc[key], default=str)
-            raise ApiError.invalid_field(key, f'must match {where} ("{value}"), got {got}')
+            raise ApiError.invalid_field(
+                key, f"must match {where} ({quoted(value)}), got {quoted(doc[key])}"
+            )
     return doc
 
 
