@@ -31,6 +31,7 @@ class ControlPlane:
     diagnostics_port: int
     data_dir: Path
     dp_auth: str = "dpToken"
+    https_port: int = 0  # the HTTPS API (0: off)
 
     def token(self, name: str, mesh: str = "default") -> str:
         """A dataplane token from the CP (issuing is allowed from loopback)."""
@@ -109,10 +110,12 @@ class MeshEnv:
         dp_auth: str = "dpToken",
         dp_port: int | None = None,
         diagnostics_port: int | None = None,
+        https_port: int | None = None,
     ) -> ControlPlane:
         """A CP; pass the ports and data dir of a stopped one to restart it in its place."""
         api_port = api_port or free_port()
         dp_port, diag_port = dp_port or free_port(), diagnostics_port or free_port()
+        https_port = https_port or free_port()
         data_dir = data_dir or self.tmp / "cp-data"
         log_name = f"cp-{api_port}"
         taken = {p.name for p in self.procs.procs}
@@ -135,6 +138,8 @@ class MeshEnv:
                 str(dp_port),
                 "--diagnostics-port",
                 str(diag_port),
+                "--api-https-port",
+                str(https_port),
                 "--dp-auth",
                 dp_auth,
                 "--log-level",
@@ -142,7 +147,7 @@ class MeshEnv:
                 *(extra or []),
             ),
         )
-        self.cp = ControlPlane(proc, api_port, dp_port, diag_port, data_dir, dp_auth)
+        self.cp = ControlPlane(proc, api_port, dp_port, diag_port, data_dir, dp_auth, https_port)
         if wait:
             wait_until(
                 lambda: (

@@ -86,7 +86,7 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     cp = ControlPlane(config, store)
     names = [[c.name for c in phase.components] for phase in cp.components_for("standalone")]
     assert names == [
-        ["dp-server", "api-server"],
+        ["dp-server", "api-server", "api-server-https"],
         ["xds-reconciler", "vip-provisioner", "ca-provisioner"],
         ["insights"],
         ["diagnostics"],
@@ -94,6 +94,8 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--mode global is not supported yet"):
         cp.components_for("global")
     cp.tokens.close()
+    cp.zone_tokens.close()
+    cp.user_tokens.close()
 
 
 # -- signals (kumadp cp run) -------------------------------------------------------------

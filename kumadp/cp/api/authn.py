@@ -31,13 +31,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kumadp.cp.api.access import ADMIN, PUBLIC, READ_METHODS, AccessRules
 from kumadp.cp.api.errors import ApiError, error_response
+from kumadp.cp.http_server import CLIENT_CERT_KEY
 from kumadp.cp.jwt import TokenError
 from kumadp.cp.user_tokens import ADMIN_GROUP, AUTHENTICATED_GROUP, UserTokens
 
 log = logging.getLogger(__name__)
 
 IDENTITY_KEY = "kumadp.identity"
-CLIENT_CERT_KEY = "kumadp.client_certificate"  # set by a listener that verified one
+
 LOCALHOST_ADMIN = "mesh-system:admin"
 ANONYMOUS = "mesh-system:anonymous"
 UNAUTHENTICATED_GROUP = "mesh-system:unauthenticated"
@@ -62,6 +63,8 @@ class Identity:
         where = f" from {self.address}" if self.address else ""
         if self.via == "token":
             return f'user "{self.name}"{where}'
+        if self.via == "client-certificate":
+            return f'client certificate "{self.name}" (admin){where}'
         if self.via == "anonymous":
             return f"an anonymous caller{where}"
         return f"{self.via} admin{where}"
@@ -195,7 +198,8 @@ class AccessMiddleware:
             return Identity(claims.name, groups, "token", address)
         if scope.get(CLIENT_CERT_KEY):
             groups = (ADMIN_GROUP, AUTHENTICATED_GROUP)
-            return Identity("client-certificate", groups, "client-certificate", address)
+            name = str(scope[CLIENT_CERT_KEY])
+            return Identity(name, groups, "client-certificate", address)
         if (
             self.security.localhost_is_admin
             and is_loopback_address(address)

@@ -71,7 +71,7 @@ BODY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/tokens/zone/revoke"): _REVOKE,
     ("POST", "/tokens/user/revoke"): _REVOKE,
 }
-_PAGING = [
+_PAGING: list[dict[str, Any]] = [
     {"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
 ]
@@ -111,7 +111,7 @@ def openapi_document(
     for route in routes:
         if not isinstance(route, Route):
             continue
-        parameters = [
+        parameters: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": _STRING}
             for name in route.param_convertors
         ]

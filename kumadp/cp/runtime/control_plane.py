@@ -8,22 +8,30 @@ Only this package (and the CLI above it) imports ``kumadp.cp.api``: the domain m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
+
+from starlette.types import ASGIApp
 
 from kumadp.cp.agent_hub import AgentHub
 from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import create_app
+from kumadp.cp.api.authn import ApiSecurity
 from kumadp.cp.api.insights import insight_routes
-from kumadp.cp.api.tokens import token_routes
+from kumadp.cp.api.tokens import TokenServices, token_routes
 from kumadp.cp.auth import DpAuth
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
 from kumadp.cp.ca import MeshCAs
+from kumadp.cp.data_dir import write_private_file
 from kumadp.cp.diagnostics import create_diagnostics_app
 from kumadp.cp.dp_server import DpServer
-from kumadp.cp.http_server import HttpServer
+from kumadp.cp.http_server import HttpServer, server_tls_context
 from kumadp.cp.insights import InsightStore
+from kumadp.cp.jwt import TokenError
 from kumadp.cp.metrics import CpMetrics
 from kumadp.cp.provisioners import CaProvisioner, VipProvisioner
 from kumadp.cp.reconcile import Reconciler
@@ -37,10 +45,36 @@ from kumadp.cp.server_tls import (
 )
 from kumadp.cp.store.base import Store
 from kumadp.cp.tokens import TokenIssuer
+from kumadp.cp.user_tokens import ADMIN_GROUP, UserTokens
 from kumadp.cp.vips import VipAllocator
+from kumadp.cp.zone_tokens import ZoneTokens
 from kumadp.xds.cache import SnapshotCache
 
 log = logging.getLogger(__name__)
+
+ADMIN_TOKEN_FILE = "admin-user-token"
+ADMIN_TOKEN_VALID_FOR = 365 * 86400.0
+
+
+def api_tls_context(
+    config: ControlPlaneConfig, cp_certificate: ServerCertificate | None
+) -> ssl.SSLContext:
+    """The HTTPS API's TLS: its own certificate files, else the CP's (the DP server's)."""
+    if config.api_tls_cert_file or config.api_tls_key_file:
+        if not (config.api_tls_cert_file and config.api_tls_key_file):
+            raise ValueError("--api-https-tls-cert-file and --api-https-tls-key-file go together")
+        cert = load_server_certificate(config.api_tls_cert_file, config.api_tls_key_file)
+    elif cp_certificate is not None:
+        cert = cp_certificate
+    else:
+        hosts = [h for h in [config.xds_host, config.address, *config.hostnames] if h]
+        cert = ensure_server_certificate(config.data_dir, [h for h in hosts if h != "0.0.0.0"])
+    return server_tls_context(
+        cert.cert_pem,
+        cert.key_pem,
+        client_ca=config.api_client_ca_file,
+        require_client_cert=config.api_require_client_cert,
+    )
 
 
 def server_certificate(config: ControlPlaneConfig) -> ServerCertificate | None:
@@ -64,6 +98,8 @@ class ControlPlane:
         self.cache = SnapshotCache()
         self.hub = AgentHub()
         self.tokens = TokenIssuer(store)
+        self.zone_tokens = ZoneTokens(store)
+        self.user_tokens = UserTokens(store)
         self.auth = DpAuth(config.dp_auth, self.tokens)
         self.cas = MeshCAs(store)
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
@@ -127,7 +163,7 @@ class ControlPlane:
         return [
             Phase(
                 "stop accepting new ADS/agent streams and API requests; drain open streams",
-                (self.dp_server, self._api_server()),
+                (self.dp_server, *self._api_servers()),
                 timeout,
             ),
             Phase(
@@ -140,7 +176,41 @@ class ControlPlane:
         ]
 
     # -- the HTTP servers ----------------------------------------------------------------
-    def _api_server(self) -> HttpServer:
+    def _api_servers(self) -> list[HttpServer]:
+        """The API on HTTP and (unless its port is 0) HTTPS, one app behind both."""
+        config = self.config
+        api = self._api_app()
+        http_address = config.api_address or config.address
+        servers = [HttpServer("api-server", api, http_address, config.api_port)]
+        if config.api_https_port:
+            servers.append(
+                HttpServer(
+                    "api-server-https",
+                    api,
+                    config.api_https_address or http_address,
+                    config.api_https_port,
+                    tls=api_tls_context(config, self.tls),
+                )
+            )
+        return servers
+
+    async def write_bootstrap_admin_token(self) -> Path | None:
+        """``<data dir>/admin-user-token`` (0600): an admin user token for the first remote
+        admin, renewed when it no longer verifies. None when turned off or no data dir."""
+        if not self.config.bootstrap_admin_token or self.config.data_dir is None:
+            return None
+        path = Path(self.config.data_dir) / ADMIN_TOKEN_FILE
+        with contextlib.suppress(OSError, TokenError):
+            await self.user_tokens.verify(path.read_text())
+            return path
+        token = await self.user_tokens.issue(
+            "mesh-system:admin", [ADMIN_GROUP], valid_for=ADMIN_TOKEN_VALID_FOR
+        )
+        write_private_file(path, token + "\n")
+        log.info("wrote an admin user token to %s (readable by this user only)", path)
+        return path
+
+    def _api_app(self) -> ASGIApp:
         bootstrap = BootstrapService(
             self.store,
             BootstrapParams(
@@ -151,15 +221,21 @@ class ControlPlane:
             self.registrations,
             self.auth,
         )
-        api = create_app(
+        tokens = TokenServices(self.tokens, zone=self.zone_tokens, user=self.user_tokens)
+        return create_app(
             self.store,
             bootstrap,
             extra_routes=[
-                *token_routes(self.tokens, self.tls.ca_pem if self.tls else None),
+                *token_routes(tokens, self.tls.ca_pem if self.tls else None),
                 *insight_routes(self.store, self.insights, self.cache),
             ],
+            security=ApiSecurity(
+                users=self.user_tokens,
+                localhost_is_admin=self.config.localhost_is_admin,
+                anonymous_read=self.config.api_anonymous_read,
+            ),
+            max_body_bytes=self.config.api_max_body_bytes,
         )
-        return HttpServer("api-server", api, self.config.address, self.config.api_port)
 
     def _diagnostics_server(self) -> HttpServer:
         metrics = CpMetrics(
@@ -181,6 +257,8 @@ class ControlPlane:
         finally:
             self.registrations.close()
             self.tokens.close()
+            self.zone_tokens.close()
+            self.user_tokens.close()
 
 
-__all__ = ["ControlPlane", "server_certificate"]
+__all__ = ["ADMIN_TOKEN_FILE", "ControlPlane", "api_tls_context", "server_certificate"]
