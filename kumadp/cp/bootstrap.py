@@ -15,6 +15,7 @@ import enum
 import ipaddress
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources as importlib_resources
@@ -103,11 +104,13 @@ class BootstrapService:
         params: BootstrapParams,
         lifecycle: DataplaneRegistry | None = None,
         auth: DpAuth | None = None,
+        guard: Callable[[Dataplane], None] | None = None,
     ) -> None:
         self._store = store
         self._params = params
         self._lifecycle = lifecycle
         self._auth = auth
+        self._guard = guard  # raises ValidationError (the CP's self-guard)
 
     async def handle(self, body: dict[str, Any], host: str) -> dict[str, Any]:
         """The response to the JSON request ``body``; ``host`` is the host name the agent
@@ -161,6 +164,8 @@ class BootstrapService:
                 ) from exc
             try:
                 dataplane = parse_dataplane(doc)
+                if self._guard is not None:
+                    self._guard(dataplane)
             except ValidationError as exc:
                 raise BootstrapError(ErrorKind.INVALID, f"dataplaneResource: {exc}") from exc
             if mesh and mesh != dataplane.mesh:

@@ -251,9 +251,7 @@ def resolve_address(flag: str | None, path: Path | None = None) -> str:
     return check_url(url, "config file") if url else DEFAULT_CP_URL
 
 
-def check_control_plane(
-    url: str, client_factory: Callable[[str], ApiClient] = ApiClient
-) -> None:
+def check_control_plane(url: str, client_factory: Callable[[str], ApiClient] = ApiClient) -> None:
     """``CtlError`` unless ``GET /`` at ``url`` answers a control plane's index."""
     with client_factory(url) as client:
         index = client.get_json("/")

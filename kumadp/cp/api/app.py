@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,7 +25,7 @@ from kumadp.cp.api.errors import (
     http_exception_handler,
 )
 from kumadp.cp.api.openapi import openapi_route
-from kumadp.cp.api.resources import ResourceEndpoints
+from kumadp.cp.api.resources import ResourceEndpoints, Validator
 from kumadp.cp.store.base import Store
 from kumadp.resources.registry import REGISTRY, Registry
 
@@ -51,6 +51,7 @@ def create_app(
     extra_rules: Sequence[Rule] = (),
     security: ApiSecurity | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    validators: Mapping[str, Validator] | None = None,
 ) -> Starlette:
     """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
     route answers a 404 with a message, which kuma-dp treats as a final error). The resource
@@ -64,7 +65,7 @@ def create_app(
     async def get_index(request: Request) -> Response:
         return JSONResponse(index)
 
-    endpoints = ResourceEndpoints(store, registry)
+    endpoints = ResourceEndpoints(store, registry, validators)
     routes: list[BaseRoute] = [
         Route("/", get_index, methods=["GET"]),
         Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),

@@ -15,7 +15,7 @@ entry there, and its routes appear here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -44,6 +44,7 @@ ResourceKind = ResourceType  # how the API serves one type: the registry's entry
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Validator = Callable[[Any], None]
 
 
 def _query_int(request: Request, key: str, default: int, low: int, high: int | None) -> int:
@@ -102,9 +103,17 @@ def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, A
 class ResourceEndpoints:
     """The request handlers of every served kind of ``registry``, sharing one store."""
 
-    def __init__(self, store: Store, registry: Registry = REGISTRY) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry = REGISTRY,
+        validators: Mapping[str, Validator] | None = None,
+    ) -> None:
         self.store = store
         self.kinds = tuple(registry.served())
+        # extra checks of a parsed resource before it is written, by type (the CP's
+        # self-guard for Dataplanes); each raises ValidationError
+        self.validators = dict(validators or {})
 
     async def _list(self, request: Request, kind: ResourceKind, mesh: str | None) -> Response:
         resources = await self.store.list(kind.name, mesh)
@@ -121,6 +130,8 @@ class ResourceEndpoints:
         assert kind.parse is not None  # served kinds have a parser
         try:
             model = kind.parse(doc)
+            if kind.name in self.validators:
+                self.validators[kind.name](model)
         except ValidationError as e:
             causes = [Cause(err.path, err.reason) for err in e.errors]
             raise ApiError(400, "Resource is not valid", str(e), causes) from None

@@ -38,6 +38,7 @@ from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.runtime.config import STANDALONE, ControlPlaneConfig
 from kumadp.cp.runtime.phases import Phase, run_in_phases
+from kumadp.cp.self_guard import SelfGuard
 from kumadp.cp.server_tls import (
     ServerCertificate,
     ensure_server_certificate,
@@ -48,6 +49,7 @@ from kumadp.cp.tokens import TokenIssuer
 from kumadp.cp.user_tokens import ADMIN_GROUP, UserTokens
 from kumadp.cp.vips import VipAllocator
 from kumadp.cp.zone_tokens import ZoneTokens
+from kumadp.resources.model import DATAPLANE_TYPE
 from kumadp.xds.cache import SnapshotCache
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,15 @@ class ControlPlane:
         self.tokens = TokenIssuer(store)
         self.zone_tokens = ZoneTokens(store)
         self.user_tokens = UserTokens(store)
+        self.guard = SelfGuard.for_ports(
+            [
+                (config.api_port, "API"),
+                (config.api_https_port, "HTTPS API"),
+                (config.dp_port, "DP server"),
+                (config.diagnostics_port, "diagnostics"),
+            ],
+            extra=[config.address, config.api_address or "", config.xds_host or ""],
+        )
         self.auth = DpAuth(config.dp_auth, self.tokens)
         self.cas = MeshCAs(store)
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
@@ -220,6 +231,7 @@ class ControlPlane:
             ),
             self.registrations,
             self.auth,
+            guard=self.guard.check,
         )
         tokens = TokenServices(self.tokens, zone=self.zone_tokens, user=self.user_tokens)
         return create_app(
@@ -235,6 +247,7 @@ class ControlPlane:
                 anonymous_read=self.config.api_anonymous_read,
             ),
             max_body_bytes=self.config.api_max_body_bytes,
+            validators={DATAPLANE_TYPE: self.guard.check},
         )
 
     def _diagnostics_server(self) -> HttpServer:
