@@ -221,8 +221,8 @@ class ControlPlane:
         log.info("wrote an admin user token to %s (readable by this user only)", path)
         return path
 
-    def _api_app(self) -> ASGIApp:
-        bootstrap = BootstrapService(
+    def _bootstrap_service(self) -> BootstrapService:
+        return BootstrapService(
             self.store,
             BootstrapParams(
                 xds_port=self.config.dp_port,
@@ -233,6 +233,9 @@ class ControlPlane:
             self.auth,
             guard=self.guard.check,
         )
+
+    def _api_app(self) -> ASGIApp:
+        bootstrap = self._bootstrap_service()
         tokens = TokenServices(self.tokens, zone=self.zone_tokens, user=self.user_tokens)
         return create_app(
             self.store,
