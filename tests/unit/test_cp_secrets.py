@@ -69,9 +69,13 @@ async def test_private_keys_never_reach_the_backend(tmp_path: Path) -> None:
     finally:
         tokens.close()
         await store.close()
-    content = b"".join(p.read_bytes() for p in tmp_path.glob("kumadp.db*"))
+    content = _read_store_files(tmp_path)
     assert b"PRIVATE KEY" not in content
     assert not any(line in content for line in secret_lines)  # nor its base64 body
+
+
+def _read_store_files(directory: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in directory.glob("kumadp.db*"))
 
 
 async def test_events_carry_the_opened_resource() -> None:
