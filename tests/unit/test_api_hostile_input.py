@@ -46,14 +46,16 @@ def one_line(response: httpx.Response) -> str:
 
 async def test_the_alias_bomb_is_refused_fast_and_short(client: httpx.AsyncClient) -> None:
     assert len(LAUGHS.encode()) < 500
-    started = time.perf_counter()
-    r = await client.put(
-        "/meshes/default", content=LAUGHS, headers={"content-type": "application/yaml"}
-    )
-    elapsed = time.perf_counter() - started
-    assert r.status_code == 400
-    assert len(r.content) < 4096
-    assert elapsed < 0.05, elapsed
+    timings = []
+    for _ in range(3):  # the best of three: the machine may be busy
+        started = time.perf_counter()
+        r = await client.put(
+            "/meshes/default", content=LAUGHS, headers={"content-type": "application/yaml"}
+        )
+        timings.append(time.perf_counter() - started)
+        assert r.status_code == 400
+        assert len(r.content) < 4096
+    assert min(timings) < 0.05, timings
     assert "YAML aliases (*name) are not allowed" in one_line(r)
 
 
@@ -91,6 +93,16 @@ async def test_bodies_are_capped(client: httpx.AsyncClient) -> None:
         r = await client.request(method, path, content=big)
         assert r.status_code == 413, path
         assert one_line(r) == "request body is larger than 1048576 bytes"
+
+
+async def test_only_json_or_yaml_bodies_are_read(client: httpx.AsyncClient) -> None:
+    # a browser's cross-site "simple" POST (text/plain, a form) never reaches a handler
+    for media_type in ("text/plain", "application/x-www-form-urlencoded"):
+        r = await client.post(
+            "/tokens/dataplane/revoke", content='{"jti": "x"}', headers={"content-type": media_type}
+        )
+        assert r.status_code == 415, r.text
+        assert one_line(r).startswith(f'Content-Type "{media_type}": send application/json')
 
 
 async def test_the_cap_is_configurable() -> None:

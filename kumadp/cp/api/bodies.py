@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from kumadp.cp.api.errors import ApiError
 from kumadp.cp.store.base import StoredResource
+from kumadp.resources.errors import quoted
 from kumadp.resources.safe_load import MAX_DOCUMENT_BYTES, load_json, load_yaml, yaml_error_text
 
 MAX_BODY_BYTES = MAX_DOCUMENT_BYTES  # 1 MiB; the app's ``state.max_body_bytes`` overrides
@@ -24,8 +25,26 @@ def body_limit(request: Request) -> int:
     return int(getattr(request.app.state, "max_body_bytes", MAX_BODY_BYTES))
 
 
+def check_media_type(request: Request) -> None:
+    """415 unless the body is declared JSON or YAML (or not declared at all): a browser's
+    cross-site "simple" POST (text/plain, a form) never reaches a handler."""
+    media_type = _media_type(request)
+    if media_type and not (
+        media_type == "application/json"
+        or media_type.endswith("+json")
+        or media_type in YAML_MEDIA_TYPES
+    ):
+        raise ApiError(
+            415,
+            "Unsupported Media Type",
+            f"Content-Type {quoted(media_type)}: send application/json (or YAML)",
+        )
+
+
 async def read_body(request: Request, limit: int | None = None) -> bytes:
-    """The raw request body; 413 once it grows past ``limit`` bytes (default: the app's)."""
+    """The raw request body (JSON or YAML by its Content-Type: 415 otherwise); 413 once it
+    grows past ``limit`` bytes (default: the app's)."""
+    check_media_type(request)
     limit = body_limit(request) if limit is None else limit
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -23,7 +23,9 @@ from kumadp.resources.registry import Registry
 from kumadp.wire.names import PROXY_TYPES
 
 _STRING: dict[str, Any] = {"type": "string"}
-_VALID_FOR: dict[str, Any] = {"type": "string", "description": "a duration, e.g. 720h"}
+# an optional field: an explicit null means absent, as everywhere in the API (and in Kuma)
+_OPTIONAL: dict[str, Any] = {"type": "string", "nullable": True}
+_VALID_FOR: dict[str, Any] = {**_OPTIONAL, "description": "a duration, e.g. 720h"}
 _REVOKE: dict[str, Any] = {
     "type": "object",
     "required": ["jti"],
@@ -33,19 +35,23 @@ BODY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/bootstrap"): {
         "type": "object",
         "properties": {
-            "mesh": _STRING,
-            "name": _STRING,
-            "proxyType": {"type": "string", "enum": list(PROXY_TYPES)},
-            "dataplaneToken": _STRING,
-            "dataplaneResource": {"type": "string", "description": "a Dataplane as JSON text"},
+            "mesh": _OPTIONAL,
+            "name": _OPTIONAL,
+            "proxyType": {"type": "string", "enum": [*PROXY_TYPES, None], "nullable": True},
+            "dataplaneToken": _OPTIONAL,
+            "dataplaneResource": {**_OPTIONAL, "description": "a Dataplane as JSON text"},
         },
     },
     ("POST", "/tokens/dataplane"): {
         "type": "object",
         "properties": {
-            "mesh": _STRING,
-            "name": _STRING,
-            "tags": {"type": "object", "additionalProperties": {"type": "array", "items": _STRING}},
+            "mesh": _OPTIONAL,
+            "name": _OPTIONAL,
+            "tags": {
+                "type": "object",
+                "nullable": True,
+                "additionalProperties": {"type": "array", "items": _STRING},
+            },
             "validFor": _VALID_FOR,
         },
     },
@@ -54,7 +60,11 @@ BODY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         "required": ["zone"],
         "properties": {
             "zone": _STRING,
-            "scope": {"type": "array", "items": {"enum": ["cp", "ingress", "egress"]}},
+            "scope": {
+                "type": "array",
+                "nullable": True,
+                "items": {"type": "string", "enum": ["cp", "ingress", "egress"]},
+            },
             "validFor": _VALID_FOR,
         },
     },
@@ -63,7 +73,7 @@ BODY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         "required": ["name"],
         "properties": {
             "name": _STRING,
-            "groups": {"type": "array", "items": _STRING},
+            "groups": {"type": "array", "nullable": True, "items": _STRING},
             "validFor": _VALID_FOR,
         },
     },
@@ -71,9 +81,19 @@ BODY_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/tokens/zone/revoke"): _REVOKE,
     ("POST", "/tokens/user/revoke"): _REVOKE,
 }
-_PAGING: list[dict[str, Any]] = [
-    {"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+_PAGING: list[dict[str, Any]] = [  # an empty value means the default
+    {
+        "name": "size",
+        "in": "query",
+        "allowEmptyValue": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
+    {
+        "name": "offset",
+        "in": "query",
+        "allowEmptyValue": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
 ]
 _ERROR = {
     "type": "object",
@@ -102,10 +122,12 @@ def openapi_document(
     for kind in registry.served():
         collection = f"/meshes/{{mesh}}/{kind.plural}" if kind.mesh_scoped else f"/{kind.plural}"
         lists |= {collection, f"/{kind.plural}"}
-        properties: dict[str, Any] = {"type": {"type": "string", "enum": [kind.name]}}
-        properties["name"] = _STRING
+        properties: dict[str, Any] = {
+            "type": {"type": "string", "enum": [kind.name, None], "nullable": True},
+            "name": _OPTIONAL,
+        }
         if kind.mesh_scoped:
-            properties["mesh"] = _STRING
+            properties["mesh"] = _OPTIONAL
         bodies[("PUT", f"{collection}/{{name}}")] = {"type": "object", "properties": properties}
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:

@@ -109,7 +109,8 @@ def token_routes(
         body = await read_json_object(request)
         mesh = _string(body, "mesh", "default") or "default"
         name = _string(body, "name")
-        tags = body.get("tags") or {}
+        tags = body.get("tags")
+        tags = {} if tags is None else tags
         if not isinstance(tags, dict) or not all(
             isinstance(v, list) and all(isinstance(i, str) for i in v) for v in tags.values()
         ):
