@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -266,3 +267,47 @@ def test_every_refusal_and_write_is_logged_with_who(attack: Attack) -> None:
     assert f"refused (401) for an anonymous caller from {attack.client.address}" in log
     assert f'-> 201 by user "mesh-system:admin" from {attack.client.address}' in log
     assert 'issued a user token for "bob" in groups [] to localhost admin' in log
+
+
+def test_ctl_with_a_user_token_from_another_host(attack: Attack) -> None:
+    config = attack.data_dir.parent / "ctl-config.yaml"
+    url = f"http://{attack.cp.address}:{API}"
+
+    def ctl(*args: str, config_file: Path = config) -> subprocess.CompletedProcess[str]:
+        command = ["env", f"KUMADP_CONFIG={config_file}", *kumadp_command("ctl", *args)]
+        return attack.client.run(*command, check=False, timeout=60)
+
+    anonymous = ctl("generate", "zone-token", "--zone", "zone-a", "--cp-address", url)
+    assert anonymous.returncode == 1 and "needs an admin" in anonymous.stderr
+    added = ctl(
+        "config", "control-planes", "add", "--name", "remote", "--address", url,
+        "--auth-type", "tokens", "--auth-conf", f"token={attack.admin_token()}",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert config.stat().st_mode & 0o777 == 0o600  # it holds a token
+    zone = ctl("generate", "zone-token", "--zone", "zone-a", "--scope", "cp", "--valid-for", "1h")
+    assert zone.returncode == 0, zone.stderr
+    claims = pyjwt.decode(zone.stdout.strip(), options={"verify_signature": False})
+    assert claims["Zone"] == "zone-a" and claims["Scope"] == ["cp"]
+    user = ctl("generate", "user-token", "--name", "erin", "--group", "team-a")
+    assert user.returncode == 0, user.stderr
+    mesh = attack.data_dir.parent / "mesh.yaml"
+    mesh.write_text("type: Mesh\nname: from-ctl\n")
+    applied = ctl("apply", "-f", str(mesh))
+    assert applied.returncode == 0, applied.stderr
+    deleted = ctl("delete", "mesh", "from-ctl")
+    assert deleted.returncode == 0, deleted.stderr
+    # over HTTPS, with the CP's CA
+    https = attack.data_dir.parent / "ctl-https.yaml"
+    added = ctl(
+        "config", "control-planes", "add", "--name", "tls",
+        "--address", f"https://{attack.cp.address}:{HTTPS}",
+        "--ca-cert-file", str(attack.data_dir / "dp-server" / "ca.pem"),
+        "--auth-type", "tokens", "--auth-conf", f"token={user.stdout.strip()}",
+        config_file=https,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    listed = ctl("get", "meshes", config_file=https)
+    assert listed.returncode == 0 and "default" in listed.stdout, listed.stderr
+    refused = ctl("delete", "mesh", "default", config_file=https)
+    assert refused.returncode == 1 and 'user "erin" is not an admin' in refused.stderr
