@@ -84,6 +84,15 @@ def is_hostname(value: str) -> bool:
 
 
 QUOTE_LIMIT = 40  # characters of a value an error message repeats at most
+MAX_ERRORS = 100  # problems a ValidationError lists at most
+MAX_PATH = 200  # characters of a field path (its keys come from the document)
+MAX_REASON = 300
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 _SHORT_REPR = reprlib.Repr()
 _SHORT_REPR.maxlevel = 2
 _SHORT_REPR.maxdict = _SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxset = 3
@@ -112,13 +121,18 @@ class ErrorCollector:
 
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
+        self.not_shown = 0  # problems past MAX_ERRORS
 
     def add(self, path: str, reason: str) -> None:
-        self.errors.append(FieldError(path, reason))
+        if len(self.errors) >= MAX_ERRORS:
+            self.not_shown += 1
+            return
+        self.errors.append(FieldError(_short(path, MAX_PATH), _short(reason, MAX_REASON)))
 
     def raise_if_any(self) -> None:
         if self.errors:
-            raise ValidationError(self.errors)
+            more = [FieldError("(more)", f"{self.not_shown} more problems not shown")]
+            raise ValidationError(self.errors + (more if self.not_shown else []))
 
     def is_object(self, value: Any, path: str) -> dict[str, Any] | None:
         if not isinstance(value, dict):
@@ -144,6 +158,9 @@ class ErrorCollector:
                 continue
             if name in unsupported:
                 self.add(field_path(path, name), "not supported yet by kumadp")
+                continue
+            if len(self.errors) >= MAX_ERRORS:
+                self.not_shown += 1  # no suggestion to compute: it would not be shown
                 continue
             close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
             hint = f' (did you mean "{by_lower[close[0]]}"?)' if close else ""

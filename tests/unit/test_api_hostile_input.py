@@ -111,3 +111,14 @@ async def test_the_cap_is_configurable() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
         r = await c.put("/meshes/default", json={"type": "Mesh", "x": "a" * 3000})
         assert r.status_code == 413 and "2048 bytes" in r.json()["details"]
+
+
+async def test_many_problems_and_huge_keys_give_a_short_answer(client: httpx.AsyncClient) -> None:
+    doc = {"type": "Mesh", "name": "default", **{f"k{i}": 1 for i in range(20_000)}}
+    doc["x" * 100_000] = 1
+    r = await client.put("/meshes/default", json=doc)
+    assert r.status_code == 400 and len(r.content) < 16_384
+    causes = r.json()["causes"]
+    assert len(causes) == 101 and causes[-1]["field"] == "(more)"
+    r = await client.get("/meshes/" + "a" * 10_000)
+    assert r.status_code == 404 and len(r.content) < 512

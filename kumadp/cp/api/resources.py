@@ -76,8 +76,8 @@ def page(
 
 
 def _describe(kind: ResourceKind, mesh: str, name: str) -> str:
-    where = f' in mesh "{mesh}"' if kind.mesh_scoped else ""
-    return f'{kind.name} "{name}"{where}'
+    where = f" in mesh {quoted(mesh)}" if kind.mesh_scoped else ""
+    return f"{kind.name} {quoted(name)}{where}"
 
 
 def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, Any]:
