@@ -20,7 +20,7 @@ until it is. Resource routes get their rules from the resource registry
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -117,7 +117,7 @@ class AccessRules:
             method = "GET"
         return self._rules.get((method, path))
 
-    def __iter__(self) -> Iterable[Rule]:
+    def __iter__(self) -> Iterator[Rule]:
         return iter(self._rules.values())
 
     def missing(self, routes: Iterable[BaseRoute]) -> list[str]:
