@@ -34,6 +34,7 @@ class ControlPlane:
     # multi-zone: a zone CP's tokens come from its global CP (testkit.multizone)
     token_source: ControlPlane | None = None
     kds_port: int | None = None
+    https_port: int = 0  # the HTTPS API (0: off)
 
     def token(self, name: str, mesh: str = "default") -> str:
         """A dataplane token from the CP (issuing is allowed from loopback)."""
@@ -114,10 +115,12 @@ class MeshEnv:
         dp_auth: str = "dpToken",
         dp_port: int | None = None,
         diagnostics_port: int | None = None,
+        https_port: int | None = None,
     ) -> ControlPlane:
         """A CP; pass the ports and data dir of a stopped one to restart it in its place."""
         api_port = api_port or free_port()
         dp_port, diag_port = dp_port or free_port(), diagnostics_port or free_port()
+        https_port = https_port or free_port()
         data_dir = data_dir or self.tmp / "cp-data"
         log_name = f"cp-{api_port}"
         taken = {p.name for p in self.procs.procs}
@@ -140,6 +143,8 @@ class MeshEnv:
                 str(dp_port),
                 "--diagnostics-port",
                 str(diag_port),
+                "--api-https-port",
+                str(https_port),
                 "--dp-auth",
                 dp_auth,
                 "--log-level",
@@ -147,7 +152,9 @@ class MeshEnv:
                 *(extra or []),
             ),
         )
-        self.cp = ControlPlane(proc, api_port, dp_port, diag_port, data_dir, dp_auth)
+        self.cp = ControlPlane(
+            proc, api_port, dp_port, diag_port, data_dir, dp_auth, https_port=https_port
+        )
         if wait:
             wait_until(
                 lambda: (

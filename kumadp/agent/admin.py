@@ -13,6 +13,7 @@ import yaml
 
 from kumadp.agent.errors import AgentError
 from kumadp.agent.http import httpx, local_client
+from kumadp.resources.safe_load import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def _text_stat(text: str, name: str) -> int:
 def admin_port_from_bootstrap(bootstrap_yaml: bytes) -> int | None:
     """The admin port the CP put in the bootstrap (``admin.address.socket_address``)."""
     try:
-        doc = yaml.load(bootstrap_yaml, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc = load_yaml(bootstrap_yaml)
         port = doc["admin"]["address"]["socket_address"]["port_value"]
         return int(port)
     except (yaml.YAMLError, KeyError, TypeError, ValueError):

@@ -18,11 +18,10 @@ from typing import Any
 
 import yaml
 
+from kumadp.resources.safe_load import load_yaml
 from kumadp.wire.names import AUTHORIZATION_METADATA
 
 log = logging.getLogger(__name__)
-
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 ADS_CLUSTER = "ads_cluster"
 
@@ -45,7 +44,7 @@ def dp_server_from_bootstrap(bootstrap_yaml: bytes) -> DpServer | None:
     """Where and how to reach the CP's DP servers, read from the bootstrap's
     ``ads_cluster`` (every endpoint it lists); None when there is no such cluster."""
     try:
-        doc = yaml.load(bootstrap_yaml, Loader=_YAML_LOADER)
+        doc = load_yaml(bootstrap_yaml)
         clusters = doc["static_resources"]["clusters"]
         cluster = next(c for c in clusters if c.get("name") == ADS_CLUSTER)
         addresses: list[str] = []

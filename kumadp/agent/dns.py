@@ -6,7 +6,10 @@ relayed upstream, and how, is ``kumadp.agent.dns_forward``.
   lookup in the packed-answer cache and the ID patch. UDP answers larger than the client's
   size are sent truncated, so the client retries over TCP.
 - TCP: length-prefixed queries on a connection kept open up to ``tcp_idle_timeout`` between
-  queries; a length prefix of 0 or larger than ``max_tcp_query`` closes that connection.
+  queries; a length prefix of 0 or larger than ``max_tcp_query`` closes that connection. At
+  most ``max_tcp_connections`` are open at once: one more is closed as soon as it is
+  accepted (counted, warned about at most once a minute), so idle clients can never take
+  every file descriptor of the agent (its readiness and metrics ports need some too).
 - Bad input never stops the server: what cannot be handled is counted and dropped.
 - Readiness is blocked (key ``dns``) until the first name table arrives, at most
   ``first_table_timeout``; the resolver never forwards to itself.
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from typing import Any
 
 from kumadp.agent.dns_answer import (
@@ -68,6 +72,7 @@ class DnsServer:
         resolv_conf: str = "/etc/resolv.conf",
         max_tcp_query: int = 4096,
         tcp_idle_timeout: float = 10.0,
+        max_tcp_connections: int = 128,
         max_inflight_forwards: int = 512,
         cache_size: int = 10_000,
     ) -> None:
@@ -79,6 +84,9 @@ class DnsServer:
         self.resolv_conf = resolv_conf
         self.max_tcp_query = max_tcp_query
         self.tcp_idle_timeout = tcp_idle_timeout
+        self.max_tcp_connections = max_tcp_connections
+        self.tcp_refused = 0  # connections closed at once: over max_tcp_connections
+        self._tcp_refused_warned = -1e9
         self.udp_batch = 64  # datagrams read per wake-up of the event loop
         self.stats = DnsStats()
         self.started = asyncio.Event()
@@ -269,6 +277,9 @@ class DnsServer:
     # ---------------------------------------------------------------- TCP
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tcp_writers) >= self.max_tcp_connections:
+            self._refuse_tcp(writer)
+            return
         self._tcp_writers.add(writer)
         handler = asyncio.current_task()
         if handler is not None:
@@ -314,6 +325,19 @@ class DnsServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _refuse_tcp(self, writer: asyncio.StreamWriter) -> None:
+        self.tcp_refused += 1
+        now = time.monotonic()
+        if now - self._tcp_refused_warned >= 60:
+            self._tcp_refused_warned = now
+            log.warning(
+                "DNS TCP: %d connections open (the limit); closing new ones (%d so far)",
+                len(self._tcp_writers),
+                self.tcp_refused,
+            )
+        transport = writer.transport
+        transport.abort()  # no lingering close: the descriptor is freed now
 
     def _send_tcp(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
         if writer.is_closing():

@@ -3,8 +3,9 @@
 Each server answers one path, GET and HEAD only, one request per connection
 (``Connection: close``):
 
-- the request line and headers must arrive within ``read_timeout`` (5 s) and each line fits
-  the stream reader's limit (64 KiB); otherwise the connection is closed without an answer;
+- the request line and headers must arrive within ``read_timeout`` (5 s), or the connection
+  is closed without an answer; a request line longer than ``MAX_LINE`` (8 KiB) gets 414,
+  headers larger than ``MAX_HEADER_BYTES`` (16 KiB in all) get 431, never an error;
 - a malformed request line gets 400 ``bad request``, another path 404 ``not found``, another
   method 405 ``method not allowed`` (text/plain), without calling the handler;
 - HEAD gets the same status and headers as GET, no body.
@@ -22,17 +23,30 @@ from dataclasses import dataclass, field
 
 TEXT = "text/plain; charset=utf-8"
 
+MAX_LINE = 8 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+
 _REASONS = {
     200: "OK",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
 _BAD_REQUEST = (400, b"bad request\n")
 _NOT_FOUND = (404, b"not found\n")
 _NOT_ALLOWED = (405, b"method not allowed\n")
+_URI_TOO_LONG = (414, b"request line too long\n")
+_HEADERS_TOO_LARGE = (431, b"request header fields too large\n")
+
+
+class _TooLarge(Exception):
+    def __init__(self, answer: tuple[int, bytes]) -> None:
+        super().__init__(answer[1].decode().strip())
+        self.answer = answer
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,9 @@ class HttpServer:
     async def listen(self) -> None:
         """Bind; ``OSError`` says which server could not listen where, and why."""
         try:
-            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+            self._server = await asyncio.start_server(
+                self._handle, self.host, self.port, limit=MAX_HEADER_BYTES
+            )
         except OSError as exc:
             raise OSError(
                 exc.errno,
@@ -104,8 +120,11 @@ class HttpServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request = await asyncio.wait_for(self._read(reader), self._read_timeout)
-            response = await self._answer(request)
+            try:
+                request = await asyncio.wait_for(self._read(reader), self._read_timeout)
+                response = await self._answer(request)
+            except _TooLarge as too_large:
+                request, response = None, Response(*too_large.answer)
             head = [f"HTTP/1.1 {response.status} {_REASONS[response.status]}"]
             head.append(f"Content-Type: {response.content_type}")
             head += [f"{name}: {value}" for name, value in response.headers]
@@ -139,10 +158,17 @@ class HttpServer:
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         """The request (None for a malformed request line), headers read up to the blank
         line."""
-        request_line = (await reader.readline()).decode("latin-1").strip()
+        request_line = (await _line(reader, _URI_TOO_LONG)).decode("latin-1").strip()
+        if len(request_line) > MAX_LINE:
+            raise _TooLarge(_URI_TOO_LONG)
         headers: dict[str, str] = {}
+        total = 0
         while True:
-            line = (await reader.readuntil(b"\n")).decode("latin-1").strip()
+            raw = await _line(reader, _HEADERS_TOO_LARGE)
+            total += len(raw)
+            if total > MAX_HEADER_BYTES:
+                raise _TooLarge(_HEADERS_TOO_LARGE)
+            line = raw.decode("latin-1").strip()
             if not line:
                 break
             if self._keep:
@@ -155,3 +181,11 @@ class HttpServer:
         if len(parts) != 3:
             return None
         return Request(parts[0], parts[1], headers)
+
+
+async def _line(reader: asyncio.StreamReader, too_long: tuple[int, bytes]) -> bytes:
+    """One line; ``_TooLarge(too_long)`` when it does not fit the reader's buffer limit."""
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.LimitOverrunError:
+        raise _TooLarge(too_long) from None

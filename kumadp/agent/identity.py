@@ -8,9 +8,8 @@ import binascii
 import copy
 import json
 import logging
-import sys
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kumadp.agent.errors import ConfigError
@@ -21,9 +20,13 @@ from kumadp.resources import (
     render_resource,
 )
 from kumadp.resources.model import DEFAULT_ADMIN_PORT, DEFAULT_MESH, Dataplane
+from kumadp.resources.safe_load import MAX_DOCUMENT_BYTES, read_text_file
 from kumadp.wire.names import PROXY_TYPES
 
 log = logging.getLogger(__name__)
+
+MAX_BYTES_ENV = "KUMADP_DATAPLANE_FILE_MAX_BYTES"
+MAX_TOKEN_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -105,14 +108,24 @@ def _resource_text(file: str | None, inline: str | None) -> tuple[str | None, st
         return inline, "--dataplane"
     if file is None:
         return None, ""
-    if file == "-":
-        return sys.stdin.read(), "stdin"
+    source = "stdin" if file == "-" else file
+    limit = max_document_bytes()
     try:
-        return Path(file).read_text(encoding="utf-8"), file
+        return read_text_file(file, limit, f"--dataplane-file {source}"), source
     except OSError as exc:
         raise ConfigError(f"--dataplane-file: cannot read {file}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"--dataplane-file: {file} is not UTF-8 text") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (set {MAX_BYTES_ENV} to raise it)") from exc
+
+
+def max_document_bytes() -> int:
+    """The size cap of a dataplane file: 1 MiB, or ``KUMADP_DATAPLANE_FILE_MAX_BYTES``."""
+    raw = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return MAX_DOCUMENT_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{MAX_BYTES_ENV}: must be a positive number of bytes, not {raw!r}")
+    return int(raw)
 
 
 def load_token(token: str | None, token_file: str | None) -> tuple[str, str]:
@@ -122,8 +135,8 @@ def load_token(token: str | None, token_file: str | None) -> tuple[str, str]:
         raise ConfigError("give either --dataplane-token or --dataplane-token-file, not both")
     if token_file is not None:
         try:
-            value = Path(token_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            value = read_text_file(token_file, MAX_TOKEN_FILE_BYTES, "the token file")
+        except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or exc
             raise ConfigError(
                 f"--dataplane-token-file: cannot read {token_file}: {reason}"

@@ -164,6 +164,79 @@ def run(
             help="A zone without a heartbeat for this long is Offline (--mode global)",
         ),
     ] = "20s",
+    # API security
+    api_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_API_SERVER_HTTP_INTERFACE",
+            help="Address the HTTP API binds to (default: --address)",
+        ),
+    ] = None,
+    api_https_port: Annotated[
+        int, typer.Option(envvar="KUMA_API_SERVER_HTTPS_PORT", help="HTTPS API port; 0: off")
+    ] = 5682,
+    api_https_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUMA_API_SERVER_HTTPS_INTERFACE",
+            help="Address the HTTPS API binds to (default: the HTTP API's)",
+        ),
+    ] = None,
+    api_https_tls_cert_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUMA_API_SERVER_HTTPS_TLS_CERT_FILE",
+            help="HTTPS API certificate (default: the CP's own, as the DP server's)",
+        ),
+    ] = None,
+    api_https_tls_key_file: Annotated[
+        Path | None, typer.Option(envvar="KUMA_API_SERVER_HTTPS_TLS_KEY_FILE")
+    ] = None,
+    api_https_client_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUMA_API_SERVER_HTTPS_TLS_CA_FILE",
+            help="CA of client certificates; a client with one it signed is an admin",
+        ),
+    ] = None,
+    api_https_require_client_cert: Annotated[
+        bool,
+        typer.Option(
+            envvar="KUMA_API_SERVER_HTTPS_REQUIRE_CLIENT_CERT",
+            help="HTTPS callers must present a client certificate",
+        ),
+    ] = False,
+    api_localhost_is_admin: Annotated[
+        bool,
+        typer.Option(
+            envvar="KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN",
+            help="Loopback callers (with a loopback Host header) are admins",
+        ),
+    ] = True,
+    api_anonymous_read: Annotated[
+        bool,
+        typer.Option(
+            envvar="KUMADP_API_SERVER_AUTHN_ANONYMOUS_READ",
+            help="Callers without credentials may read non-secret resources",
+        ),
+    ] = True,
+    api_max_body_bytes: Annotated[
+        int, typer.Option(envvar="KUMADP_API_SERVER_MAX_BODY_BYTES", help="Request body cap")
+    ] = 1024 * 1024,
+    secrets_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUMADP_SECRETS_KEY_FILE",
+            help="Key file encrypting the private keys kept in the store",
+        ),
+    ] = None,
+    bootstrap_admin_token: Annotated[
+        bool,
+        typer.Option(
+            envvar="KUMA_API_SERVER_AUTHN_TOKENS_BOOTSTRAP_ADMIN_TOKEN",
+            help="Write an admin user token to <data dir>/admin-user-token",
+        ),
+    ] = True,
     # Kuma compatibility
     config_file: Annotated[
         Path | None,
@@ -243,6 +316,23 @@ def run(
         config.leader_lease = parse_duration_flag("--leader-lease", leader_lease)
         if config.leader_lease < 1:
             fail("--leader-lease: must be at least 1s")
+    # API security
+    if not 0 <= api_https_port <= 65535:
+        fail(f"--api-https-port: must be 0-65535, got {api_https_port}")
+    if api_max_body_bytes < 1024:
+        fail(f"--api-max-body-bytes: must be at least 1024, got {api_max_body_bytes}")
+    config.api_address = api_address
+    config.api_https_port = api_https_port
+    config.api_https_address = api_https_address
+    config.api_tls_cert_file = api_https_tls_cert_file
+    config.api_tls_key_file = api_https_tls_key_file
+    config.api_client_ca_file = api_https_client_ca_file
+    config.api_require_client_cert = api_https_require_client_cert
+    config.localhost_is_admin = api_localhost_is_admin
+    config.api_anonymous_read = api_anonymous_read
+    config.api_max_body_bytes = api_max_body_bytes
+    config.secrets_key_file = secrets_key_file
+    config.bootstrap_admin_token = bootstrap_admin_token
     try:
         config.check()
     except ValueError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +61,7 @@ def _kinds_help() -> str:
 
 
 KIND_HELP = _kinds_help()
+MAX_APPLY_BYTES = 16 * 1024 * 1024  # a file of many resources; each is capped by the CP
 
 
 @contextmanager
@@ -95,29 +95,21 @@ def _address(cp_address: str | None) -> str:
 
 
 def _client(cp_address: str | None) -> ApiClient:
-    from kumadp.ctl import ApiClient
+    """A client of the CP (``--cp-address``, before or after the command, or the config's
+    current one) with the credentials the config holds for it."""
+    from kumadp.ctl.config import resolve_client
 
-    return ApiClient(_address(cp_address))
+    with _ctl_errors():
+        return resolve_client(cp_address or _group_cp_address[0])
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(ctl_app, name="ctl")
 
 
-def _post(url: str, body: dict[str, object]) -> str:
-    import httpx
-
-    try:
-        resp = httpx.post(url, json=body, timeout=10)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the control plane at {url}: {exc}")
-    if resp.status_code != 200:
-        try:
-            detail = resp.json().get("details") or resp.text
-        except ValueError:
-            detail = resp.text
-        fail(f"{url}: {resp.status_code}: {detail}")
-    return resp.text
+def _post(cp_address: str | None, path: str, body: dict[str, object]) -> str:
+    with _ctl_errors(), _client(cp_address) as client:
+        return client.post_text(path, body)
 
 
 @generate_app.command("dataplane-token")
@@ -139,8 +131,40 @@ def generate_dataplane_token(
             fail(f"--tag: {item!r} is not KEY=VALUE")
         tags.setdefault(key, []).append(value)
     body: dict[str, object] = {"mesh": mesh, "name": name, "tags": tags, "validFor": valid_for}
-    token = _post(f"{_address(cp_address)}/tokens/dataplane", body)
+    token = _post(cp_address, "/tokens/dataplane", body)
     typer.echo(token.strip())
+
+
+@generate_app.command("zone-token")
+def generate_zone_token(
+    zone: Annotated[str, typer.Option(help="The zone the token is for", show_default=False)],
+    cp_address: CpAddress = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="cp, ingress or egress (repeatable; default: ingress and egress)"),
+    ] = None,
+    valid_for: Annotated[str, typer.Option(help="Validity, e.g. 720h")] = "720h",
+) -> None:
+    """Print a zone token (JWT) on stdout: for a zone CP (scope cp) or its ingress/egress."""
+    body: dict[str, object] = {"zone": zone, "validFor": valid_for}
+    if scope:
+        body["scope"] = [item for part in scope for item in part.split(",") if item]
+    typer.echo(_post(cp_address, "/tokens/zone", body).strip())
+
+
+@generate_app.command("user-token")
+def generate_user_token(
+    name: Annotated[str, typer.Option(help="The user's name", show_default=False)],
+    cp_address: CpAddress = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(help="A group (repeatable); mesh-system:admin makes an admin"),
+    ] = None,
+    valid_for: Annotated[str, typer.Option(help="Validity, e.g. 24h")] = "24h",
+) -> None:
+    """Print a user token (JWT) for the API on stdout."""
+    body: dict[str, object] = {"name": name, "groups": group or [], "validFor": valid_for}
+    typer.echo(_post(cp_address, "/tokens/user", body).strip())
 
 
 @revoke_app.command("dataplane-token")
@@ -160,7 +184,7 @@ def revoke_dataplane_token(
             fail(f"--token-file: cannot read a token's jti from {token_file}: {exc}")
     if not jti:
         fail("give --token-file or --jti")
-    _post(f"{_address(cp_address)}/tokens/dataplane/revoke", {"jti": jti})
+    _post(cp_address, "/tokens/dataplane/revoke", {"jti": jti})
     typer.echo(f"revoked token {jti}")
 
 
@@ -249,15 +273,14 @@ def apply(
     """Create or update resources (validated locally first: nothing is sent if any is
     invalid)."""
     from kumadp.ctl import resources
+    from kumadp.resources.safe_load import read_text_file
 
-    if file == "-":
-        text, source = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            text, source = Path(file).read_text(), file
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            fail(f"--file: cannot read {file}: {reason}")
+    source = "<stdin>" if file == "-" else file
+    try:
+        text = read_text_file(file, MAX_APPLY_BYTES, source)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        fail(f"--file: cannot read {file}: {reason}")
     with _ctl_errors():
         documents = resources.parse_documents(text, split_pairs(var or []), source)
         for line in resources.warning_lines(documents):
@@ -300,12 +323,40 @@ def control_planes_add(
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Do not check that the address answers")
     ] = False,
+    auth_type: Annotated[
+        str | None, typer.Option("--auth-type", help="tokens: authenticate with a user token")
+    ] = None,
+    auth_conf: Annotated[
+        list[str] | None,
+        typer.Option("--auth-conf", help="KEY=VALUE for the auth type: token=<user token>"),
+    ] = None,
+    ca_cert_file: Annotated[
+        str | None, typer.Option("--ca-cert-file", help="CA of the API's HTTPS certificate")
+    ] = None,
+    client_cert_file: Annotated[
+        str | None, typer.Option("--client-cert-file", help="Client certificate (HTTPS)")
+    ] = None,
+    client_key_file: Annotated[
+        str | None, typer.Option("--client-key-file", help="Client certificate's key")
+    ] = None,
 ) -> None:
     """Remember a control plane and make it the current one."""
     from kumadp.ctl import config
 
+    if bool(client_cert_file) != bool(client_key_file):
+        fail("--client-cert-file and --client-key-file go together")
     with _ctl_errors():
-        config.add(name, address, overwrite=overwrite, check=not no_check)
+        kind, conf = config.parse_auth(auth_type, auth_conf or [])
+        entry = config.ControlPlaneEntry(
+            name,
+            address,
+            auth_type=kind,
+            auth_conf=conf,
+            ca_cert_file=ca_cert_file or "",
+            client_cert_file=client_cert_file or "",
+            client_key_file=client_key_file or "",
+        )
+        config.add(name, address, overwrite=overwrite, check=not no_check, entry=entry)
     typer.echo(f'added Control Plane "{name}"')
     typer.echo(f'switched active Control Plane to "{name}"')
 

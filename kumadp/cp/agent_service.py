@@ -4,7 +4,6 @@ SignCertificate, Watch and ReportInsight, each authenticated with the dataplane 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -19,6 +18,7 @@ from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
+from kumadp.resources.safe_load import load_json
 from kumadp.wire import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
                 f"insight_json: larger than {MAX_INSIGHT_BYTES} bytes",
             )
         try:
-            report = json.loads(request.insight_json)
-        except (ValueError, RecursionError) as exc:
+            report = load_json(request.insight_json)
+        except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"insight_json: {exc}")
             raise
         if not isinstance(report, dict):

@@ -29,6 +29,7 @@ from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRe
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError, collect_warnings, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
+from kumadp.resources.safe_load import load_json, load_yaml
 from kumadp.resources.zones import stamp_zone_tag
 from kumadp.wire.bootstrap import (
     BootstrapRequest,
@@ -69,7 +70,7 @@ def load_template() -> Any:
     else:
         source_tree = Path(__file__).resolve().parents[2] / "bootstrap_templates" / "bootstrap.yaml"
         text = source_tree.read_text()
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def render_template(template: Any, variables: dict[str, Any]) -> Any:
@@ -108,6 +109,7 @@ class BootstrapService:
         lifecycle: DataplaneRegistry | None = None,
         auth: DpAuth | None = None,
         zone: str | None = None,
+        guard: Callable[[Dataplane], None] | None = None,
     ) -> None:
         """``zone`` (a zone CP): every inbound is stamped ``kuma.io/zone: <zone>``."""
         self._zone = zone
@@ -115,6 +117,7 @@ class BootstrapService:
         self._params = params
         self._lifecycle = lifecycle
         self._auth = auth
+        self._guard = guard  # raises ValidationError (the CP's self-guard)
 
     async def handle(self, body: dict[str, Any], host: str) -> dict[str, Any]:
         """The response to the JSON request ``body``; ``host`` is the host name the agent
@@ -165,14 +168,16 @@ class BootstrapService:
         mesh, name, raw = request.mesh, request.name, request.dataplane_resource
         if raw:
             try:
-                doc = json.loads(raw)
-            except json.JSONDecodeError as exc:
+                doc = load_json(raw)
+            except ValueError as exc:
                 raise BootstrapError(
                     ErrorKind.INVALID, f"dataplaneResource: not valid JSON: {exc}"
                 ) from exc
             try:
                 with collect_warnings() as warnings:
                     dataplane = parse_dataplane(doc)
+                if self._guard is not None:
+                    self._guard(dataplane)
             except ValidationError as exc:
                 raise BootstrapError(ErrorKind.INVALID, f"dataplaneResource: {exc}") from exc
             for warning in warnings:

@@ -1,26 +1,32 @@
-"""JSON Web Tokens, RS256 only, done by hand with ``cryptography``: encoding, strict
-decoding into ``TokenClaims``. Whatever the header says, only RS256 is accepted (no
-``alg: none``, no HMAC-with-the-public-key confusion). Signature checks, keys and
-revocation are ``kumadp.cp.tokens``'s.
+"""JSON Web Tokens on PyJWT: signing and strict verification, shared by every kind of token
+the control plane issues (dataplane, zone, user).
+
+- the algorithm allow-list is RS256 only, whatever the header says: no ``alg: none``, no
+  HMAC keyed with the public key;
+- a token longer than ``MAX_TOKEN_BYTES`` is refused before any parsing;
+- every kind names its required claims; PyJWT checks their presence, the signature, ``exp``
+  and ``nbf`` (no leeway: ``nbf`` is already issued five minutes early, as Kuma does);
+- every failure is a ``TokenError`` whose reason is one line meant for the user.
+
+Keys, revocation and the claims of each kind are in ``signing_keys``, ``revocations``,
+``tokens`` (dataplane), ``zone_tokens`` and ``user_tokens``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
-import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import jwt as pyjwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_ALG = "RS256"
+ALGORITHMS = ("RS256",)  # the allow-list
+MAX_TOKEN_BYTES = 8 * 1024
 MAX_TIME = 253402300800  # 10000-01-01: what datetime can show
+NOT_BEFORE_SKEW = 5 * 60  # seconds, as Kuma
 
 
 class TokenError(Exception):
@@ -31,126 +37,144 @@ class TokenError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class TokenClaims:
-    name: str
-    mesh: str
-    tags: dict[str, list[str]]
-    type: str
-    jti: str
-    iat: int
-    nbf: int
-    exp: int
-    kid: str = ""
+class PublicKeySource(Protocol):
+    """Where a verifier finds the public key of a ``kid``: the CP's own signing keys, or
+    public keys only (a zone CP holds no private signing key)."""
 
-    @property
-    def services(self) -> set[str] | None:
-        """The services the token allows (``Tags["kuma.io/service"]``); None = any."""
-        values = self.tags.get("kuma.io/service")
-        return set(values) if values else None
-
-    @property
-    def expires_at(self) -> datetime:
-        return datetime.fromtimestamp(self.exp, UTC)
+    async def public_key(self, kid: str) -> rsa.RSAPublicKey | None: ...
 
 
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def when(timestamp: float) -> str:
+    """``2023-11-14T22:13:20Z``; far-off times say so instead of failing."""
+    if not math.isfinite(timestamp) or not 0 <= timestamp < MAX_TIME:
+        return "a time out of range"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def b64url_decode(text: str) -> bytes:
-    """Strict base64url without padding; ValueError otherwise."""
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise ValueError("not base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except binascii.Error as e:  # pragma: no cover - excluded by the checks above
-        raise ValueError("not base64url") from e
-
-
-def _json_part(obj: dict[str, Any]) -> str:
-    return b64url_encode(json.dumps(obj, separators=(",", ":")).encode())
-
-
-def encode_jwt(claims: dict[str, Any], key: rsa.RSAPrivateKey, kid: str) -> str:
+def sign(claims: dict[str, Any], key: rsa.RSAPrivateKey, kid: str) -> str:
     """An RS256 JWT of ``claims`` with ``kid`` in the header."""
-    header = {"alg": _ALG, "typ": "JWT", "kid": kid}
-    signing_input = f"{_json_part(header)}.{_json_part(claims)}"
-    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{b64url_encode(signature)}"
+    return pyjwt.encode(claims, key, algorithm=ALGORITHMS[0], headers={"kid": kid, "typ": "JWT"})
 
 
-def decode_jwt(token: str | None) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
-    """Header, payload, signing input and signature of a JWT; TokenError when malformed."""
+def header_kid(token: str | None, what: str) -> tuple[str, str]:
+    """The stripped token and the ``kid`` of its header; ``TokenError`` when it is absent,
+    oversized, malformed or not RS256. ``what`` names the token in messages."""
     text = (token or "").strip()
     if not text:
-        raise TokenError("no dataplane token: pass --dataplane-token-file")
-    parts = text.split(".")
-    if len(parts) != 3:
-        raise TokenError(f"malformed token: expected 3 dot-separated parts, got {len(parts)}")
-    decoded: list[dict[str, Any]] = []
-    for part, what in zip(parts[:2], ("header", "payload"), strict=True):
-        try:
-            value = json.loads(b64url_decode(part))
-        except (ValueError, UnicodeDecodeError):
-            raise TokenError(f"malformed token: the {what} is not base64url JSON") from None
-        if not isinstance(value, dict):
-            raise TokenError(f"malformed token: the {what} is not a JSON object")
-        decoded.append(value)
+        raise TokenError(f"no {what}")
+    if len(text) > MAX_TOKEN_BYTES:
+        raise TokenError(f"malformed token: longer than {MAX_TOKEN_BYTES} bytes")
+    if text.count(".") != 2:
+        raise TokenError(
+            f"malformed token: expected 3 dot-separated parts, got {text.count('.') + 1}"
+        )
     try:
-        signature = b64url_decode(parts[2])
-    except ValueError:
-        raise TokenError("malformed token: the signature is not base64url") from None
-    header, payload = decoded
+        header = pyjwt.get_unverified_header(text)
+    except pyjwt.DecodeError:
+        raise TokenError("malformed token: the header is not base64url JSON") from None
     alg = header.get("alg")
-    if alg != _ALG:
-        raise TokenError(f"malformed token: unsupported alg {json.dumps(alg)} (expected RS256)")
-    return header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
+    if alg not in ALGORITHMS:
+        shown = json.dumps(alg)[:40]
+        raise TokenError(f"malformed token: unsupported alg {shown} (expected RS256)")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 64:
+        raise TokenError("malformed token: no kid in the header")
+    return text, kid
 
 
-def claims_from_payload(payload: dict[str, Any], kid: str) -> TokenClaims:
-    def text(key: str, required: bool = False) -> str:
-        value = payload.get(key, "")
-        if not isinstance(value, str) or (required and not value):
-            raise TokenError(f"malformed token: claim {key} must be a non-empty string")
-        return value
+async def verify(
+    token: str | None,
+    keys: PublicKeySource,
+    *,
+    what: str,
+    required: Sequence[str],
+) -> tuple[str, dict[str, Any]]:
+    """The ``kid`` and claims of a token signed by one of ``keys``, with every claim of
+    ``required`` present and ``exp``/``nbf`` checked; ``TokenError`` otherwise."""
+    text, kid = header_kid(token, what)
+    key = await keys.public_key(kid)
+    if key is None:
+        raise TokenError(
+            f'unknown signing key (kid "{kid}"): the token was not issued by this control plane'
+        )
+    try:
+        claims = pyjwt.decode(
+            text,
+            key,
+            algorithms=list(ALGORITHMS),
+            # iat is informative: a CP whose clock runs a little behind must not refuse a
+            # fresh token (nbf carries the skew allowance)
+            options={"require": list(required), "verify_iat": False},
+        )
+    except pyjwt.InvalidSignatureError:
+        raise TokenError(
+            f"signature does not verify: the token is not a {what} issued by this control plane"
+        ) from None
+    except pyjwt.ExpiredSignatureError:
+        raise TokenError(f"token expired at {when(_unverified_number(text, 'exp'))}") from None
+    except pyjwt.ImmatureSignatureError:
+        raise TokenError(
+            f"token is not valid before {when(_unverified_number(text, 'nbf'))}"
+        ) from None
+    except pyjwt.MissingRequiredClaimError as exc:
+        raise TokenError(f"malformed token: claim {exc.claim} is required") from None
+    except pyjwt.InvalidTokenError as exc:
+        reason = str(exc).split("\n", 1)[0][:120]
+        raise TokenError(f"malformed token: {reason}") from None
+    if not isinstance(claims, dict):  # pragma: no cover - PyJWT always gives a dict
+        raise TokenError("malformed token: the payload is not a JSON object")
+    for key_name in ("iat", "nbf", "exp"):
+        if key_name in claims:
+            number(claims, key_name)
+    return kid, claims
 
-    def number(key: str) -> int:
-        value = payload.get(key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or not 0 <= value < MAX_TIME
-        ):
-            raise TokenError(f"malformed token: claim {key} must be a number")
-        return int(value)
 
-    raw_tags = payload.get("Tags") or {}
-    if not isinstance(raw_tags, dict) or not all(
-        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in raw_tags.values()
+def _unverified_number(token: str, claim: str) -> float:
+    try:
+        value = pyjwt.decode(token, options={"verify_signature": False}).get(claim)
+    except pyjwt.InvalidTokenError:  # pragma: no cover - decoded once already
+        return math.nan
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def text(claims: dict[str, Any], key: str, *, required: bool = False) -> str:
+    value = claims.get(key, "")
+    if not isinstance(value, str) or (required and not value):
+        raise TokenError(f"malformed token: claim {key} must be a non-empty string")
+    return value
+
+
+def number(claims: dict[str, Any], key: str) -> int:
+    value = claims.get(key)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value < MAX_TIME
     ):
-        raise TokenError("malformed token: claim Tags must map tags to lists of strings")
-    return TokenClaims(
-        name=text("Name"),
-        mesh=text("Mesh", required=True),
-        tags={str(k): list(v) for k, v in raw_tags.items()},
-        type=text("Type"),
-        jti=text("jti", required=True),
-        iat=number("iat") if "iat" in payload else 0,
-        nbf=number("nbf") if "nbf" in payload else 0,
-        exp=number("exp"),
-        kid=kid,
-    )
+        raise TokenError(f"malformed token: claim {key} must be a number")
+    return int(value)
+
+
+def string_list(claims: dict[str, Any], key: str) -> list[str]:
+    value = claims.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TokenError(f"malformed token: claim {key} must be a list of strings")
+    return list(value)
 
 
 __all__ = [
+    "ALGORITHMS",
     "MAX_TIME",
-    "TokenClaims",
+    "MAX_TOKEN_BYTES",
+    "NOT_BEFORE_SKEW",
+    "PublicKeySource",
     "TokenError",
-    "b64url_decode",
-    "b64url_encode",
-    "claims_from_payload",
-    "decode_jwt",
-    "encode_jwt",
+    "header_kid",
+    "number",
+    "sign",
+    "string_list",
+    "text",
+    "verify",
+    "when",
 ]

@@ -8,6 +8,7 @@ turned into a summary line plus one ``field: message`` line per cause.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -88,7 +89,10 @@ def _error_from(resp: httpx.Response) -> ApiError:
 
 
 class ApiClient:
-    """``base_url`` is the CP's API (``http://127.0.0.1:5681``). ``transport`` is for tests."""
+    """``base_url`` is the CP's API (``http://127.0.0.1:5681``); ``token`` a user token sent
+    as ``Authorization: Bearer``; ``ca_cert_file`` the CA of an HTTPS API's certificate
+    (default: the system's); ``cert`` a client certificate and key. ``transport`` is for
+    tests."""
 
     def __init__(
         self,
@@ -96,9 +100,23 @@ class ApiClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
+        ca_cert_file: str | None = None,
+        cert: tuple[str, str] | None = None,
     ) -> None:
         self.base_url = check_url(base_url)
-        self._client = httpx.Client(timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token.strip()}"} if token else None
+        verify: ssl.SSLContext | bool = True
+        if ca_cert_file or cert:
+            try:
+                verify = ssl.create_default_context(cafile=ca_cert_file or None)
+                if cert:
+                    verify.load_cert_chain(*cert)
+            except (OSError, ssl.SSLError) as exc:
+                raise CtlError(f"cannot load the TLS files of {self.base_url}: {exc}") from None
+        self._client = httpx.Client(
+            timeout=timeout, transport=transport, headers=headers, verify=verify
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -27,6 +27,7 @@ from kumadp.ctl.kinds import (
 )
 from kumadp.resources import FieldError, ValidationError, parse_vars, render
 from kumadp.resources.registry import REGISTRY, Registry
+from kumadp.resources.safe_load import load_yaml_all
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
 DEFAULT_MESH = "default"
@@ -166,24 +167,9 @@ class Document:
         return self.kind.describe(self.mesh, self.name)
 
 
-class _NoDuplicates(yaml.SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f'duplicate key "{key_node.value}"', key_node.start_mark
-                    )
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _load_all(text: str, source: str) -> list[Any]:
     try:
-        return list(yaml.load_all(text, Loader=_NoDuplicates))
+        return list(load_yaml_all(text))
     except yaml.MarkedYAMLError as exc:
         where = ""
         if exc.problem_mark is not None:

@@ -15,6 +15,7 @@ import difflib
 import ipaddress
 import json
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -113,9 +114,32 @@ def is_hostname(value: str) -> bool:
     return all(len(label) <= 63 and _HOST_LABEL.fullmatch(label) for label in value.split("."))
 
 
-def quoted(value: Any) -> str:
-    """A value as a user wrote it: strings in double quotes, anything else as Python shows it."""
-    return json.dumps(value) if isinstance(value, str) else repr(value)
+QUOTE_LIMIT = 40  # characters of a value an error message repeats at most
+MAX_ERRORS = 100  # problems a ValidationError lists at most
+MAX_PATH = 200  # characters of a field path (its keys come from the document)
+MAX_REASON = 600  # our own text: user values in it are quoted() short already
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 2
+_SHORT_REPR.maxdict = _SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxset = 3
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = QUOTE_LIMIT
+
+
+def quoted(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """A value as a user wrote it: strings in double quotes, anything else as Python shows it,
+    at most a short prefix of it (``"aaaa..." (12000 characters)``): an error message never
+    repeats a whole hostile value, and building it costs the same for a huge one."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return json.dumps(value)
+        return f'{json.dumps(value[:limit])[:-1]}..." ({len(value)} characters)'
+    shown = _SHORT_REPR.repr(value)
+    return shown if len(shown) <= limit + 10 else shown[: limit + 10] + "..."
 
 
 class ErrorCollector:
@@ -129,9 +153,13 @@ class ErrorCollector:
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
         self.warnings: list[FieldError] = []
+        self.not_shown = 0  # problems past MAX_ERRORS
 
     def add(self, path: str, reason: str) -> None:
-        self.errors.append(FieldError(path, reason))
+        if len(self.errors) >= MAX_ERRORS:
+            self.not_shown += 1
+            return
+        self.errors.append(FieldError(_short(path, MAX_PATH), _short(reason, MAX_REASON)))
 
     def warn(self, path: str, reason: str) -> None:
         """A field that is accepted but has no effect (``collect_warnings`` gets it)."""
@@ -143,7 +171,8 @@ class ErrorCollector:
 
     def raise_if_any(self) -> None:
         if self.errors:
-            raise ValidationError(self.errors)
+            more = [FieldError("(more)", f"{self.not_shown} more problems not shown")]
+            raise ValidationError(self.errors + (more if self.not_shown else []))
 
     def is_object(self, value: Any, path: str) -> dict[str, Any] | None:
         if not isinstance(value, dict):
@@ -183,6 +212,9 @@ class ErrorCollector:
                 continue
             if name in unsupported:
                 self.add(field_path(path, name), "not supported yet by kumadp")
+                continue
+            if len(self.errors) >= MAX_ERRORS:
+                self.not_shown += 1  # no suggestion to compute: it would not be shown
                 continue
             close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
             hint = f' (did you mean "{by_lower[close[0]]}"?)' if close else ""

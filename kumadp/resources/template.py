@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from kumadp.resources.errors import FieldError, ValidationError
+from kumadp.resources.errors import QUOTE_LIMIT, FieldError, ValidationError, quoted
+from kumadp.resources.safe_load import load_yaml_all
 
-# {{ name }}, {{name}}, {{ a.b }}; the triple-brace form {{{ name }}} means the same here.
-_PLACEHOLDER = re.compile(r"\{\{(\{)?\s*([^{}]*?)\s*(?(1)\}\}\}|\}\})")
+_BRACE = re.compile(r"[{}]")  # one character class: no backtracking
 _VAR_NAME = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
 _COMMENT_LINE = re.compile(r"\s*#")
 
@@ -89,33 +90,61 @@ def _lookup(variables: dict[str, Any], name: str) -> tuple[bool, Any]:
     return True, node
 
 
+def _substitute_placeholders(line: str, substitute: Callable[[str, str], str]) -> str:
+    """Replace each ``{{ name }}`` (or ``{{{ name }}}``) of ``line`` with
+    ``substitute(raw, name)``, ``name`` stripped of spaces. A linear scan: each character is
+    looked at a bounded number of times, whatever the input (``{{`` followed by a million
+    spaces costs a million steps, not a million cubed as a backtracking pattern would)."""
+    out: list[str] = []
+    pos = 0  # everything before pos is in out
+    start = line.find("{{")
+    while start != -1:
+        triple = line.startswith("{", start + 2)
+        body = start + (3 if triple else 2)
+        brace = _BRACE.search(line, body)  # the first brace after the opening
+        if brace is None:
+            break  # no closing anywhere after this point
+        end = brace.start()
+        closing = "}}}" if triple else "}}"
+        if line.startswith(closing, end):
+            out.append(line[pos:start])
+            raw = line[start : end + len(closing)]
+            out.append(substitute(raw, line[body:end].strip()))
+            pos = end + len(closing)
+            start = line.find("{{", pos)
+        else:
+            # a brace inside: no placeholder opens here; the next "{{" is at or after it
+            start = line.find("{{", start + 1)
+    out.append(line[pos:])
+    return "".join(out)
+
+
 def render(text: str, variables: dict[str, Any]) -> str:
     """Replace every ``{{ name }}`` / ``{{ a.b }}`` placeholder with its value (dotted names
     look into nested dicts). Raises ``ValidationError`` listing every placeholder without a
     value, or one that names a group of variables rather than a value."""
     errors: dict[str, FieldError] = {}  # keyed by placeholder, each reported once
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(2)
-        label = f"{{{{ {name} }}}}"
+    def substitute(raw: str, name: str) -> str:
+        label = f"{{{{ {quoted(name)[1:-1] if len(name) > QUOTE_LIMIT else name} }}}}"
         if not _VAR_NAME.fullmatch(name):
             reason = "not a variable name (only {{ name }} and {{ a.b }} are supported)"
             errors.setdefault(label, FieldError(label, reason))
-            return match.group(0)
+            return raw
         found, value = _lookup(variables, name)
         if not found or value is None:
             reason = f"no value given (use --dataplane-var {name}=...)"
             errors.setdefault(label, FieldError(label, reason))
-            return match.group(0)
+            return raw
         if isinstance(value, dict):
             inner = ", ".join(f"{name}.{k}" for k in value)
             reason = f"is a group of variables ({inner}), not a value"
             errors.setdefault(label, FieldError(label, reason))
-            return match.group(0)
+            return raw
         return str(value)
 
     lines = [
-        line if _COMMENT_LINE.match(line) else _PLACEHOLDER.sub(substitute, line)
+        line if _COMMENT_LINE.match(line) else _substitute_placeholders(line, substitute)
         for line in text.splitlines(keepends=True)
     ]
     if errors:
@@ -123,32 +152,11 @@ def render(text: str, variables: dict[str, Any]) -> str:
     return "".join(lines)
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """The safe loader, except that a key given twice in one mapping is an error."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f'duplicate key "{key}"', key_node.start_mark
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_document(text: str, source: str = "<input>") -> Any:
     """Parse one YAML (or JSON) document. Errors are on path ``source``: a syntax error gives
     its line and column; an empty input or several documents are errors too."""
     try:
-        docs = [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc is not None]
+        docs = [doc for doc in load_yaml_all(text) if doc is not None]
     except yaml.MarkedYAMLError as exc:
         where = ""
         if exc.problem_mark is not None:

@@ -559,3 +559,25 @@ async def test_udp_and_tcp_share_the_port_and_a_busy_port_fails_clearly() -> Non
         busy = DnsServer(make_table(), port=server.port, upstreams=[])
         with pytest.raises(OSError, match="DNS resolver cannot listen"):
             await busy.run(asyncio.Event())
+
+
+async def test_tcp_connections_are_capped_and_idle_ones_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with resolver(max_tcp_connections=5, tcp_idle_timeout=0.3) as server:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(5)]
+        await until(lambda: len(server._tcp_writers) == 5, what="5 connections held")
+        # over the cap: closed at once, the held ones unaffected, no traceback logged
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+        assert server.tcp_refused == 1
+        assert "connections open (the limit); closing new ones" in caplog.text
+        assert "Traceback" not in caplog.text
+        # idle ones go after the idle timeout, then new ones are served again
+        for idle_reader, _ in idle:
+            assert await asyncio.wait_for(idle_reader.read(), 3) == b""
+        for _, idle_writer in idle:
+            idle_writer.close()
+        [reply] = await tcp_ask(server.port, question("backend.mesh"))
+        assert addresses(reply) == ["240.0.0.1"]

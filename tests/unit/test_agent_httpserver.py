@@ -77,9 +77,16 @@ async def test_bad_requests() -> None:
         answer = await exchange(port, b"DELETE /ready HTTP/1.1\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
         assert answer.endswith(b"\r\n\r\nmethod not allowed\n")
-        # a header line over the reader's limit (64 KiB): closed without an answer
-        huge = b"GET /ready HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
-        assert await exchange(port, huge) == b""
+        # oversized headers: 431, a long request line: 414 (never an unhandled error)
+        for huge in (
+            b"GET /ready HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+            b"GET /ready HTTP/1.1\r\n" + b"X-Small: a\r\n" * 2_000 + b"\r\n",
+        ):
+            answer = await exchange(port, huge)
+            assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+            assert answer.endswith(b"\r\n\r\nrequest header fields too large\n")
+        answer = await exchange(port, b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
         # still serving
         assert (await exchange(port, b"GET /ready HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 503")
 

@@ -71,9 +71,9 @@ def test_token(tmp_path: Path) -> None:
             check_token(bad, "--dataplane-token")
 
 
-def test_temporary_work_dir_is_0711_and_removed() -> None:
+def test_temporary_work_dir_is_0700_and_removed() -> None:
     with work_dir(None) as wd:
-        assert stat.S_IMODE(wd.stat().st_mode) == 0o711
+        assert stat.S_IMODE(wd.stat().st_mode) == 0o700
         write_private(wd / "bootstrap.yaml", b"x")
         assert stat.S_IMODE((wd / "bootstrap.yaml").stat().st_mode) == 0o600
     assert not wd.exists()
@@ -83,7 +83,38 @@ def test_given_work_dir_is_kept(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b"
     with work_dir(str(target)) as wd:
         assert wd == target and wd.is_dir()
+        assert stat.S_IMODE(wd.stat().st_mode) == 0o700
     assert target.is_dir()
+
+
+def test_a_work_dir_others_may_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"writable by other users \(mode 777\); give a priv"):
+        with work_dir(str(shared)):
+            pass
+
+
+def test_a_dataplane_file_is_read_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="/dev/zero is larger than 1048576 bytes"):
+        load_identity(dataplane_file="/dev/zero")
+    assert time.perf_counter() - started < 1
+    monkeypatch.setenv("KUMADP_DATAPLANE_FILE_MAX_BYTES", "10")
+    with pytest.raises(ConfigError, match="larger than 10 bytes"):
+        load_identity(dataplane_file="/dev/zero")
+
+
+def test_a_deeply_nested_dataplane_file_is_one_line_error(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("networking: " + "[" * 100_000)
+    with pytest.raises(ConfigError) as err:
+        load_identity(dataplane_file=str(deep))
+    assert "nesting deeper than 64 levels" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 BOOTSTRAP = b"""

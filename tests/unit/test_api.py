@@ -16,7 +16,7 @@ from kumadp.cp.api.bodies import MAX_BODY_BYTES
 from kumadp.cp.bootstrap import BootstrapError, ErrorKind
 from kumadp.cp.store import ChangeEvent, MemoryStore
 
-BASE_URL = "http://cp.example:5681"
+BASE_URL = "http://127.0.0.1:5681"  # a loopback caller: an admin
 
 
 def mesh_doc(name: str = "default") -> dict[str, Any]:
@@ -363,7 +363,7 @@ async def test_bootstrap_success(client: httpx.AsyncClient, fake_bootstrap: Fake
     r = await client.post("/bootstrap", json={"mesh": "default", "name": "web-1"})
     assert r.status_code == 200
     assert r.json()["bootstrap"] == "eWFtbA=="
-    assert fake_bootstrap.calls == [({"mesh": "default", "name": "web-1"}, "cp.example")]
+    assert fake_bootstrap.calls == [({"mesh": "default", "name": "web-1"}, "127.0.0.1")]
 
 
 async def test_bootstrap_host_ipv6(

@@ -395,7 +395,7 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, InsightStore, Snapshot
     cache = SnapshotCache()
     app = create_app(store, extra_routes=insight_routes(store, insights, cache))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cp") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:5681") as client:
         yield client, insights, cache
 
 

@@ -50,7 +50,7 @@ from testkit.procs import until
 from tests.unit.test_api import assert_error, dp_doc, mesh_doc
 from tests.unit.test_generate_mtls import _allows, _caller
 
-BASE_URL = "http://cp.example:5681"
+BASE_URL = "http://127.0.0.1:5681"  # a loopback caller: an admin
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 import kumadp.cp.runtime as runtime
 from kumadp.cli.cp import _main
 from kumadp.cp.runtime import ControlPlane, ControlPlaneConfig, Phase, run_in_phases
+from kumadp.cp.runtime.modes import components_for
 from kumadp.cp.store import MemoryStore
 from kumadp.lifecycle import ComponentFailed
 from testkit.mesh import MeshEnv
@@ -84,9 +85,9 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     store = MemoryStore()
     config = ControlPlaneConfig(store="memory", data_dir=tmp_path, dp_server_tls=False)
     cp = ControlPlane(config, store)
-    names = [[c.name for c in phase.components] for phase in cp.components_for("standalone")]
+    names = [[c.name for c in phase.components] for phase in components_for(cp, "standalone")]
     assert names == [
-        ["dp-server", "api-server"],
+        ["dp-server", "api-server", "api-server-https"],
         ["xds-reconciler", "vip-provisioner", "ca-provisioner"],
         ["insights"],
         ["diagnostics", "instances", "leader-election"],
@@ -95,9 +96,9 @@ async def test_components_per_mode(tmp_path: Path) -> None:
 
     config.mode = "global"
     cp = ControlPlane(config, store)
-    names = [[c.name for c in phase.components] for phase in cp.components_for("global")]
+    names = [[c.name for c in phase.components] for phase in components_for(cp, "global")]
     assert names == [
-        ["kds-server", "dp-server", "api-server"],
+        ["kds-server", "dp-server", "api-server", "api-server-https"],
         ["ca-provisioner", "public-key-publisher", "kds-source-global", "zone-registry"],
         ["diagnostics", "instances", "leader-election"],
     ]
@@ -106,14 +107,16 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     config.mode, config.zone = "zone", "zone-a"
     config.kds_global_address = "grpcs://127.0.0.1:5685"
     cp = ControlPlane(config, store)
-    names = [[c.name for c in phase.components] for phase in cp.components_for("zone")]
+    names = [[c.name for c in phase.components] for phase in components_for(cp, "zone")]
     assert names == [
-        ["kds-zone-client", "dp-server", "api-server"],
+        ["kds-zone-client", "dp-server", "api-server", "api-server-https"],
         ["xds-reconciler", "vip-provisioner", "kds-source-zone"],
         ["insights"],
         ["diagnostics", "instances", "leader-election"],
     ]
     cp.tokens.close()
+    cp.zone_tokens.close()
+    cp.user_tokens.close()
 
 
 # -- signals (kumadp cp run) -------------------------------------------------------------

@@ -54,7 +54,7 @@ def store() -> MemoryStore:
 @pytest.fixture
 async def client(store: MemoryStore) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(store))
-    async with httpx.AsyncClient(transport=transport, base_url="http://cp:5681") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:5681") as c:
         yield c
 
 

@@ -31,7 +31,7 @@ from kumadp.resources.policies import (
 )
 
 MTP = "MeshTrafficPermission"
-BASE_URL = "http://cp.example:5681"
+BASE_URL = "http://127.0.0.1:5681"  # a loopback caller: an admin
 
 
 def mtp_doc(**overrides: Any) -> dict[str, Any]:

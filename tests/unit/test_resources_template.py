@@ -184,11 +184,34 @@ def test_load_syntax_errors(text: str, expected: str) -> None:
     assert errors_of(load_document, text, "dp.yaml") == [expected]
 
 
-def test_duplicate_keys_are_found_in_nested_mappings_but_merges_are_fine() -> None:
+def test_duplicate_keys_are_found_in_nested_mappings_and_aliases_are_refused() -> None:
     with pytest.raises(ValidationError, match=r'line 3, column 3: duplicate key "port"'):
         load_document("inbound:\n  port: 1\n  port: 2\n")
     text = "base: &b {port: 1, tags: {x: y}}\nuse:\n  <<: *b\n  port: 2\n"
-    assert load_document(text)["use"] == {"port": 2, "tags": {"x": "y"}}
+    with pytest.raises(ValidationError, match=r"line 3, column 7: YAML aliases \(\*name\)"):
+        load_document(text)
+    assert load_document("base: &b {port: 1}\n") == {"base": {"port": 1}}  # anchors alone
+
+
+def test_hostile_templates_fail_fast() -> None:
+    import time
+
+    text = "name: {{" + " " * 100_000 + "\n"
+
+    def timed() -> float:
+        started = time.perf_counter()
+        assert render(text, {}) == text  # no closing: plain text
+        return time.perf_counter() - started
+
+    assert min(timed() for _ in range(3)) < 0.1  # (a backtracking pattern took 71 s)
+    assert render("a: {{" + " " * 100_000 + "x }}", {"x": "1"}) == "a: 1"
+    assert render("{{" * 50_000 + "}", {}) == "{{" * 50_000 + "}"
+    assert render("{{ {{ x }}", {"x": "1"}) == "{{ 1"
+    assert render("{{{ x }}}", {"x": "1"}) == "1"
+    started = time.perf_counter()
+    with pytest.raises(ValidationError, match="nesting deeper than 64 levels"):
+        load_document("a: " + "[" * 100_000)
+    assert time.perf_counter() - started < 0.5
 
 
 def test_default_source_name() -> None:

@@ -46,7 +46,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     await ensure_default_mesh(store)
     app = create_app(store, extra_routes=rules_routes(store))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cp:5681") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:5681") as c:
         assert (await c.put("/meshes/default/dataplanes/web-1", json=WEB)).status_code == 201
         url = "/meshes/default/meshtimeouts/web-to-backend"
         assert (await c.put(url, json=WEB_TIMEOUT)).status_code == 201

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,6 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import kumadp
+from kumadp.cp.api.access import Rule, default_rules
+from kumadp.cp.api.authn import AccessMiddleware, ApiSecurity
+from kumadp.cp.api.bodies import MAX_BODY_BYTES
 from kumadp.cp.api.bootstrap_route import BootstrapHandler, bootstrap_endpoint
 from kumadp.cp.api.errors import (
     ApiError,
@@ -22,7 +25,8 @@ from kumadp.cp.api.errors import (
     http_exception_handler,
     store_error_handler,
 )
-from kumadp.cp.api.resources import ResourceEndpoints, WriteGuard
+from kumadp.cp.api.openapi import openapi_route
+from kumadp.cp.api.resources import ResourceEndpoints, Validator, WriteGuard
 from kumadp.cp.instance import CpInstance
 from kumadp.cp.store.base import Store, StoreError
 from kumadp.resources.registry import REGISTRY, Registry
@@ -49,11 +53,19 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     guard: WriteGuard | None = None,
     instance: CpInstance | None = None,
+    extra_rules: Sequence[Rule] = (),
+    security: ApiSecurity | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    validators: Mapping[str, Validator] | None = None,
 ) -> Starlette:
     """The API app over ``store``. ``bootstrap`` serves ``POST /bootstrap`` (without it the
     route answers a 404 with a message, which kuma-dp treats as a final error). The resource
-    routes are those of ``registry``'s served types; ``guard`` says which writes the
-    control plane's mode refuses."""
+    routes are those of ``registry``'s served types. Every request goes through the access
+    layer (``authn.AccessMiddleware``): ``security`` says how callers authenticate (default:
+    loopback callers are admins, anonymous callers may read), the rules are
+    ``access.RULES``, the registry's resource rules and ``extra_rules``; a route without a
+    rule is refused. Request bodies are capped at ``max_body_bytes``; ``guard`` says which
+    writes the control plane's mode refuses, ``validators`` check parsed resources by type."""
     index = index_document()
 
     async def get_index(request: Request) -> Response:
@@ -62,7 +74,7 @@ def create_app(
         ids = {"instanceId": instance.instance_id, "clusterId": await instance.cluster_id()}
         return JSONResponse({**index, **ids})
 
-    endpoints = ResourceEndpoints(store, registry, guard)
+    endpoints = ResourceEndpoints(store, registry, guard, validators)
     routes: list[BaseRoute] = [
         Route("/", get_index, methods=["GET"]),
         Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),
@@ -70,15 +82,31 @@ def create_app(
         *extra_routes,
         *endpoints.routes(),
     ]
-    return Starlette(
+    rules = default_rules(registry, extra_rules)
+    routes.append(openapi_route(routes, rules, registry))
+    missing = rules.missing(routes)
+    if missing:
+        log.error("API routes without an access rule (refused until they get one): %s", missing)
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(CatchAllMiddleware)],
+        middleware=[
+            Middleware(CatchAllMiddleware),
+            Middleware(
+                AccessMiddleware,
+                rules=rules,
+                security=security or ApiSecurity(),
+                routes=routes,
+            ),
+        ],
         exception_handlers={
             ApiError: api_error_handler,
             HTTPException: http_exception_handler,
             StoreError: store_error_handler,
         },
     )
+    app.state.max_body_bytes = max_body_bytes
+    app.state.access_rules = rules
+    return app
 
 
 __all__ = ["create_app", "index_document"]

@@ -12,17 +12,41 @@ from starlette.responses import JSONResponse
 
 from kumadp.cp.api.errors import ApiError
 from kumadp.cp.store.base import StoredResource
-from kumadp.resources.errors import FieldError
+from kumadp.resources.errors import FieldError, quoted
+from kumadp.resources.safe_load import MAX_DOCUMENT_BYTES, load_json, load_yaml, yaml_error_text
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BODY_BYTES = MAX_DOCUMENT_BYTES  # 1 MiB; the app's ``state.max_body_bytes`` overrides
 YAML_MEDIA_TYPES = frozenset(
     {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "application/x-yml"}
 )
 _META_KEYS = ("type", "mesh", "name")
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw request body; 413 once it grows past ``limit`` bytes."""
+def body_limit(request: Request) -> int:
+    return int(getattr(request.app.state, "max_body_bytes", MAX_BODY_BYTES))
+
+
+def check_media_type(request: Request) -> None:
+    """415 unless the body is declared JSON or YAML (or not declared at all): a browser's
+    cross-site "simple" POST (text/plain, a form) never reaches a handler."""
+    media_type = _media_type(request)
+    if media_type and not (
+        media_type == "application/json"
+        or media_type.endswith("+json")
+        or media_type in YAML_MEDIA_TYPES
+    ):
+        raise ApiError(
+            415,
+            "Unsupported Media Type",
+            f"Content-Type {quoted(media_type)}: send application/json (or YAML)",
+        )
+
+
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The raw request body (JSON or YAML by its Content-Type: 415 otherwise); 413 once it
+    grows past ``limit`` bytes (default: the app's)."""
+    check_media_type(request)
+    limit = body_limit(request) if limit is None else limit
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "Payload Too Large", f"request body is larger than {limit} bytes")
@@ -36,10 +60,6 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON value")
-
-
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
@@ -51,17 +71,31 @@ def decode_document(raw: bytes, media_type: str) -> Any:
         raise ApiError.bad_request("request body is empty")
     if media_type not in YAML_MEDIA_TYPES:
         try:
-            return json.loads(raw, parse_constant=_reject_constant)
+            return load_json(raw)
         except (ValueError, UnicodeDecodeError) as json_error:
             if media_type == "application/json":
                 raise ApiError.bad_request(
                     f"request body is not valid JSON: {json_error}"
                 ) from None
     try:
-        return yaml.safe_load(raw)
+        return load_yaml(raw)
     except yaml.YAMLError as e:
-        message = " ".join(str(e).split())
+        message = yaml_error_text(e)
         raise ApiError.bad_request(f"request body is not valid JSON or YAML: {message}") from None
+    except RecursionError:  # pragma: no cover - the loader caps the depth first
+        raise ApiError.bad_request("request body nests too deeply") from None
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """A JSON object body (size-capped, depth-capped); 400 otherwise."""
+    raw = await read_body(request)
+    try:
+        body = load_json(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError.bad_request(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError.bad_request("request body must be a JSON object")
+    return body
 
 
 async def read_document(request: Request) -> Any:
@@ -122,11 +156,13 @@ def check_json_representable(doc: dict[str, Any]) -> None:
 __all__ = [
     "MAX_BODY_BYTES",
     "WARNING_HEADER",
+    "body_limit",
     "check_json_representable",
     "decode_document",
     "format_time",
     "read_body",
     "read_document",
+    "read_json_object",
     "render_resource",
     "warnings_response",
 ]

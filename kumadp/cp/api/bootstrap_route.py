@@ -8,7 +8,6 @@ should not retry (the body says why); 5xx is retried with backoff.
 
 from __future__ import annotations
 
-import json
 import logging
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from kumadp.cp.api.bodies import read_body
 from kumadp.cp.api.errors import ApiError
 from kumadp.cp.bootstrap import BootstrapError, ErrorKind
+from kumadp.resources.safe_load import load_json
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def bootstrap_endpoint(handler: BootstrapHandler | None) -> Any:
             raise ApiError(404, "Not Found", "this control plane does not serve Envoy bootstraps")
         raw = await read_body(request)
         try:
-            body = json.loads(raw)
+            body = load_json(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError.bad_request(f"request body is not valid JSON: {e}") from None
         if not isinstance(body, dict):

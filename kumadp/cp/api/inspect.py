@@ -22,7 +22,6 @@ from starlette.routing import BaseRoute, Route
 
 from kumadp.cp.agent_hub import AdminUnavailable
 from kumadp.cp.api.errors import ApiError
-from kumadp.cp.api.meta import caller_is_loopback
 from kumadp.cp.api.resources import require_mesh
 from kumadp.cp.generate.policies.rbac import rules_for
 from kumadp.cp.store.base import Store
@@ -96,10 +95,8 @@ def inspect_routes(store: Store, admin: AdminSource) -> list[BaseRoute]:
         except ValidationError as exc:  # pragma: no cover - the store holds valid resources
             raise ApiError(500, "Internal error", f"stored dataplane is not valid: {exc}") from exc
 
-    async def envoy_admin(request: Request) -> Response:
+    async def envoy_admin(request: Request) -> Response:  # admins only (``access.RULES``)
         what = request.url.path.rsplit("/", 1)[-1]
-        if not caller_is_loopback(request):
-            raise ApiError(403, "Forbidden", f"{what} is shown to the CP's own host only")
         dataplane = await _dataplane(request)
         path = _ADMIN_PATHS[what]
         if what == "xds" and request.query_params.get("include") == "eds":

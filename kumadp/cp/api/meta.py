@@ -13,7 +13,6 @@ composition root hands in, so a new type shows up without a change here.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,25 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kumadp.cp.api.authn import identity_of
 from kumadp.cp.api.bodies import format_time
-from kumadp.cp.api.errors import ApiError
 from kumadp.cp.store.base import Store
 from kumadp.resources.registry import REGISTRY, Registry, ResourceType, Scope, Sync
 
-ADMIN = "mesh-system:admin"
-AUTHENTICATED = "mesh-system:authenticated"
-ANONYMOUS = "mesh-system:anonymous"
-UNAUTHENTICATED = "mesh-system:unauthenticated"
 _WORD = re.compile(r"[A-Z][a-z0-9]*")
 _SHORT_NAMES = {"Mesh": "m"}  # Kuma's; the others are the registry's first alias
-
-
-def caller_is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in ("localhost", "testclient")
 
 
 def display_names(type_name: str) -> tuple[str, str]:
@@ -114,15 +101,11 @@ def meta_routes(
         return JSONResponse({"policies": [policy_descriptor(t) for t in served if t.policy]})
 
     async def who_am_i(request: Request) -> Response:
-        if caller_is_loopback(request):
-            return JSONResponse({"name": ADMIN, "groups": [ADMIN, AUTHENTICATED]})
-        return JSONResponse({"name": ANONYMOUS, "groups": [UNAUTHENTICATED]})
+        """Who the access layer (``authn``) says the caller is."""
+        caller = identity_of(request)
+        return JSONResponse({"name": caller.name, "groups": list(caller.groups)})
 
-    async def get_config(request: Request) -> Response:
-        if not caller_is_loopback(request):
-            raise ApiError(
-                403, "Forbidden", "the configuration is served to the CP's own host only"
-            )
+    async def get_config(request: Request) -> Response:  # admins only (``access.RULES``)
         return JSONResponse(dict(config))
 
     async def global_insights(request: Request) -> Response:
@@ -149,7 +132,6 @@ def meta_routes(
 
 
 __all__ = [
-    "caller_is_loopback",
     "display_names",
     "meta_routes",
     "policy_descriptor",

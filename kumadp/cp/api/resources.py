@@ -14,9 +14,8 @@ entry there, and its routes appear here.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
@@ -33,7 +32,7 @@ from kumadp.cp.api.errors import ApiError, Cause
 from kumadp.cp.defaults import create_default_policies
 from kumadp.cp.store.base import ConflictError, Store
 from kumadp.resources import ValidationError
-from kumadp.resources.errors import collect_warnings
+from kumadp.resources.errors import collect_warnings, quoted
 from kumadp.resources.model import MESH_TYPE, Mesh
 from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 from kumadp.resources.registry import REGISTRY, Model, Registry, ResourceType
@@ -50,6 +49,7 @@ ResourceKind = ResourceType  # how the API serves one type: the registry's entry
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Validator = Callable[[Any], None]
 
 
 def _query_int(request: Request, key: str, default: int, low: int, high: int | None) -> int:
@@ -87,8 +87,8 @@ async def require_mesh(store: Store, mesh: str) -> None:
 
 
 def _describe(kind: ResourceKind, mesh: str, name: str) -> str:
-    where = f' in mesh "{mesh}"' if kind.mesh_scoped else ""
-    return f'{kind.name} "{name}"{where}'
+    where = f" in mesh {quoted(mesh)}" if kind.mesh_scoped else ""
+    return f"{kind.name} {quoted(name)}{where}"
 
 
 def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, Any]:
@@ -105,8 +105,9 @@ def _prepare(kind: ResourceKind, body: Any, mesh: str, name: str) -> dict[str, A
             doc[key] = value
         elif doc[key] != value:
             where = "this endpoint" if key == "type" else "the URL"
-            got = json.dumps(doc[key], default=str)
-            raise ApiError.invalid_field(key, f'must match {where} ("{value}"), got {got}')
+            raise ApiError.invalid_field(
+                key, f"must match {where} ({quoted(value)}), got {quoted(doc[key])}"
+            )
     return doc
 
 
@@ -138,11 +139,18 @@ class ResourceEndpoints:
     """The request handlers of every served kind of ``registry``, sharing one store."""
 
     def __init__(
-        self, store: Store, registry: Registry = REGISTRY, guard: WriteGuard | None = None
+        self,
+        store: Store,
+        registry: Registry = REGISTRY,
+        guard: WriteGuard | None = None,
+        validators: Mapping[str, Validator] | None = None,
     ) -> None:
         self.store = store
         self.kinds = tuple(registry.served())
         self.guard = guard
+        # extra checks of a parsed resource before it is written, by type (the CP's
+        # self-guard for Dataplanes); each raises ValidationError
+        self.validators = dict(validators or {})
 
     def _check_writable(self, kind: ResourceKind) -> None:
         refusal = self.guard.refusal(kind) if self.guard is not None else None
@@ -170,6 +178,8 @@ class ResourceEndpoints:
                 model = kind.parse(doc)
             if self.guard is not None:
                 model = self.guard.admit(kind, model)
+            if kind.name in self.validators:
+                self.validators[kind.name](model)
         except ValidationError as e:
             causes = [Cause(err.path, err.reason) for err in e.errors]
             raise ApiError(400, "Resource is not valid", str(e), causes) from None

@@ -51,6 +51,20 @@ class ControlPlaneConfig:
     zone_health_timeout: float = 20.0  # a zone silent this long is Offline (global mode)
     kds_stuck_timeout: float = 30.0  # a zone -> global stream unanswered this long: re-dial
 
+    # API security (docs/security.md)
+    api_address: str | None = None  # the HTTP API's bind address; None: ``address``
+    api_https_port: int = 5682  # 0: no HTTPS API
+    api_https_address: str | None = None  # None: ``api_address``
+    api_tls_cert_file: Path | None = None  # the HTTPS API's certificate; default: the CP's
+    api_tls_key_file: Path | None = None
+    api_client_ca_file: Path | None = None  # client certificates it signed are admins
+    api_require_client_cert: bool = False
+    localhost_is_admin: bool = True
+    api_anonymous_read: bool = True
+    api_max_body_bytes: int = 1024 * 1024
+    secrets_key_file: Path | None = None  # encrypts private keys in the store
+    bootstrap_admin_token: bool = True  # write <data dir>/admin-user-token at start
+
     def check(self) -> None:
         """Raise ValueError (naming the flag) for a configuration that cannot run."""
         if self.mode not in MODES:

@@ -51,6 +51,8 @@ class ChangeSubscription:
         self._closed = False
         self._on_close = on_close
         self._max_pending = max_pending
+        # A store layer above the backend (``kumadp.cp.secrets``) may rewrite each event.
+        self.transform: Callable[[ChangeEvent], ChangeEvent] | None = None
 
     @property
     def closed(self) -> bool:
@@ -63,6 +65,8 @@ class ChangeSubscription:
             self.types is not None and not event.is_resync and event.type not in self.types
         ):
             return
+        if self.transform is not None and not event.is_resync:
+            event = self.transform(event)
         if len(self._pending) >= self._max_pending:
             log.warning("a store change consumer fell behind; asking it to resync")
             self._pending.clear()
