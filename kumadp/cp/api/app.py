@@ -1,4 +1,5 @@
-"""The control plane's HTTP API (port 5681): resources, ``POST /bootstrap`` and the index."""
+"""The control plane's HTTP API (port 5681): resources, ``POST /bootstrap``, the index and
+the web UI (``/gui``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from kumadp.cp.api.errors import (
     http_exception_handler,
 )
 from kumadp.cp.api.resources import ResourceEndpoints
+from kumadp.cp.gui import gui_routes
 from kumadp.cp.store.base import Store
 from kumadp.resources.registry import REGISTRY, Registry
 
@@ -59,6 +61,7 @@ def create_app(
         Route("/bootstrap", bootstrap_endpoint(bootstrap), methods=["POST"]),
         *endpoints.routes(),
         *extra_routes,
+        *gui_routes(registry),  # the web UI at /gui (kumadp.cp.gui)
     ]
     return Starlette(
         routes=routes,
