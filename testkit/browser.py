@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,21 +89,18 @@ class Browser:
         )
 
     def screenshot(self, name: str) -> Path:
-        """The whole page (not just the viewport) as ``<shots>/<name>.png``."""
-        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        """The whole page, down to the end of its content (not just the viewport), as
+        ``<shots>/<name>.png``."""
+        width, height = self.js(
+            "const r = document.body.getBoundingClientRect();"
+            "return [document.documentElement.scrollWidth, Math.ceil(r.bottom + window.scrollY)];"
+        )
         shot = self.driver.execute_cdp_cmd(
             "Page.captureScreenshot",
             {
                 "format": "png",
                 "captureBeyondViewport": True,
-                "clip": {
-                    "x": 0,
-                    "y": 0,
-                    "width": size["width"],
-                    "height": min(size["height"], 6000),
-                    "scale": 1,
-                },
+                "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 6000), "scale": 1},
             },
         )
         path = self.shots / f"{name}.png"
@@ -157,6 +154,22 @@ class Browser:
     def marked(self) -> bool:
         return bool(self.js("return window.__kumadpTestMark === 1"))
 
+    def hide(self, hidden: bool = True) -> None:
+        """Make the page believe its tab is hidden (or visible again), as a switch of tabs
+        or a minimised window does."""
+        self.js(
+            "const hidden = arguments[0];"
+            "Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});"
+            "Object.defineProperty(document, 'visibilityState', {configurable: true,"
+            " get: () => (hidden ? 'hidden' : 'visible')});"
+            "document.dispatchEvent(new Event('visibilitychange'));",
+            hidden,
+        )
+
+    def api_requests(self) -> int:
+        """How many requests the page has made so far (scripts, styles and API calls)."""
+        return int(self.js("return performance.getEntriesByType('resource').length"))
+
     def overflows(self) -> bool:
         """Whether the page is wider than the viewport (a horizontal scroll bar)."""
         return bool(self.js("return document.documentElement.scrollWidth > window.innerWidth + 1"))
@@ -170,4 +183,19 @@ class Browser:
         ]
 
 
-__all__ = ["DESKTOP", "PHONE", "Browser", "missing"]
+def browser_or_skip(tmp: Path) -> Iterator[Browser]:
+    """For a pytest fixture: a browser whose screenshots go to ``<tmp>/screenshots``, closed
+    afterwards; the test is skipped, with the reason, where Chromium is missing."""
+    import pytest
+
+    reason = missing()
+    if reason:
+        pytest.skip(f"no headless Chromium: {reason}")
+    browser = Browser(tmp / "screenshots")
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+__all__ = ["DESKTOP", "PHONE", "Browser", "browser_or_skip", "missing"]

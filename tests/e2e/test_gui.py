@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testkit.browser import DESKTOP, PHONE, Browser, missing
+from testkit.browser import DESKTOP, PHONE, Browser, browser_or_skip
 from testkit.mesh import ControlPlane, MeshEnv
 from testkit.procs import free_port, http_ok, kumadp_command, wait_until
 from tests.e2e.test_insights import fully_acked, overviews
@@ -23,20 +23,19 @@ from tests.e2e.test_insights import fully_acked, overviews
 pytestmark = pytest.mark.e2e
 
 # Routes a control plane may not serve; the UI asks and degrades (the browser logs the 404).
-OPTIONAL_ROUTES = ("/_resources", "/config", "/zones+insights", "/zoneingresses+insights",
-                   "/zoneegressoverviews", "/who-am-i")
+OPTIONAL_ROUTES = (
+    "/_resources",
+    "/config",
+    "/zones+insights",
+    "/zoneingresses+insights",
+    "/zoneegressoverviews",
+    "/who-am-i",
+)
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Browser]:
-    reason = missing()
-    if reason:
-        pytest.skip(f"no headless Chromium: {reason}")
-    chromium = Browser(tmp_path / "screenshots")
-    try:
-        yield chromium
-    finally:
-        chromium.close()
+    yield from browser_or_skip(tmp_path)
 
 
 def real_errors(browser: Browser) -> list[str]:
@@ -55,8 +54,10 @@ def status_of(browser: Browser, name: str) -> str | None:
 def visit(browser: Browser, url: str, shot: str, ready_css: str) -> None:
     """Open ``url``, wait until ``ready_css`` is drawn, save a screenshot."""
     browser.open(url)
-    browser.until(lambda: browser.js("return !!document.querySelector(arguments[0])", ready_css),
-                  what=f"{ready_css} on {url}")
+    browser.until(
+        lambda: browser.js("return !!document.querySelector(arguments[0])", ready_css),
+        what=f"{ready_css} on {url}",
+    )
     browser.settled()
     browser.screenshot(shot)
 
@@ -74,7 +75,9 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
     # The dataplanes page shows both sidecars Online.
     browser.open(f"{gui}/meshes/default/dataplanes")
     browser.until(
-        lambda: status_of(browser, "backend-1") == "Online" and status_of(browser, "web-1") == "Online",
+        lambda: (
+            status_of(browser, "backend-1") == "Online" and status_of(browser, "web-1") == "Online"
+        ),
         timeout=20,
         what="both dataplanes Online on the page",
     )
@@ -93,8 +96,11 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
         ("dataplane", "/meshes/default/dataplanes/web-1", '[data-policy-type="MeshTimeout"]'),
         ("policy-kinds", "/meshes/default/policies", 'tr[data-kind="MeshTimeout"]'),
         ("policies", "/meshes/default/policies/meshtimeouts", "tr[data-name]"),
-        ("policy", "/meshes/default/policies/meshtrafficpermissions/allow-all-default",
-         ".code-yaml"),
+        (
+            "policy",
+            "/meshes/default/policies/meshtrafficpermissions/allow-all-default",
+            ".code-yaml",
+        ),
         ("zones", "/zones", ".note"),
         ("zone-ingresses", "/zoneingresses", ".note"),
         ("zone-egresses", "/zoneegresses", ".note"),
@@ -109,8 +115,10 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
 
     browser.viewport(*DESKTOP)
     browser.open(f"{gui}/meshes/default/dataplanes/web-1")
-    browser.until(lambda: "MeshTrafficPermission" in browser.text('[data-section="rules"]'),
-                  what="the policies of web-1")
+    browser.until(
+        lambda: "MeshTrafficPermission" in browser.text('[data-section="rules"]'),
+        what="the policies of web-1",
+    )
     page = browser.text("main")
     assert "allow-all-default" in page and "mesh-timeout-all-default" in page
     assert f":{backend.inbound_port}" not in browser.text('[data-section="inbounds"]')
@@ -126,8 +134,23 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
     zones_note = httpx.get(f"{cp.url}/zones+insights", timeout=5)
     if zones_note.status_code == 404:
         browser.open(f"{gui}/zones")
-        browser.until(lambda: "Standalone control plane" in browser.text("main"),
-                      what="the standalone note on the zones page")
+        browser.until(
+            lambda: "Standalone control plane" in browser.text("main"),
+            what="the standalone note on the zones page",
+        )
+
+    # A hidden tab makes no requests; shown again, it refreshes at once.
+    browser.open(f"{gui}/meshes/default/dataplanes")
+    browser.settled()
+    browser.js("performance.setResourceTimingBufferSize(100000)")
+    browser.hide()
+    browser.until(lambda: browser.attr("#live", "data-state") == "paused", what="polling paused")
+    before = browser.api_requests()
+    time.sleep(2.5)  # an absence is only seen over a window: 2.5 polling intervals
+    assert browser.api_requests() == before, "the hidden page kept polling"
+    browser.hide(False)
+    browser.until(lambda: browser.api_requests() > before, timeout=2, what="polling resumed")
+    browser.until(lambda: browser.attr("#live", "data-state") == "live", what="live again")
 
     # Killing one sidecar turns it Offline on the page, without a reload, within 2 s of the
     # control plane knowing.
@@ -141,8 +164,11 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
         what="backend-1 offline in the API",
     )
     known = time.monotonic()
-    browser.until(lambda: status_of(browser, "backend-1") == "Offline", timeout=5,
-                  what="backend-1 Offline on the page")
+    browser.until(
+        lambda: status_of(browser, "backend-1") == "Offline",
+        timeout=5,
+        what="backend-1 Offline on the page",
+    )
     shown_after = time.monotonic() - known
     assert shown_after < 2.0, f"the page took {shown_after:.2f}s to show the change"
     assert browser.marked(), "the page was reloaded"
@@ -153,12 +179,18 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
 
 def test_envoy_nack_shows_on_the_dataplane_page(env: MeshEnv, browser: Browser) -> None:
     cp = env.start_cp()
-    backend, app_port = env.start_service("backend-1", "backend")
-    browser.until(lambda: fully_acked(overviews(env)["backend-1"], ("cds", "lds")), timeout=20,
-                  what="backend-1 ACKed")
+    _, app_port = env.start_service("backend-1", "backend")
+    env.start_service("web-1", "web", upstream_service="backend")
+    browser.until(
+        lambda: fully_acked(overviews(env)["backend-1"], ("cds", "lds")),
+        timeout=20,
+        what="backend-1 ACKed",
+    )
     browser.open(f"{cp.url}/gui/meshes/default/dataplanes/backend-1")
-    browser.until(lambda: "Online" in browser.text('[data-section="summary"]'),
-                  what="backend-1 Online on its page")
+    browser.until(
+        lambda: "Online" in browser.text('[data-section="summary"]'),
+        what="backend-1 Online on its page",
+    )
     browser.mark()
 
     # An inbound on a port something else holds: Envoy cannot bind it and rejects the LDS.
@@ -234,15 +266,23 @@ def test_zones_page_on_a_global_control_plane(env: MeshEnv, browser: Browser) ->
 
     zones = []
     for name in ("zone-1", "zone-2"):
-        zone_extra = ["--mode", "zone", "--zone", name,
-                      "--kds-global-address", f"grpcs://127.0.0.1:{kds_port}"]
+        zone_extra = [
+            "--mode",
+            "zone",
+            "--zone",
+            name,
+            "--kds-global-address",
+            f"grpcs://127.0.0.1:{kds_port}",
+        ]
         if "--kds-skip-verify" in flags:
             zone_extra.append("--kds-skip-verify")
         zones.append(env.start_cp(extra=zone_extra, wait=False, data_dir=env.tmp / f"{name}-data"))
 
     browser.open(f"{global_cp.url}/gui/zones")
     browser.until(
-        lambda: status_of(browser, "zone-1") == "Online" and status_of(browser, "zone-2") == "Online",
+        lambda: (
+            status_of(browser, "zone-1") == "Online" and status_of(browser, "zone-2") == "Online"
+        ),
         timeout=40,
         what="both zones Online on the zones page",
     )
@@ -253,8 +293,11 @@ def test_zones_page_on_a_global_control_plane(env: MeshEnv, browser: Browser) ->
 
     zones[1].proc.signal(signal.SIGTERM)
     wait_until(lambda: zones[1].proc.poll() is not None, timeout=20, what="zone-2 CP stopped")
-    browser.until(lambda: status_of(browser, "zone-2") == "Offline", timeout=15,
-                  what="zone-2 Offline on the zones page")
+    browser.until(
+        lambda: status_of(browser, "zone-2") == "Offline",
+        timeout=15,
+        what="zone-2 Offline on the zones page",
+    )
     assert status_of(browser, "zone-1") == "Online"
     assert browser.marked(), "the page was reloaded"
     browser.screenshot("desktop-zones-one-offline")

@@ -114,7 +114,8 @@ export function controlPlane() {
       get('config', { optional: true }).catch(() => null),
     ]);
     const mode = (config && (config.mode || (config.multizone && config.multizone.mode))) || '';
-    const zone = (config && config.multizone && config.multizone.zone && config.multizone.zone.name) || '';
+    const zoneName = config && config.multizone && config.multizone.zone && config.multizone.zone.name;
+    const zone = mode === 'zone' ? zoneName || '' : '';
     return { index: index || {}, mode: String(mode), zone: String(zone) };
   });
 }

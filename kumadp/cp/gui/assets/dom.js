@@ -35,22 +35,20 @@ export const enc = encodeURIComponent;
 // label there, from data-label). columns: [{label, cell(row) -> node|string, cls}].
 export function table(columns, rows, { empty = 'Nothing here yet.', rowData } = {}) {
   if (!rows.length) return h('p', { class: 'empty' }, empty);
-  return h(
-    'table',
-    { class: 'list' },
-    h('thead', null, h('tr', null, columns.map((c) => h('th', { scope: 'col', class: c.cls }, c.label)))),
-    h(
-      'tbody',
-      null,
-      rows.map((row) =>
-        h(
-          'tr',
-          { dataset: rowData ? rowData(row) : undefined },
-          columns.map((c) => h('td', { 'data-label': c.label, class: c.cls }, h('div', { class: 'cell' }, c.cell(row)))),
-        ),
+  const head = h('thead', null, h('tr', null, columns.map((c) => h('th', { scope: 'col', class: c.cls }, c.label))));
+  const body = h(
+    'tbody',
+    null,
+    rows.map((row) =>
+      h(
+        'tr',
+        { dataset: rowData ? rowData(row) : undefined },
+        columns.map((c) => h('td', { 'data-label': c.label, class: c.cls }, h('div', { class: 'cell' }, c.cell(row)))),
       ),
     ),
   );
+  // The wrapper scrolls sideways if a table is wider than its card (a very long value).
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'list' }, head, body));
 }
 
 // Label/value pairs: [[label, value], ...]; values that are null/'' are left out.

@@ -26,7 +26,12 @@ function scalarString(s) {
 function scalar(value) {
   if (value === null || value === undefined) return 'null';
   if (typeof value === 'string') return scalarString(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'boolean') return String(value);
+  if (typeof value === 'number') {
+    const text = String(value);
+    // YAML 1.1 reads an exponent as a float only with a dot: 1e+21 -> 1.0e+21
+    return /e/i.test(text) && !text.includes('.') ? text.replace(/e/i, '.0e') : text;
+  }
   return JSON.stringify(value);
 }
 

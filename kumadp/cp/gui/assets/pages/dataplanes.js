@@ -68,7 +68,7 @@ function renderList({ mesh, rows, total }) {
     null,
     table(
       [
-        { label: 'Name', cell: (r) => link(`meshes/${enc(mesh)}/dataplanes/${enc(r.name)}`, r.name) },
+        { label: 'Name', cell: (r) => link(`meshes/${enc(mesh)}/dataplanes/${enc(r.name)}`, r.name), cls: 'name' },
         { label: 'Status', cell: (r) => status(r.status) },
         { label: 'Tags', cell: (r) => tags(r.tags), cls: 'wide' },
         { label: 'Zone', cell: (r) => r.zone || '—' },

@@ -44,7 +44,7 @@ function proxyPage({ nav, title, path, spec, insightKey, what }) {
 
 function renderList({ rows, what }) {
   const columns = [
-    { label: 'Name', cell: (r) => r.name },
+    { label: 'Name', cell: (r) => r.name, cls: 'name' },
     { label: 'Zone', cell: (r) => r.zone || '—' },
     { label: 'Status', cell: (r) => status(r.status) },
     { label: 'Address', cell: (r) => r.address },

@@ -42,7 +42,7 @@ function renderList({ rows, total }) {
     null,
     table(
       [
-        { label: 'Name', cell: (r) => link(`meshes/${enc(r.name)}`, r.name) },
+        { label: 'Name', cell: (r) => link(`meshes/${enc(r.name)}`, r.name), cls: 'name' },
         { label: 'mTLS', cell: (r) => r.mtls },
         { label: 'Dataplanes', cell: (r) => link(`meshes/${enc(r.name)}/dataplanes`, `${r.online} online / ${r.total}`) },
         { label: 'Policies', cell: (r) => link(`meshes/${enc(r.name)}/policies`, 'policies') },

@@ -72,7 +72,7 @@ function renderList({ mesh, kind, items, total }) {
     kind.pluralDisplayName || kind.name,
     table(
       [
-        { label: 'Name', cell: (i) => link(`meshes/${enc(mesh)}/policies/${kind.path}/${enc(i.name)}`, i.name) },
+        { label: 'Name', cell: (i) => link(`meshes/${enc(mesh)}/policies/${kind.path}/${enc(i.name)}`, i.name), cls: 'name' },
         { label: 'Target', cell: (i) => i.target },
         { label: 'Created', cell: (i) => when(i.created) },
         { label: 'YAML', cell: (i) => fold(`yaml-${i.name}`, 'show', code(toYaml(i.doc))), cls: 'wide' },

@@ -48,7 +48,7 @@ function renderList({ rows, total }) {
     h('p', { class: 'summary' }, h('strong', null, String(online)), ` of ${total} zones online`),
     table(
       [
-        { label: 'Name', cell: (r) => r.name },
+        { label: 'Name', cell: (r) => r.name, cls: 'name' },
         { label: 'Status', cell: (r) => status(r.status) },
         { label: 'Last connected', cell: (r) => when(r.connectTime) },
         { label: 'Disconnected', cell: (r) => (r.disconnectTime ? when(r.disconnectTime) : '—') },
