@@ -142,7 +142,7 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
     # A hidden tab makes no requests; shown again, it refreshes at once.
     browser.open(f"{gui}/meshes/default/dataplanes")
     browser.settled()
-    browser.js("performance.setResourceTimingBufferSize(100000)")
+    browser.js("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(1e5)")
     browser.hide()
     browser.until(lambda: browser.attr("#live", "data-state") == "paused", what="polling paused")
     before = browser.api_requests()
