@@ -19,6 +19,7 @@ from testkit.browser import DESKTOP, PHONE, Browser, browser_or_skip
 from testkit.mesh import ControlPlane, MeshEnv
 from testkit.procs import free_port, http_ok, kumadp_command, wait_until
 from tests.e2e.test_insights import fully_acked, overviews
+from tests.e2e.test_mtls import enable_mtls
 
 pytestmark = pytest.mark.e2e
 
@@ -81,10 +82,23 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
         timeout=20,
         what="both dataplanes Online on the page",
     )
+    browser.mark()
     row = browser.text('tr[data-name="web-1"]')
     assert "service=web" in row and "version=v2" in row, row
     assert "1.40" in row, row  # Envoy's version
     assert "CDS" in row and "LDS" in row, row
+
+    # With mTLS on, each sidecar's certificate expiry shows up (24 h certificates).
+    enable_mtls(env)
+    browser.until(
+        lambda: all(
+            "(in 23 h)" in browser.text(f'tr[data-name="{name}"] td[data-label="Certificate"]')
+            for name in ("backend-1", "web-1")
+        ),
+        timeout=20,
+        what="the certificate expiry of both sidecars",
+    )
+    assert browser.marked(), "the page was reloaded"
 
     # Every page, on a desktop and on a phone, without errors and without sideways scroll.
     overviews(env)
