@@ -87,6 +87,12 @@ RULES: tuple[Rule, ...] = (
     Rule("GET", "/_resources", READ),
     Rule("GET", "/policies", READ),
     Rule("GET", "/who-am-i", PUBLIC, "tells the caller who it is"),
+    # the web UI's page and assets: no mesh data (the pages read it through the API, under
+    # the caller's own rights)
+    Rule("GET", "/gui", PUBLIC, "the web UI's page"),
+    Rule("GET", "/gui/{page:path}", PUBLIC, "the web UI's page (deep links)"),
+    Rule("GET", "/gui/assets/{path:path}", PUBLIC, "the web UI's scripts and styles"),
+    Rule("GET", "/gui/_resources", PUBLIC, "the resource types, for the web UI"),
     Rule("GET", "/config", ADMIN, "the CP's configuration"),
 )
 

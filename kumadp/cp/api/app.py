@@ -1,4 +1,5 @@
-"""The control plane's HTTP API (port 5681): resources, ``POST /bootstrap`` and the index."""
+"""The control plane's HTTP API (port 5681): resources, ``POST /bootstrap``, the index and
+the web UI (``/gui``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from kumadp.cp.api.errors import (
 )
 from kumadp.cp.api.openapi import openapi_route
 from kumadp.cp.api.resources import ResourceEndpoints, Validator, WriteGuard
+from kumadp.cp.gui import gui_routes
 from kumadp.cp.instance import CpInstance
 from kumadp.cp.store.base import Store, StoreError
 from kumadp.resources.registry import REGISTRY, Registry
@@ -81,6 +83,7 @@ def create_app(
         # before the resource routes: "/meshes/{m}/dataplanes/_overview" is no dataplane
         *extra_routes,
         *endpoints.routes(),
+        *gui_routes(registry),  # the web UI at /gui (kumadp.cp.gui)
     ]
     rules = default_rules(registry, extra_rules)
     routes.append(openapi_route(routes, rules, registry))
