@@ -21,9 +21,18 @@ CLUSTER_ID_NAME = "kuma-cluster-id"
 class CpInstance:
     """This instance's id and (read or made once, then cached) its cluster's id."""
 
-    def __init__(self, store: Store, instance_id: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        instance_id: str | None = None,
+        *,
+        mode: str = "standalone",
+        zone: str | None = None,
+    ) -> None:
         self._store = store
         self.instance_id = instance_id or control_plane_instance_id()
+        self.mode = mode  # standalone, global or zone
+        self.zone = zone  # a zone CP's zone
         self._cluster_id: str | None = None
         self._lock = asyncio.Lock()
 

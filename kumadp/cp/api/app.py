@@ -74,7 +74,9 @@ def create_app(
         if instance is None:
             return JSONResponse(index)
         ids = {"instanceId": instance.instance_id, "clusterId": await instance.cluster_id()}
-        return JSONResponse({**index, **ids})
+        # kumadp adds what the web UI and ctl need to know without /config (admins only)
+        mode = {"mode": instance.mode, **({"zone": instance.zone} if instance.zone else {})}
+        return JSONResponse({**index, **ids, **mode})
 
     endpoints = ResourceEndpoints(store, registry, guard, validators)
     routes: list[BaseRoute] = [

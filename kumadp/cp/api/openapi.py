@@ -109,6 +109,9 @@ _ERROR = {
 }
 
 
+_CONVERTOR = re.compile(r"{(\w+):\w+}")
+
+
 def _operation_id(method: str, path: str) -> str:
     return method.lower() + "_" + (re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "index")
 
@@ -139,8 +142,9 @@ def openapi_document(
         ]
         if route.path in lists or route.path.endswith("+insights"):
             parameters = [*parameters, *_PAGING]
+        path = _CONVERTOR.sub(r"{\1}", route.path)  # OpenAPI: "{page}", not "{page:path}"
         for method in sorted((route.methods or set()) - {"HEAD"}):
-            paths.setdefault(route.path, {})[method.lower()] = _operation(
+            paths.setdefault(path, {})[method.lower()] = _operation(
                 method, route, parameters, rules, bodies.get((method, route.path))
             )
     return {

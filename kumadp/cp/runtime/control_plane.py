@@ -90,7 +90,7 @@ class ControlPlane:
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
         self.insights = InsightStore(store, instance_id=instance_id, shared=self.shared)
-        self.instance = CpInstance(store, instance_id)
+        self.instance = CpInstance(store, instance_id, mode=config.mode, zone=config.zone)
         self.registrations: DataplaneRegistry
         if self.shared:
             self.registrations = SharedDataplaneRegistry(

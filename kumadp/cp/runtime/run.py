@@ -42,6 +42,7 @@ async def run_control_plane(config: ControlPlaneConfig, stop: asyncio.Event) -> 
         if config.mode != ZONE:  # a zone's meshes come from the global CP
             await ensure_default_mesh(store)
         cp = ControlPlane(config, store, _election(config, raw_store))
+        await cp.instance.cluster_id()  # made once per store, at start (not by a GET /)
         if cp.tls is not None:
             where = f" (also at {cp.tls.ca_path})" if cp.tls.ca_path else ""
             log.info(

@@ -105,16 +105,19 @@ export async function policyTypes() {
   return (await resourceTypes()).filter((t) => t.policy && t.scope === 'Mesh');
 }
 
-// What this control plane is: its index (`GET /`) and, where served, Kuma's `GET /config`
-// (its `mode`: standalone, zone or global).
+// What this control plane is: its index (`GET /`: kumadp's carries `mode` and `zone`) and,
+// for admins, Kuma's `GET /config` (its `mode`: standalone, zone or global).
 export function controlPlane() {
   return cached('cp', 10000, async () => {
     const [index, config] = await Promise.all([
       get(''),
       get('config', { optional: true }).catch(() => null),
     ]);
-    const mode = (config && (config.mode || (config.multizone && config.multizone.mode))) || '';
-    const zoneName = config && config.multizone && config.multizone.zone && config.multizone.zone.name;
+    const fromConfig = config && (config.mode || (config.multizone && config.multizone.mode));
+    const mode = (index && index.mode) || fromConfig || '';
+    const zoneName =
+      (index && index.zone) ||
+      (config && config.multizone && config.multizone.zone && config.multizone.zone.name);
     const zone = mode === 'zone' ? zoneName || '' : '';
     return { index: index || {}, mode: String(mode), zone: String(zone) };
   });

@@ -24,7 +24,9 @@ export const zones = {
   nav: 'zones',
   title: () => 'Zones',
   async load() {
-    const [cp, found] = await Promise.all([controlPlane(), list('zones+insights', { optional: true })]);
+    const cp = await controlPlane();
+    // only a global CP has zones (a standalone or zone CP serves an empty list)
+    const found = cp.mode && cp.mode !== 'global' ? null : await list('zones+insights', { optional: true });
     if (!found) return [['none', { mode: cp.mode, zone: cp.zone }, renderNone]];
     const rows = found.items.map(zoneRow);
     return [['list', { rows, total: found.total, mode: cp.mode }, renderList]];
