@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from kumadp import __version__
@@ -21,18 +23,30 @@ def version() -> None:
     typer.echo(f"kumadp {__version__}")
 
 
-def _register_subcommands() -> None:
-    # Each sub-command module exposes register(app); imported here so that nothing imports
-    # the CLI and the CLI stays a thin layer over the packages.
-    from kumadp.cli import cp, ctl, run, tproxy
+# sub-command -> the module that registers it (``register(app)``); importing only the one
+# a command line names keeps ``kumadp run``'s start-up free of the control plane's and ctl's
+# imports (the resource registry, every policy model).
+_COMMANDS = {
+    "run": "run",
+    "cp": "cp",
+    "ctl": "ctl",
+    "install": "tproxy",
+    "uninstall": "tproxy",
+    "wait": "wait",
+}
 
-    run.register(app)
-    cp.register(app)
-    ctl.register(app)
-    tproxy.register(app)
-    from kumadp.cli import wait
 
-    wait.register(app)
+def _register_subcommands(argv: list[str] | None = None) -> None:
+    """Register the sub-command ``argv`` names, or all of them (help, completion, a typo).
+    Each module exposes ``register(app)``; nothing imports the CLI, and the CLI stays a thin
+    layer over the packages."""
+    import importlib
+
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    wanted = _COMMANDS.get(words[0]) if words else None
+    names = [wanted] if wanted else list(dict.fromkeys(_COMMANDS.values()))
+    for name in names:
+        importlib.import_module(f"kumadp.cli.{name}").register(app)
 
 
 def main() -> None:
