@@ -4,9 +4,9 @@ dataplane; what every dataplane shares is built once per view), beside only seri
 same messages (``SerializeToString(deterministic=True)`` on each): the floor no generator can
 beat. A second figure gives one dataplane from a new view, when nothing is shared yet.
 
-The mesh: 100 HTTP services with 2 dataplanes each, mTLS on, the default allow-all traffic
-permission. The dataplane generated for has one inbound, explicit outbounds to 3 services and
-runs with bind-outbounds, so it gets a listener and a cluster for every service of the mesh
+The mesh: 100 HTTP services with 2 dataplanes each, mTLS on, and the policies every new mesh
+starts with (allow-all MeshTrafficPermission, MeshTimeout, MeshCircuitBreaker, MeshRetry).
+The dataplane generated for has one inbound, explicit outbounds to 3 services and runs with bind-outbounds, so it gets a listener and a cluster for every service of the mesh
 (Kuma's default: every service is reachable).
 """
 
@@ -15,12 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from google.protobuf.message import Message
 
 from bench.core import Figure, Options, median
 from kumadp.cp.generate import MeshView, build_mesh_view, generate, mtls_context_for
-from kumadp.resources import default_traffic_permission, parse_dataplane, parse_mesh
+from kumadp.cp.generate.view import Policy
+from kumadp.resources import REGISTRY, parse_dataplane, parse_mesh
+from kumadp.resources.initial_policies import initial_policies
 from kumadp.resources.model import Dataplane
 from kumadp.xds.snapshot import Snapshot
 
@@ -82,7 +85,10 @@ def bench_generation(tmp: Path, opts: Options) -> list[Figure]:
     dataplanes: list[Dataplane] = [
         parse_dataplane(dataplane_doc(i)) for i in range(SERVICES * PER_SERVICE)
     ]
-    policies = [default_traffic_permission("default")]
+    # a new mesh's policies, as the CP reads them back from the store
+    policies: list[Policy] = [
+        cast(Policy, REGISTRY.parse(p.to_dict())) for p in initial_policies("default")
+    ]
     view = build_mesh_view(mesh, dataplanes, policies)
     target = dataplanes[0]
     vips = {f"svc-{s}": f"127.1.{s // 250}.{s % 250 + 1}" for s in range(SERVICES)}
