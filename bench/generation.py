@@ -6,8 +6,9 @@ beat. A second figure gives one dataplane from a new view, when nothing is share
 
 The mesh: 100 HTTP services with 2 dataplanes each, mTLS on, and the policies every new mesh
 starts with (allow-all MeshTrafficPermission, MeshTimeout, MeshCircuitBreaker, MeshRetry).
-The dataplane generated for has one inbound, explicit outbounds to 3 services and runs with bind-outbounds, so it gets a listener and a cluster for every service of the mesh
-(Kuma's default: every service is reachable).
+The dataplane generated for has one inbound, explicit outbounds to 3 services and runs with
+bind-outbounds, so it gets a listener and a cluster for every service of the mesh (Kuma's
+default: every service is reachable).
 """
 
 from __future__ import annotations
