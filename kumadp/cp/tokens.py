@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 
 from kumadp.cp import jwt
 from kumadp.cp.jwt import MAX_TIME, NOT_BEFORE_SKEW, PublicKeySource, TokenError
-from kumadp.cp.revocations import Revocations
 from kumadp.cp.signing_keys import SigningKeys
 from kumadp.cp.store.base import Store
+from kumadp.cp.token_authority import NO_SIGNING_KEY, TokenAuthority
 from kumadp.resources.registry import SIGNING_KEY_TYPE, TOKEN_REVOCATIONS_TYPE
 from kumadp.wire.names import PROXY_TYPES
 
@@ -31,7 +31,6 @@ REVOCATIONS_TYPE = TOKEN_REVOCATIONS_TYPE
 REVOCATIONS_NAME = "dataplane"
 DEFAULT_VALID_FOR = 10 * 365 * 86400.0
 REQUIRED_CLAIMS = ("Mesh", "jti", "exp")
-NO_SIGNING_KEY = "this control plane holds no signing key: generate tokens on the global one"
 ISSUE_ON_GLOBAL = "zone control plane: generate tokens on the global control plane"
 
 
@@ -86,27 +85,19 @@ class TokenIssuer:
     ``close()`` to stop following store events."""
 
     def __init__(self, store: Store, *, public_keys: PublicKeySource | None = None) -> None:
-        self._own_keys: SigningKeys | None = None
-        self._keys: PublicKeySource
-        if public_keys is None:
-            self._own_keys = self._keys = SigningKeys(store, "dataplane")
-        else:
-            self._keys = public_keys
-        self._revocations = Revocations(store, REVOCATIONS_NAME)
+        self._authority = TokenAuthority(store, REVOCATIONS_NAME, public_keys=public_keys)
 
     def close(self) -> None:
-        if self._own_keys is not None:
-            self._own_keys.close()
-        self._revocations.close()
+        self._authority.close()
 
     @property
     def can_issue(self) -> bool:
-        return self._own_keys is not None
+        return self._authority.can_issue
 
     @property
     def signing_keys(self) -> SigningKeys | None:
         """The CP's own keys (None when it verifies with public keys only)."""
-        return self._own_keys
+        return self._authority.own_keys
 
     async def issue(
         self,
@@ -117,7 +108,7 @@ class TokenIssuer:
         proxy_type: str = "dataplane",
     ) -> str:
         """A signed token for a dataplane ``name`` (empty = any name) of ``mesh``."""
-        if self._own_keys is None:
+        if not self._authority.can_issue:
             raise TokenError(NO_SIGNING_KEY)
         if not mesh:
             raise ValueError("mesh: required to issue a dataplane token")
@@ -137,8 +128,7 @@ class TokenIssuer:
             "Type": proxy_type,
             **standard_claims(valid_for),
         }
-        key = await self._own_keys.signing_key()
-        return jwt.sign(claims, key.private_key, key.kid)
+        return await self._authority.sign(claims)
 
     async def verify(
         self, token: str | None, *, mesh: str, name: str, proxy_type: str | None = None
@@ -148,11 +138,10 @@ class TokenIssuer:
         if not (token or "").strip():
             raise TokenError("no dataplane token: pass --dataplane-token-file")
         kid, payload = await jwt.verify(
-            token, self._keys, what="dataplane token", required=REQUIRED_CLAIMS
+            token, self._authority.keys, what="dataplane token", required=REQUIRED_CLAIMS
         )
         claims = claims_from_payload(payload, kid)
-        if await self._revocations.is_revoked(claims.jti):
-            raise TokenError(f"token was revoked (jti {claims.jti})")
+        await self._authority.check_not_revoked(claims.jti)
         if claims.mesh != mesh:
             raise TokenError(f"token is for mesh {claims.mesh}, not {mesh}")
         if claims.name and claims.name != name:
@@ -163,11 +152,11 @@ class TokenIssuer:
 
     async def revoke(self, jti: str) -> bool:
         """Revoke the token with this ``jti``; False when it was already revoked."""
-        return await self._revocations.revoke(jti)
+        return await self._authority.revocations.revoke(jti)
 
     async def revoked(self) -> set[str]:
         """The ``jti`` of every revoked dataplane token."""
-        return set(await self._revocations.revoked())
+        return set(await self._authority.revocations.revoked())
 
 
 def claims_from_payload(payload: dict[str, object], kid: str) -> TokenClaims:

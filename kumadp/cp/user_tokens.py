@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from kumadp.cp import jwt
 from kumadp.cp.jwt import PublicKeySource, TokenError
-from kumadp.cp.revocations import Revocations
 from kumadp.cp.signing_keys import SigningKeys
 from kumadp.cp.store.base import Store
-from kumadp.cp.tokens import NO_SIGNING_KEY, standard_claims
+from kumadp.cp.token_authority import TokenAuthority
+from kumadp.cp.tokens import standard_claims
 
 ADMIN_GROUP = "mesh-system:admin"
 AUTHENTICATED_GROUP = "mesh-system:authenticated"
@@ -57,14 +57,15 @@ class UserTokens:
     ``close()`` when done."""
 
     def __init__(self, store: Store, *, public_keys: PublicKeySource | None = None) -> None:
-        self._own_keys = None if public_keys is not None else SigningKeys(store, "user")
-        self._keys: PublicKeySource = public_keys or self._own_keys  # type: ignore[assignment]
-        self._revocations = Revocations(store, REVOCATIONS_NAME)
+        self._authority = TokenAuthority(store, REVOCATIONS_NAME, public_keys=public_keys)
 
     def close(self) -> None:
-        if self._own_keys is not None:
-            self._own_keys.close()
-        self._revocations.close()
+        self._authority.close()
+
+    @property
+    def signing_keys(self) -> SigningKeys | None:
+        """The CP's own keys (None when it verifies with public keys only)."""
+        return self._authority.own_keys
 
     async def issue(
         self, name: str, groups: Iterable[str] = (), valid_for: float = DEFAULT_VALID_FOR
@@ -72,15 +73,12 @@ class UserTokens:
         """A signed token for user ``name``, member of ``groups``."""
         name, clean = check_user(name, groups)
         claims = {"Name": name, "Groups": list(clean), **standard_claims(valid_for)}
-        if self._own_keys is None:
-            raise TokenError(NO_SIGNING_KEY)
-        key = await self._own_keys.signing_key()
-        return jwt.sign(claims, key.private_key, key.kid)
+        return await self._authority.sign(claims)
 
     async def verify(self, token: str | None) -> UserTokenClaims:
         """The claims of a valid, unrevoked user token; ``TokenError`` otherwise."""
         kid, payload = await jwt.verify(
-            token, self._keys, what="user token", required=REQUIRED_CLAIMS
+            token, self._authority.keys, what="user token", required=REQUIRED_CLAIMS
         )
         claims = dict(payload)
         user = UserTokenClaims(
@@ -90,12 +88,11 @@ class UserTokens:
             exp=jwt.number(claims, "exp"),
             kid=kid,
         )
-        if await self._revocations.is_revoked(user.jti):
-            raise TokenError(f"token was revoked (jti {user.jti})")
+        await self._authority.check_not_revoked(user.jti)
         return user
 
     async def revoke(self, jti: str) -> bool:
-        return await self._revocations.revoke(jti)
+        return await self._authority.revocations.revoke(jti)
 
 
 __all__ = [

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 from kumadp.cp import jwt
 from kumadp.cp.jwt import PublicKeySource, TokenError
-from kumadp.cp.revocations import Revocations
 from kumadp.cp.signing_keys import SigningKeys
 from kumadp.cp.store.base import Store
-from kumadp.cp.tokens import NO_SIGNING_KEY, standard_claims
+from kumadp.cp.token_authority import NO_SIGNING_KEY, TokenAuthority
+from kumadp.cp.tokens import standard_claims
 from kumadp.resources.errors import quoted
 
 SCOPES = ("cp", "ingress", "egress")
@@ -123,22 +123,14 @@ class ZoneTokens:
     with these keys only (a zone CP), issuing is then refused. ``close()`` when done."""
 
     def __init__(self, store: Store, *, public_keys: PublicKeySource | None = None) -> None:
-        self._own_keys: SigningKeys | None = None
-        self._keys: PublicKeySource
-        if public_keys is None:
-            self._own_keys = self._keys = SigningKeys(store, "zone")
-        else:
-            self._keys = public_keys
-        self._revocations = Revocations(store, REVOCATIONS_NAME)
+        self._authority = TokenAuthority(store, REVOCATIONS_NAME, public_keys=public_keys)
 
     def close(self) -> None:
-        if self._own_keys is not None:
-            self._own_keys.close()
-        self._revocations.close()
+        self._authority.close()
 
     @property
     def signing_keys(self) -> SigningKeys | None:
-        return self._own_keys
+        return self._authority.own_keys
 
     async def issue(
         self,
@@ -147,28 +139,32 @@ class ZoneTokens:
         valid_for: float = DEFAULT_VALID_FOR,
     ) -> str:
         """A signed token for ``zone`` with ``scopes`` (``cp``, ``ingress``, ``egress``)."""
-        if self._own_keys is None:
+        if not self._authority.can_issue:
             raise TokenError(NO_SIGNING_KEY)
         claims = {
             "Zone": check_zone_name(zone),
             "Scope": list(check_scopes(scopes)),
             **standard_claims(valid_for),
         }
-        key = await self._own_keys.signing_key()
-        return jwt.sign(claims, key.private_key, key.kid)
+        return await self._authority.sign(claims)
 
     async def verify(
         self, token: str | None, *, zone: str | None = None, scope: str
     ) -> ZoneTokenClaims:
         """See ``verify_zone_token``; revocations are this store's ``zone`` list."""
+        authority = self._authority
         return await verify_zone_token(
-            token, self._keys, zone=zone, scope=scope, is_revoked=self._revocations.is_revoked
+            token,
+            authority.keys,
+            zone=zone,
+            scope=scope,
+            is_revoked=authority.revocations.is_revoked,
         )
 
     verify_zone_token = verify
 
     async def revoke(self, jti: str) -> bool:
-        return await self._revocations.revoke(jti)
+        return await self._authority.revocations.revoke(jti)
 
 
 __all__ = [

@@ -167,7 +167,8 @@ async def test_expired_revoked_and_forged_tokens_are_refused(cp: ControlPlane) -
             assert r.status_code == 401 and r.json()["details"].startswith(reason), r.text
     import jwt as pyjwt
 
-    keys = cp.user_tokens._keys
+    keys = cp.user_tokens.signing_keys
+    assert keys is not None
     key = await keys.signing_key()
     expired = pyjwt.encode(
         {"Name": "alice", "Groups": [ADMIN_GROUP], "jti": "x", "exp": 1_700_000_000},
