@@ -331,6 +331,23 @@ def test_a_kuma_cp_file_locks_the_api_down(cp_configs: list[Any], tmp_path: Path
     assert result.stderr == ""
 
 
+def test_the_security_docs_lock_down_file_is_taken_whole(
+    cp_configs: list[Any], tmp_path: Path
+) -> None:
+    """docs/security.md's kuma-cp.yaml: every key reaches the configuration, no warning."""
+    text = (DOCS.parent / "security.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "kuma-cp.yaml"
+    path.write_text(block)
+    result = invoke(cli_cp.register, ["cp", "run", "-c", str(path)])
+    config = cp_configs.pop()
+    assert (config.api_address, config.api_https_address) == ("127.0.0.1", "0.0.0.0")
+    assert config.api_tls_cert_file == Path("/etc/kumadp/api.crt")
+    assert config.localhost_is_admin is False
+    assert config.data_dir == Path("/var/lib/kumadp")
+    assert result.stderr == ""
+
+
 def test_keys_kumadp_does_not_take_are_one_warning_line_each(
     cp_configs: list[Any], tmp_path: Path
 ) -> None:
