@@ -51,7 +51,10 @@ def notes(doc: Mapping[str, Any], keys: KnownKeys) -> list[str]:
     def walk(node: Any, path: str) -> None:
         if path in keys.taken or path in refused or node in (None, "", [], {}):
             return  # taken, refused (``refusals``) or set to nothing
-        if isinstance(node, dict) and (not path or keys.below(path)):
+        if not path or keys.below(path):
+            if not isinstance(node, dict):
+                found.append(f"{path}: not a mapping (Kuma's layout has keys under it): ignored")
+                return
             for key, value in node.items():
                 walk(value, f"{path}.{key}" if path else str(key))
         elif keys.is_kuma(path):

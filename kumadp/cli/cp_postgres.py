@@ -122,7 +122,7 @@ def migrate_up(
     postgres_tls_key_path: PgTlsKey = "",
     postgres_tls_ca_path: PgTlsCa = "",
     postgres_max_open_connections: PgMaxConns = 50,
-    log_level: Annotated[str, typer.Option(envvar="KUMA_LOG_LEVEL")] = "info",
+    log_level: Annotated[str, typer.Option(envvar=_env("log_level"))] = "info",
 ) -> None:
     """Create or upgrade the PostgreSQL schema to the version this kumadp knows."""
     from kumadp.cli.common import fail, setup_logging

@@ -362,6 +362,7 @@ def test_keys_kumadp_does_not_take_are_one_warning_line_each(
         "dpServer: {authn: {dpProxy: {type: dpToken, dpToken: {validator: {useSecrets: true,"
         " publicKeys: [{kid: a}]}}}}}\n"
         "flavour: strawberry\n"
+        "dnsServer: 241.0.0.0/8\n"
     )
     result = invoke(cli_cp.register, ["cp", "run", "-c", str(path)])
     assert cp_configs.pop().dp_auth == "dpToken"
@@ -374,6 +375,7 @@ def test_keys_kumadp_does_not_take_are_one_warning_line_each(
         where + "dpServer.authn.dpProxy.dpToken.validator.publicKeys: a Kuma setting kumadp has no "
         "feature for: ignored",
         where + "flavour: unknown key: ignored",
+        where + "dnsServer: not a mapping (Kuma's layout has keys under it): ignored",
     ]
 
 
@@ -460,9 +462,10 @@ def test_kumas_other_keys_are_not_taken_ones(names: Any, layout: Any) -> None:
     assert keys.taken == taken
     refused = {r.key for r in keys.refused}
     assert not taken & keys.kuma and not taken & refused
-    for key in sorted(keys.kuma - refused):  # (a refused key with its value is silent)
-        assert notes(_nest(key, "x"), keys) == [
-            f"{key}: a Kuma setting kumadp has no feature for: ignored"
+    for key in sorted(keys.kuma - refused):
+        named = f"{key}.k" if keys.below(key) else key  # a section with taken keys below
+        assert notes(_nest(key, {"k": "x"}), keys) == [
+            f"{named}: a Kuma setting kumadp has no feature for: ignored"
         ]
 
 
