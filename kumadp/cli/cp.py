@@ -23,7 +23,7 @@ from kumadp.cli.cp_postgres import (
     PgTlsMode,
     PgUser,
 )
-from kumadp.cli.kuma_names import CP, CP_BY_PARAM, env, layout
+from kumadp.cli.kuma_names import CP_BY_PARAM, CP_LAYOUT, env
 from kumadp.cli.pflag import with_layout
 
 if TYPE_CHECKING:
@@ -41,51 +41,53 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cp_app, name="cp")
 
 
-@cp_app.command("run", cls=with_layout(layout(CP)))
+def _env(param: str) -> list[str]:
+    return env(CP_BY_PARAM, param)  # Kuma's names (kumadp.cli.kuma_names)
+
+
+@cp_app.command("run", cls=with_layout(CP_LAYOUT))
 def run(
     mode: Annotated[
-        str, typer.Option(envvar="KUMA_MODE", help="standalone, global or zone (multi-zone)")
+        str, typer.Option(envvar=_env("mode"), help="standalone, global or zone (multi-zone)")
     ] = "standalone",
     store: Annotated[
-        str, typer.Option(envvar="KUMA_STORE_TYPE", help="sqlite (default), memory or postgres")
+        str, typer.Option(envvar=_env("store"), help="sqlite (default), memory or postgres")
     ] = "sqlite",
     data_dir: Annotated[
         Path | None,
-        typer.Option(envvar="KUMADP_DATA_DIR", help="Where the SQLite store lives"),
+        typer.Option(envvar=_env("data_dir"), help="Where the SQLite store lives"),
     ] = None,
     address: Annotated[
         str, typer.Option(envvar="KUMADP_CP_ADDRESS", help="Address every port binds to")
     ] = "0.0.0.0",
-    api_port: Annotated[int, typer.Option(envvar="KUMA_API_SERVER_HTTP_PORT")] = 5681,
-    dp_port: Annotated[int, typer.Option(envvar="KUMA_DP_SERVER_PORT")] = 5678,
-    diagnostics_port: Annotated[int, typer.Option(envvar="KUMA_DIAGNOSTICS_SERVER_PORT")] = 5680,
+    api_port: Annotated[int, typer.Option(envvar=_env("api_port"))] = 5681,
+    dp_port: Annotated[int, typer.Option(envvar=_env("dp_port"))] = 5678,
+    diagnostics_port: Annotated[int, typer.Option(envvar=_env("diagnostics_port"))] = 5680,
     xds_host: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST",
+            envvar=_env("xds_host"),
             help="Host Envoys use for ADS (default: the host the agent used for the API)",
         ),
     ] = None,
-    deregistration_delay: Annotated[
-        str, typer.Option(envvar="KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY")
-    ] = "10s",
+    deregistration_delay: Annotated[str, typer.Option(envvar=_env("deregistration_delay"))] = "10s",
     dp_auth: Annotated[
         str,
         typer.Option(
-            envvar=env(CP_BY_PARAM, "dp_auth"),  # Kuma's current name, then its older one
+            envvar=_env("dp_auth"),  # Kuma's current name, then its older one
             help="dpToken (agents must present a dataplane token) or none",
         ),
     ] = "dpToken",
     tls_cert_file: Annotated[
         Path | None,
-        typer.Option(envvar=env(CP_BY_PARAM, "tls_cert_file"), help="DP server certificate (PEM)"),
+        typer.Option(envvar=_env("tls_cert_file"), help="DP server certificate (PEM)"),
     ] = None,
     tls_key_file: Annotated[
         Path | None,
-        typer.Option(envvar=env(CP_BY_PARAM, "tls_key_file"), help="DP server private key (PEM)"),
+        typer.Option(envvar=_env("tls_key_file"), help="DP server private key (PEM)"),
     ] = None,
     vip_cidr: Annotated[
-        str, typer.Option(envvar="KUMA_DNS_SERVER_CIDR", help="CIDR of the services' VIPs")
+        str, typer.Option(envvar=_env("vip_cidr"), help="CIDR of the services' VIPs")
     ] = "240.0.0.0/4",
     loopback_cidr: Annotated[
         str,
@@ -94,7 +96,7 @@ def run(
             help="CIDR of per-service loopback addresses for agents with --bind-outbounds",
         ),
     ] = "127.1.0.0/16",
-    log_level: Annotated[str, typer.Option(envvar="KUMA_LOG_LEVEL")] = "info",
+    log_level: Annotated[str, typer.Option(envvar=_env("log_level"))] = "info",
     # PostgreSQL and several instances
     postgres_dsn: PgDsn = "",
     postgres_host: PgHost = "127.0.0.1",
@@ -117,50 +119,48 @@ def run(
     # multi-zone
     zone: Annotated[
         str | None,
-        typer.Option(envvar="KUMA_MULTIZONE_ZONE_NAME", help="This zone's name (--mode zone)"),
+        typer.Option(envvar=_env("zone"), help="This zone's name (--mode zone)"),
     ] = None,
     kds_global_address: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS",
+            envvar=_env("kds_global_address"),
             help="The global CP's KDS address, grpcs://HOST:5685 (--mode zone)",
         ),
     ] = None,
     kds_ca_file: Annotated[
         Path | None,
         typer.Option(
-            envvar="KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE",
+            envvar=_env("kds_ca_file"),
             help="CA (PEM) that signed the global CP's KDS certificate (default: system roots)",
         ),
     ] = None,
     kds_skip_verify: Annotated[
         bool,
         typer.Option(
-            envvar="KUMA_MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY",
+            envvar=_env("kds_skip_verify"),
             help="Do not verify the global CP's KDS certificate (insecure)",
         ),
     ] = False,
     kds_port: Annotated[
         int,
-        typer.Option(
-            envvar="KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", help="KDS port zones dial (--mode global)"
-        ),
+        typer.Option(envvar=_env("kds_port"), help="KDS port zones dial (--mode global)"),
     ] = 5685,
     kds_tls_cert_file: Annotated[
         Path | None,
         typer.Option(
-            envvar="KUMA_MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE",
+            envvar=_env("kds_tls_cert_file"),
             help="KDS server certificate (PEM; default: generated in the data dir)",
         ),
     ] = None,
     kds_tls_key_file: Annotated[
         Path | None,
-        typer.Option(envvar="KUMA_MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE", help="KDS server key"),
+        typer.Option(envvar=_env("kds_tls_key_file"), help="KDS server key"),
     ] = None,
     zone_health_timeout: Annotated[
         str,
         typer.Option(
-            envvar="KUMA_MULTIZONE_GLOBAL_KDS_ZONE_HEALTH_CHECK_TIMEOUT",
+            envvar=_env("zone_health_timeout"),
             help="A zone without a heartbeat for this long is Offline (--mode global)",
         ),
     ] = "20s",
@@ -168,48 +168,51 @@ def run(
     api_address: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_API_SERVER_HTTP_INTERFACE",
+            envvar=_env("api_address"),
             help="Address the HTTP API binds to (default: --address)",
         ),
     ] = None,
+    api_https_enabled: Annotated[
+        bool, typer.Option(envvar=_env("api_https_enabled"), help="Serve the HTTPS API")
+    ] = True,
     api_https_port: Annotated[
-        int, typer.Option(envvar="KUMA_API_SERVER_HTTPS_PORT", help="HTTPS API port; 0: off")
+        int, typer.Option(envvar=_env("api_https_port"), help="HTTPS API port; 0: off")
     ] = 5682,
     api_https_address: Annotated[
         str | None,
         typer.Option(
-            envvar="KUMA_API_SERVER_HTTPS_INTERFACE",
+            envvar=_env("api_https_address"),
             help="Address the HTTPS API binds to (default: the HTTP API's)",
         ),
     ] = None,
     api_https_tls_cert_file: Annotated[
         Path | None,
         typer.Option(
-            envvar="KUMA_API_SERVER_HTTPS_TLS_CERT_FILE",
+            envvar=_env("api_https_tls_cert_file"),
             help="HTTPS API certificate (default: the CP's own, as the DP server's)",
         ),
     ] = None,
     api_https_tls_key_file: Annotated[
-        Path | None, typer.Option(envvar="KUMA_API_SERVER_HTTPS_TLS_KEY_FILE")
+        Path | None, typer.Option(envvar=_env("api_https_tls_key_file"))
     ] = None,
     api_https_client_ca_file: Annotated[
         Path | None,
         typer.Option(
-            envvar="KUMA_API_SERVER_HTTPS_TLS_CA_FILE",
+            envvar=_env("api_https_client_ca_file"),
             help="CA of client certificates; a client with one it signed is an admin",
         ),
     ] = None,
     api_https_require_client_cert: Annotated[
         bool,
         typer.Option(
-            envvar="KUMA_API_SERVER_HTTPS_REQUIRE_CLIENT_CERT",
+            envvar=_env("api_https_require_client_cert"),
             help="HTTPS callers must present a client certificate",
         ),
     ] = False,
     api_localhost_is_admin: Annotated[
         bool,
         typer.Option(
-            envvar="KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN",
+            envvar=_env("api_localhost_is_admin"),
             help="Loopback callers (with a loopback Host header) are admins",
         ),
     ] = True,
@@ -233,7 +236,7 @@ def run(
     bootstrap_admin_token: Annotated[
         bool,
         typer.Option(
-            envvar="KUMA_API_SERVER_AUTHN_TOKENS_BOOTSTRAP_ADMIN_TOKEN",
+            envvar=_env("bootstrap_admin_token"),
             help="Write an admin user token to <data dir>/admin-user-token",
         ),
     ] = True,
@@ -322,7 +325,7 @@ def run(
     if api_max_body_bytes < 1024:
         fail(f"--api-max-body-bytes: must be at least 1024, got {api_max_body_bytes}")
     config.api_address = api_address
-    config.api_https_port = api_https_port
+    config.api_https_port = api_https_port if api_https_enabled else 0
     config.api_https_address = api_https_address
     config.api_tls_cert_file = api_https_tls_cert_file
     config.api_tls_key_file = api_https_tls_key_file

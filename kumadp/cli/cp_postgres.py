@@ -9,12 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kumadp.cli.kuma_names import CP_BY_PARAM, env
+
 if TYPE_CHECKING:
     from kumadp.cp.store.postgres_settings import PostgresSettings
 
 log = logging.getLogger("kumadp.cp")
 
-_ENV = "KUMA_STORE_POSTGRES_"
+
+def _env(param: str) -> list[str]:
+    return env(CP_BY_PARAM, param)  # Kuma's names (kumadp.cli.kuma_names)
+
 
 PgDsn = Annotated[
     str,
@@ -25,32 +30,39 @@ PgDsn = Annotated[
         "pairs); the --postgres-* settings fill what it leaves out",
     ),
 ]
-PgHost = Annotated[str, typer.Option("--postgres-host", envvar=_ENV + "HOST")]
-PgPort = Annotated[int, typer.Option("--postgres-port", envvar=_ENV + "PORT")]
-PgUser = Annotated[str, typer.Option("--postgres-user", envvar=_ENV + "USER")]
+PgHost = Annotated[str, typer.Option("--postgres-host", envvar=_env("postgres_host"))]
+PgPort = Annotated[int, typer.Option("--postgres-port", envvar=_env("postgres_port"))]
+PgUser = Annotated[str, typer.Option("--postgres-user", envvar=_env("postgres_user"))]
 PgPassword = Annotated[
     str,
     typer.Option(
         "--postgres-password",
-        envvar=_ENV + "PASSWORD",
+        envvar=_env("postgres_password"),
         help="Prefer the environment variable: a flag shows in the process list",
         show_default=False,
     ),
 ]
-PgDbName = Annotated[str, typer.Option("--postgres-db-name", envvar=_ENV + "DB_NAME")]
+PgDbName = Annotated[str, typer.Option("--postgres-db-name", envvar=_env("postgres_db_name"))]
 PgTlsMode = Annotated[
     str,
     typer.Option(
         "--postgres-tls-mode",
-        envvar=_ENV + "TLS_MODE",
+        envvar=_env("postgres_tls_mode"),
         help="disable, verifyNone, verifyCa or verifyFull",
     ),
 ]
-PgTlsCert = Annotated[str, typer.Option("--postgres-tls-cert-path", envvar=_ENV + "TLS_CERT_PATH")]
-PgTlsKey = Annotated[str, typer.Option("--postgres-tls-key-path", envvar=_ENV + "TLS_KEY_PATH")]
-PgTlsCa = Annotated[str, typer.Option("--postgres-tls-ca-path", envvar=_ENV + "TLS_CA_PATH")]
+PgTlsCert = Annotated[
+    str, typer.Option("--postgres-tls-cert-path", envvar=_env("postgres_tls_cert_path"))
+]
+PgTlsKey = Annotated[
+    str, typer.Option("--postgres-tls-key-path", envvar=_env("postgres_tls_key_path"))
+]
+PgTlsCa = Annotated[
+    str, typer.Option("--postgres-tls-ca-path", envvar=_env("postgres_tls_ca_path"))
+]
 PgMaxConns = Annotated[
-    int, typer.Option("--postgres-max-open-connections", envvar=_ENV + "MAX_OPEN_CONNECTIONS")
+    int,
+    typer.Option("--postgres-max-open-connections", envvar=_env("postgres_max_open_connections")),
 ]
 
 
@@ -110,7 +122,7 @@ def migrate_up(
     postgres_tls_key_path: PgTlsKey = "",
     postgres_tls_ca_path: PgTlsCa = "",
     postgres_max_open_connections: PgMaxConns = 50,
-    log_level: Annotated[str, typer.Option(envvar="KUMA_LOG_LEVEL")] = "info",
+    log_level: Annotated[str, typer.Option(envvar=_env("log_level"))] = "info",
 ) -> None:
     """Create or upgrade the PostgreSQL schema to the version this kumadp knows."""
     from kumadp.cli.common import fail, setup_logging

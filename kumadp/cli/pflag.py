@@ -5,26 +5,39 @@
 - a ``key=value`` map flag (``-v/--dataplane-var``) takes ``-v a=1,b=2`` as two entries
   (``split_pairs``);
 - ``--config-file FILE`` (YAML in Kuma's configuration layout) gives defaults below the
-  environment and the flags, as Kuma loads its configuration (``ConfigFileCommand`` with a
-  ``Layout``: where each of the command's parameters lives in Kuma's file).
+  environment and the flags, as Kuma loads its configuration (``PflagCommand`` with a
+  ``Layout``: where each of the command's parameters lives in Kuma's file, and Kuma's other
+  keys); a key it does not take is one warning line on stderr, a Kuma setting kumadp
+  refuses (in the file or the environment) one error line.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import typer
 import yaml
 from typer.core import TyperCommand
+
+from kumadp.cli.config_keys import KnownKeys, notes, refusals
 
 _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
 
-# parameter name -> its path(s) in Kuma's configuration file (e.g. "controlPlane.url"); of
-# several, the first present wins
-Layout = Mapping[str, tuple[str, ...]]
+
+@dataclass(frozen=True)
+class Layout:
+    """A command's configuration file: parameter name -> its path(s) in Kuma's file (e.g.
+    "controlPlane.url"; of several, the first present wins), and Kuma's keys no parameter
+    takes (``KnownKeys.kuma`` and ``.refused``)."""
+
+    params: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    keys: KnownKeys = field(default_factory=lambda: KnownKeys(frozenset()))
 
 
 def _boolean_flags(command: Any) -> dict[str, str]:
@@ -81,8 +94,8 @@ def split_pairs(values: Iterable[str]) -> list[str]:
     return out
 
 
-def read_layout(path: str, layout: Layout) -> dict[str, Any]:
-    """The parameters ``layout`` finds in the YAML file ``path``: {parameter: value}."""
+def load_config_file(path: str) -> dict[str, Any]:
+    """The YAML mapping in ``path``; a bad file exits with one line."""
     from kumadp.cli.common import fail
 
     try:
@@ -93,8 +106,13 @@ def read_layout(path: str, layout: Layout) -> dict[str, Any]:
         fail(f"--config-file: {path} is not valid YAML: {' '.join(str(exc).split())}")
     if not isinstance(doc, dict):
         fail(f"--config-file: {path} must hold a YAML mapping")
+    return doc
+
+
+def read_layout(doc: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
+    """The parameters ``layout`` finds in the configuration ``doc``: {parameter: value}."""
     found: dict[str, Any] = {}
-    for param, paths in layout.items():
+    for param, paths in layout.params.items():
         for dotted in paths:
             node: Any = doc
             for key in dotted.split("."):
@@ -109,15 +127,18 @@ class PflagCommand(TyperCommand):
     """A typer command that also parses pflag's boolean forms, and, when its class has a
     ``layout`` (``with_layout``), reads ``--config-file`` into the defaults."""
 
-    layout: ClassVar[Layout] = {}
+    layout: ClassVar[Layout | None] = None
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
     ) -> Any:
         args = rewrite_booleans(list(args), _boolean_flags(self))
         path = _config_file(args) if self.layout else None
-        if path:
-            values = read_layout(path, self.layout)
+        doc = load_config_file(path) if path else {}
+        if self.layout and not _asks_for_help(args):
+            _check_keys(path, doc, self.layout.keys)
+        if path and self.layout:
+            values = read_layout(doc, self.layout)
             multiple = {p.name for p in self.params if getattr(p, "multiple", False)}
             defaults = {k: _flag_text(v) for k, v in values.items()}
             for name in multiple & set(defaults):
@@ -129,7 +150,23 @@ class PflagCommand(TyperCommand):
 
 def with_layout(layout: Layout) -> type[PflagCommand]:
     """A ``PflagCommand`` class whose ``--config-file`` is read with ``layout``."""
-    return type("KumaConfigCommand", (PflagCommand,), {"layout": dict(layout)})
+    return type("KumaConfigCommand", (PflagCommand,), {"layout": layout})
+
+
+def _check_keys(path: str | None, doc: Mapping[str, Any], keys: KnownKeys) -> None:
+    """Warn about each file key kumadp does not take; fail on a refused Kuma setting."""
+    from kumadp.cli.common import fail
+
+    where = f"--config-file {path}: " if path else ""
+    for note in notes(doc, keys):
+        typer.echo(f"Warning: {where}{note}", err=True)
+    refused = refusals(doc, os.environ, keys.refused, file=where)
+    if refused:
+        fail(refused[0])
+
+
+def _asks_for_help(args: list[str]) -> bool:
+    return any(a in ("--help", "-h") for a in args[: args.index("--") if "--" in args else None])
 
 
 def _flag_text(value: Any) -> Any:
@@ -157,6 +194,7 @@ def _config_file(args: list[str]) -> str | None:
 __all__ = [
     "Layout",
     "PflagCommand",
+    "load_config_file",
     "read_layout",
     "rewrite_booleans",
     "split_pairs",

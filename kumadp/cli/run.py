@@ -16,7 +16,7 @@ from kumadp.cli.common import (
     parse_port_flag,
     setup_logging,
 )
-from kumadp.cli.kuma_names import RUN, RUN_BY_PARAM, env, layout
+from kumadp.cli.kuma_names import RUN_BY_PARAM, RUN_LAYOUT, env
 from kumadp.cli.pflag import split_pairs, with_layout
 
 _CP = "Control plane"
@@ -362,4 +362,4 @@ def _envoy_level(agent_level: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", cls=with_layout(layout(RUN)))(run)
+    app.command("run", cls=with_layout(RUN_LAYOUT))(run)

@@ -1,10 +1,15 @@
 """A Kuma 2.x universal quick start, as a Kuma user writes it, against ``kumadp cp run``
-(issue 16): the CP configured by Kuma's environment variables, kumactl's YAML applied as it
-is, agents started with kuma-dp's command line (``--cp-address=https://HOST:5678``,
-``--dns-enabled=false``, ``-v a=1,b=2``), a MeshTrafficPermission in the form of Kuma's
-current docs (``targetRef.kind: Dataplane``), real Envoys and real traffic; Kuma's API paths;
-kuma-dp's exact bootstrap request on the DP port, whose registration goes away when no
-stream follows."""
+(issue 16): the CP configured by Kuma's environment variables only, kumactl's YAML applied as
+it is, tokens from ``kumadp ctl generate dataplane-token`` (kumactl's command), agents
+started with kuma-dp's command line (``--cp-address=https://HOST:5678``,
+``--dns-enabled=false``, ``-v a=1,b=2``) and kuma-dp's environment, a MeshTrafficPermission
+in the form of Kuma's current docs (``targetRef.kind: Dataplane``), real Envoys and real
+traffic; Kuma's API paths; kuma-dp's exact bootstrap request on the DP port, whose
+registration goes away when no stream follows.
+
+The ports are free ones instead of Kuma's fixed defaults, through Kuma's names (the API on
+loopback with ``KUMA_API_SERVER_HTTP_INTERFACE``; the Envoy admin port in the Dataplane's
+``networking.admin.port``, as in Kuma); the agents' metrics port has no Kuma name."""
 
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ labels:
   app: "{{ app }}"
 networking:
   address: 127.0.0.1
+  admin:
+    port: {{ admin }}
   inbound:
     - port: {{ inbound }}
       servicePort: {{ port }}
@@ -42,17 +49,22 @@ networking:
 
 
 def start_cp_from_kuma_env(env: MeshEnv) -> ControlPlane:
-    api, dp, diag = free_port(), free_port(), free_port()
+    api, https, dp, diag = free_port(), free_port(), free_port(), free_port()
+    data_dir = env.tmp / "cp-data"
     kuma_env = {
         "KUMA_STORE_TYPE": "memory",
+        "KUMA_GENERAL_WORK_DIR": str(data_dir),
+        "KUMA_API_SERVER_HTTP_INTERFACE": "127.0.0.1",
         "KUMA_API_SERVER_HTTP_PORT": str(api),
+        "KUMA_API_SERVER_HTTPS_INTERFACE": "127.0.0.1",
+        "KUMA_API_SERVER_HTTPS_PORT": str(https),
         "KUMA_DP_SERVER_PORT": str(dp),
         "KUMA_DIAGNOSTICS_SERVER_PORT": str(diag),
         "KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "dpToken",
         "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY": "2s",
-        "KUMADP_CP_ADDRESS": "127.0.0.1",
+        "KUMA_LOG_LEVEL": "debug",
     }
-    proc = env.procs.start("cp", kumadp_command("cp", "run", "--log-level", "debug"), env=kuma_env)
+    proc = env.procs.start("cp", kumadp_command("cp", "run"), env=kuma_env)
     wait_until(
         lambda: (
             http_ok(f"http://127.0.0.1:{diag}/ready")
@@ -61,7 +73,7 @@ def start_cp_from_kuma_env(env: MeshEnv) -> ControlPlane:
         what="control plane ready",
         proc=proc,
     )
-    env.cp = ControlPlane(proc, api, dp, diag, env.tmp / "cp-data", "dpToken")
+    env.cp = ControlPlane(proc, api, dp, diag, data_dir, "dpToken", https_port=https)
     return env.cp
 
 
@@ -79,11 +91,17 @@ def ctl(cp: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.Co
 def kuma_dp(
     env: MeshEnv, cp: ControlPlane, ca: Path, name: str, app: str, app_port: int, outbound: str
 ) -> Agent:
-    """``kumadp run`` with kuma-dp's command line (plus free ports for the test)."""
+    """``kumadp run`` with kuma-dp's command line and environment; its token from
+    ``kumadp ctl generate dataplane-token`` (``kumactl generate dataplane-token``)."""
     template = env.tmp / f"{name}.tmpl.yaml"
     template.write_text(TEMPLATE)
-    token = env.tmp / f"{name}.token"
-    token.write_text(cp.token(name))
+    generated = ctl(
+        cp, "generate", "dataplane-token", "--name", name, "--mesh", "default",
+        "--valid-for", "720h",
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stderr
+    token = env.tmp / f"kuma-token-{name}"
+    token.write_text(generated.stdout)
     admin, readiness, inbound = free_port(), free_port(), free_port()
     proc = env.procs.start(
         f"agent-{name}",
@@ -95,20 +113,15 @@ def kuma_dp(
             f"--dataplane-token-file={token}",
             f"--dataplane-file={template}",
             "-v",
-            f"name={name},app={app},inbound={inbound},port={app_port}",
+            f"name={name},app={app},inbound={inbound},port={app_port},admin={admin}",
             "--dataplane-var",
             f"outbound={outbound}",
-            # free ports for the test, not Kuma's fixed ones
-            "--admin-port",
-            str(admin),
-            "--readiness-port",
-            str(readiness),
-            "--metrics-port",
-            str(free_port()),
-            "--work-dir",
-            str(env.tmp / f"{name}-wd"),
+            f"--work-dir={env.tmp / f'{name}-wd'}",
             "--drain-time=1s",
+            "--metrics-port",  # kumadp's own (Kuma's comes from the Mesh): a free port
+            str(free_port()),
         ),
+        env={"KUMA_READINESS_PORT": str(readiness)},
     )
     agent = Agent(name, proc, admin, readiness, inbound)
     wait_until(agent.ready, timeout=60, what=f"agent {name} ready", proc=proc)

@@ -18,7 +18,7 @@ import pytest
 
 from testkit.mesh import Agent, ControlPlane, MeshEnv
 from testkit.postgres import PostgresServer, PostgresUnavailable
-from testkit.procs import kumadp_command, wait_until
+from testkit.procs import http_ok, kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -275,6 +275,9 @@ def test_postgres_restart_under_the_cps_and_two_writers(env: MeshEnv, tmp_path: 
         time.sleep(2)  # the CPs notice; requests to the API fail meanwhile
         assert cps[0].get("/meshes/default/dataplanes").status_code == 503
         server.start()
+        for cp in cps:  # both back on the store before a token is asked for
+            url = cp.url + "/meshes/default/dataplanes"
+            wait_until(lambda url=url: http_ok(url), what="the CP's store back")
 
         # Changes made after it returns reach every Envoy: a new backend joins (bootstrap
         # on one instance; web's ADS may be on the other).

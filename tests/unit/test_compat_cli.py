@@ -6,6 +6,8 @@ and that table in docs/kuma-compatibility.md."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from typer.testing import CliRunner
 
 from kumadp.cli import cp as cli_cp
 from kumadp.cli import run as cli_run
-from kumadp.cli.kuma_names import CP, RUN, KumaName
+from kumadp.cli.config_keys import notes
+from kumadp.cli.kuma_names import CP, CP_LAYOUT, RUN, RUN_LAYOUT, KumaName
 from kumadp.cli.pflag import rewrite_booleans, split_pairs
 
 DOCS = Path(__file__).parents[2] / "docs" / "kuma-compatibility.md"
@@ -52,18 +55,86 @@ RUN_VALUES: dict[str, tuple[Any, str, Any]] = {
     "bind_outbounds": (True, "bind_outbounds", True),
     "log_level": ("debug", "envoy_log_level", "debug"),  # Envoy inherits it
 }
-CP_VALUES: dict[str, tuple[Any, str, Any]] = {
-    "mode": ("standalone", "mode", "standalone"),
-    "store": ("memory", "store", "memory"),
-    "api_port": (15681, "api_port", 15681),
-    "dp_port": (15678, "dp_port", 15678),
-    "diagnostics_port": (15680, "diagnostics_port", 15680),
-    "xds_host": ("cp.example", "xds_host", "cp.example"),
-    "deregistration_delay": ("30s", "deregistration_delay", 30.0),
-    "dp_auth": ("none", "dp_auth", "none"),
-    "tls_cert_file": ("/etc/kuma/tls.crt", "tls_cert_file", Path("/etc/kuma/tls.crt")),
-    "tls_key_file": ("/etc/kuma/tls.key", "tls_key_file", Path("/etc/kuma/tls.key")),
-    "vip_cidr": ("241.0.0.0/8", "vip_cidr", "241.0.0.0/8"),
+ZONE = ["--mode", "zone", "--kds-global-address", "grpcs://global.example:5685"]
+PG = ["--store", "postgres"]
+# parameter -> (a value as Kuma would give it, the configuration attribute (dotted), what it
+# becomes, the other flags it needs)
+CP_VALUES: dict[str, tuple[Any, str, Any, list[str]]] = {
+    "mode": ("global", "mode", "global", []),
+    "store": ("memory", "store", "memory", []),
+    "data_dir": ("/var/lib/kuma", "data_dir", Path("/var/lib/kuma"), []),
+    "api_port": (15681, "api_port", 15681, []),
+    "api_address": ("127.0.0.2", "api_address", "127.0.0.2", []),
+    "api_https_enabled": (False, "api_https_port", 0, []),
+    "api_https_port": (15682, "api_https_port", 15682, []),
+    "api_https_address": ("127.0.0.3", "api_https_address", "127.0.0.3", []),
+    "api_https_tls_cert_file": (
+        "/etc/kuma/api.crt",
+        "api_tls_cert_file",
+        Path("/etc/kuma/api.crt"),
+        [],
+    ),
+    "api_https_tls_key_file": (
+        "/etc/kuma/api.key",
+        "api_tls_key_file",
+        Path("/etc/kuma/api.key"),
+        [],
+    ),
+    "api_https_client_ca_file": (
+        "/etc/kuma/ca.pem",
+        "api_client_ca_file",
+        Path("/etc/kuma/ca.pem"),
+        [],
+    ),
+    "api_https_require_client_cert": (True, "api_require_client_cert", True, []),
+    "api_localhost_is_admin": (False, "localhost_is_admin", False, []),
+    "bootstrap_admin_token": (False, "bootstrap_admin_token", False, []),
+    "dp_port": (15678, "dp_port", 15678, []),
+    "dp_auth": ("none", "dp_auth", "none", []),
+    "tls_cert_file": ("/etc/kuma/tls.crt", "tls_cert_file", Path("/etc/kuma/tls.crt"), []),
+    "tls_key_file": ("/etc/kuma/tls.key", "tls_key_file", Path("/etc/kuma/tls.key"), []),
+    "xds_host": ("cp.example", "xds_host", "cp.example", []),
+    "deregistration_delay": ("30s", "deregistration_delay", 30.0, []),
+    "vip_cidr": ("241.0.0.0/8", "vip_cidr", "241.0.0.0/8", []),
+    "diagnostics_port": (15680, "diagnostics_port", 15680, []),
+    "postgres_host": ("db.example", "postgres.host", "db.example", PG),
+    "postgres_port": (15432, "postgres.port", 15432, PG),
+    "postgres_user": ("kuma-cp", "postgres.user", "kuma-cp", PG),
+    "postgres_password": ("s3cret", "postgres.password", "s3cret", PG),
+    "postgres_db_name": ("kumadb", "postgres.db_name", "kumadb", PG),
+    "postgres_tls_mode": ("verifyNone", "postgres.tls_mode", "verifyNone", PG),
+    "postgres_tls_cert_path": ("/etc/pg/tls.crt", "postgres.tls_cert_path", "/etc/pg/tls.crt", PG),
+    "postgres_tls_key_path": ("/etc/pg/tls.key", "postgres.tls_key_path", "/etc/pg/tls.key", PG),
+    "postgres_tls_ca_path": ("/etc/pg/ca.crt", "postgres.tls_ca_path", "/etc/pg/ca.crt", PG),
+    "postgres_max_open_connections": (20, "postgres.max_open_connections", 20, PG),
+    "zone": ("zone-1", "zone", "zone-1", ZONE),
+    "kds_global_address": (
+        "grpcs://global.example:5685",
+        "kds_global_address",
+        "grpcs://global.example:5685",
+        ["--mode", "zone", "--zone", "zone-1"],
+    ),
+    "kds_ca_file": (
+        "/etc/kuma/global.pem",
+        "kds_ca_file",
+        Path("/etc/kuma/global.pem"),
+        [*ZONE, "--zone", "z"],
+    ),
+    "kds_skip_verify": (True, "kds_skip_verify", True, [*ZONE, "--zone", "z"]),
+    "kds_port": (15685, "kds_port", 15685, []),
+    "kds_tls_cert_file": (
+        "/etc/kuma/kds.crt",
+        "kds_tls_cert_file",
+        Path("/etc/kuma/kds.crt"),
+        ["--kds-tls-key-file", "/k"],
+    ),
+    "kds_tls_key_file": (
+        "/etc/kuma/kds.key",
+        "kds_tls_key_file",
+        Path("/etc/kuma/kds.key"),
+        ["--kds-tls-cert-file", "/c"],
+    ),
+    "zone_health_timeout": ("45s", "zone_health_timeout", 45.0, []),
 }
 UNCHECKED = {"dataplane_var", "config_file"}  # checked by their own tests below
 
@@ -167,13 +238,19 @@ def test_each_kuma_dp_environment_variable(
 def test_each_kuma_cp_environment_variable(
     cp_configs: list[Any], name: KumaName, variable: str
 ) -> None:
-    value, attribute, expected = CP_VALUES[name.param]
+    value, attribute, expected, needs = CP_VALUES[name.param]
     if name.param == "store":
         invoke(cli_cp.register, ["cp", "run"], {variable: env_text(value)})
         config = cp_configs.pop()
     else:
-        config = cp_config(cp_configs, env={variable: env_text(value)})
-    assert getattr(config, attribute) == expected, variable
+        config = cp_config(cp_configs, *needs, env={variable: env_text(value)})
+    assert attr(config, attribute) == expected, variable
+
+
+def attr(config: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        config = getattr(config, name)
+    return config
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:
@@ -205,12 +282,13 @@ def test_each_kuma_dp_config_file_key(
 def test_each_kuma_cp_config_file_key(
     cp_configs: list[Any], tmp_path: Path, name: KumaName
 ) -> None:
-    value, attribute, expected = CP_VALUES[name.param]
+    value, attribute, expected, needs = CP_VALUES[name.param]
     for dotted in name.config:
         path = tmp_path / "kuma-cp.yaml"
         path.write_text(yaml.safe_dump(_nest(dotted, value)))
-        invoke(cli_cp.register, ["cp", "run", "-c", str(path)])
-        assert getattr(cp_configs.pop(), attribute) == expected, dotted
+        result = invoke(cli_cp.register, ["cp", "run", "-c", str(path), *needs])
+        assert attr(cp_configs.pop(), attribute) == expected, dotted
+        assert "Warning" not in result.stderr  # the key is known
 
 
 def test_precedence_flag_then_env_then_file(agent_configs: list[Any], tmp_path: Path) -> None:
@@ -233,6 +311,162 @@ def test_config_file_errors_are_one_line(agent_configs: list[Any], tmp_path: Pat
     bad.write_text("- a list\n")
     result = CliRunner().invoke(app, ["run", "-c", str(bad)])
     assert result.stderr == f"Error: --config-file: {bad} must hold a YAML mapping\n"
+
+
+def test_a_kuma_cp_file_locks_the_api_down(cp_configs: list[Any], tmp_path: Path) -> None:
+    """The audit's example: Kuma's bind interface and loopback-is-admin from a file reach
+    the configuration (they were dropped: the API bound 0.0.0.0 and loopback stayed admin)."""
+    path = tmp_path / "kuma-cp.yaml"
+    path.write_text(
+        "apiServer:\n"
+        "  http: {interface: 127.0.0.1, port: 15681}\n"
+        "  https: {enabled: false}\n"
+        "  authn: {localhostIsAdmin: false}\n"
+    )
+    result = invoke(cli_cp.register, ["cp", "run", "-c", str(path)])
+    config = cp_configs.pop()
+    assert (config.api_address, config.api_port) == ("127.0.0.1", 15681)
+    assert config.localhost_is_admin is False
+    assert config.api_https_port == 0
+    assert result.stderr == ""
+
+
+def test_the_security_docs_lock_down_file_is_taken_whole(
+    cp_configs: list[Any], tmp_path: Path
+) -> None:
+    """docs/security.md's kuma-cp.yaml: every key reaches the configuration, no warning."""
+    text = (DOCS.parent / "security.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "kuma-cp.yaml"
+    path.write_text(block)
+    result = invoke(cli_cp.register, ["cp", "run", "-c", str(path)])
+    config = cp_configs.pop()
+    assert (config.api_address, config.api_https_address) == ("127.0.0.1", "0.0.0.0")
+    assert config.api_tls_cert_file == Path("/etc/kumadp/api.crt")
+    assert config.localhost_is_admin is False
+    assert config.data_dir == Path("/var/lib/kumadp")
+    assert result.stderr == ""
+
+
+def test_keys_kumadp_does_not_take_are_one_warning_line_each(
+    cp_configs: list[Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "kuma-cp.yaml"
+    path.write_text(
+        "environment: universal\n"  # what kumadp does: nothing to say
+        "apiServer:\n"
+        "  http: {interfce: 127.0.0.1, enabled: true}\n"
+        "  gui: {enabled: false, basePath: /ui}\n"
+        "  corsAllowedDomains: []\n"  # set to nothing
+        "runtime: {kubernetes: {injector: {cniEnabled: true}}, universal: {}}\n"
+        "dpServer: {authn: {dpProxy: {type: dpToken, dpToken: {validator: {useSecrets: true,"
+        " publicKeys: [{kid: a}]}}}}}\n"
+        "flavour: strawberry\n"
+        "dnsServer: 241.0.0.0/8\n"
+    )
+    result = invoke(cli_cp.register, ["cp", "run", "-c", str(path)])
+    assert cp_configs.pop().dp_auth == "dpToken"
+    where = f"Warning: --config-file {path}: "
+    assert result.stderr.splitlines() == [
+        where + "apiServer.http.interfce: unknown key: ignored "
+        '(did you mean "apiServer.http.interface"?)',
+        where + "apiServer.gui: a Kuma setting kumadp has no feature for: ignored",
+        where + "runtime: a Kuma setting kumadp has no feature for: ignored",
+        where + "dpServer.authn.dpProxy.dpToken.validator.publicKeys: a Kuma setting kumadp has no "
+        "feature for: ignored",
+        where + "flavour: unknown key: ignored",
+        where + "dnsServer: not a mapping (Kuma's layout has keys under it): ignored",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "env", "error"),
+    [
+        (
+            "apiServer: {http: {enabled: false}}",
+            {},
+            "apiServer.http.enabled: 'false' is not supported by kumadp (kumadp always serves "
+            "the HTTP API: bind it to loopback with apiServer.http.interface: 127.0.0.1 "
+            "(--api-address))",
+        ),
+        (
+            "apiServer: {readOnly: false}",  # the file says what kumadp does...
+            {"KUMA_API_SERVER_READ_ONLY": "TRUE"},  # ...the environment wins
+            "KUMA_API_SERVER_READ_ONLY: 'true' is not supported by kumadp (kumadp's API has no "
+            "read-only switch: give readers user tokens outside mesh-system:admin)",
+        ),
+        (
+            "general: {tlsMinVersion: TLSv1_3}",
+            {},
+            "general.tlsMinVersion: 'TLSv1_3' is not supported by kumadp (kumadp's TLS servers "
+            "take TLS 1.2 and newer with Python's default ciphers)",
+        ),
+        (
+            "",
+            {"KUMA_API_SERVER_HTTPS_TLS_CIPHER_SUITES": "TLS_AES_256_GCM_SHA384"},
+            "KUMA_API_SERVER_HTTPS_TLS_CIPHER_SUITES: 'TLS_AES_256_GCM_SHA384' is not supported "
+            "by kumadp (kumadp's TLS servers take TLS 1.2 and newer with Python's default "
+            "ciphers)",
+        ),
+    ],
+)
+def test_kuma_settings_kumadp_cannot_honour_are_refused(
+    cp_configs: list[Any], tmp_path: Path, file: str, env: dict[str, str], error: str
+) -> None:
+    """Ignoring them would leave the CP less locked down than asked: one line, exit 1."""
+    path = tmp_path / "kuma-cp.yaml"
+    path.write_text(file + "\n")
+    result = CliRunner().invoke(_app(cli_cp.register), ["cp", "run", "-c", str(path)], env=env)
+    assert result.exit_code == 1
+    where = "" if error.startswith("KUMA_") else f"--config-file {path}: "
+    assert result.stderr == f"Error: {where}{error}\n"
+    assert cp_configs == []
+
+
+def test_a_refused_setting_at_the_value_kumadp_has_is_fine(
+    cp_configs: list[Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "kuma-cp.yaml"
+    path.write_text(
+        "apiServer: {http: {enabled: true}, readOnly: false, https: {tlsMinVersion: TLSv1_2}}\n"
+        "general: {tlsCipherSuites: []}\n"
+    )
+    env = {"KUMA_API_SERVER_AUTHN_TOKENS_ENABLE_ISSUER": "1", "KUMA_ENVIRONMENT": "universal"}
+    result = invoke(cli_cp.register, ["cp", "run", "-c", str(path)], env)
+    assert result.stderr == ""
+
+
+def test_kuma_dp_file_keys_kumadp_does_not_take(agent_configs: list[Any], tmp_path: Path) -> None:
+    path = tmp_path / "kuma-dp.yaml"
+    path.write_text(
+        "dataplane: {name: web-1, mesh: default}\n"
+        "dns: {coreDnsPort: 15054, enabeld: true}\n"
+        "dataplaneRuntime: {resourceVars: {a: b}, spire: {supported: true}}\n"
+    )
+    result = invoke(cli_run.register, ["run", "-c", str(path)])
+    assert agent_configs.pop().dataplane_vars == ["a=b"]
+    where = f"Warning: --config-file {path}: "
+    assert result.stderr.splitlines() == [
+        where + "dns.coreDnsPort: a Kuma setting kumadp has no feature for: ignored",
+        where + 'dns.enabeld: unknown key: ignored (did you mean "dns.enabled"?)',
+        where + "dataplaneRuntime.spire: a Kuma setting kumadp has no feature for: ignored",
+    ]
+
+
+@pytest.mark.parametrize(("names", "layout"), [(RUN, RUN_LAYOUT), (CP, CP_LAYOUT)])
+def test_kumas_other_keys_are_not_taken_ones(names: Any, layout: Any) -> None:
+    """A key is either taken by a flag or one kumadp has no feature for, never both; each
+    Kuma key set alone is named as Kuma's (not as a typo)."""
+    keys = layout.keys
+    taken = {c for n in names for c in n.config}
+    assert keys.taken == taken
+    refused = {r.key for r in keys.refused}
+    assert not taken & keys.kuma and not taken & refused
+    for key in sorted(keys.kuma - refused):
+        named = f"{key}.k" if keys.below(key) else key  # a section with taken keys below
+        assert notes(_nest(key, {"k": "x"}), keys) == [
+            f"{named}: a Kuma setting kumadp has no feature for: ignored"
+        ]
 
 
 # --- pflag's forms ------------------------------------------------------------------------------
@@ -311,6 +545,12 @@ def test_default_cp_address_is_kuma_dps(agent_configs: list[Any]) -> None:
 # --- the table in the docs ------------------------------------------------------------------------
 
 
+HEADER = (
+    "| kumadp flag | environment (Kuma's first) | Kuma's flag | Kuma's configuration key |\n"
+    "|---|---|---|---|\n"
+)
+
+
 def doc_row(name: KumaName) -> str:
     env = ", ".join(f"`{v}`" for v in name.env) or "—"
     kuma_flag = f"`{name.kuma_flag}`" if name.kuma_flag else "—"
@@ -318,11 +558,23 @@ def doc_row(name: KumaName) -> str:
     return f"| `{name.flag}` | {env} | {kuma_flag} | {config} |"
 
 
+def doc_table(names: tuple[KumaName, ...]) -> str:
+    return HEADER + "".join(doc_row(n) + "\n" for n in names)
+
+
 def test_the_docs_show_the_table() -> None:
+    """The docs' two tables are the tables of ``kuma_names``, row for row, in order
+    (``UPDATE_GOLDEN=1`` rewrites them)."""
     text = DOCS.read_text()
-    for names in (RUN, CP):
-        for name in names:
-            assert doc_row(name) in text, doc_row(name)
+    tables = [m.group(0) for m in re.finditer(re.escape(HEADER) + r"(\|.*\n)*", text)]
+    assert len(tables) == 2, "docs/kuma-compatibility.md: the kumadp run and cp run tables"
+    expected = [doc_table(RUN), doc_table(CP)]
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        for old, new in zip(tables, expected, strict=True):
+            text = text.replace(old, new)
+        DOCS.write_text(text)
+        return
+    assert tables == expected
 
 
 @pytest.mark.parametrize(("register", "names"), [(cli_run.register, RUN), (cli_cp.register, CP)])

@@ -17,6 +17,7 @@ import yaml
 from kumadp.cp.api import create_app
 from kumadp.cp.defaults import ensure_default_mesh
 from kumadp.cp.store import MemoryStore
+from kumadp.resources.registry import REGISTRY
 from tests.unit.test_ctl import Served, run
 
 KUMA = Path(__file__).parent / "testdata" / "kuma"
@@ -44,26 +45,65 @@ async def client(store: MemoryStore) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def path_of(doc: dict[str, Any]) -> str:
-    plural = {"Mesh": "meshes", "Dataplane": "dataplanes"}.get(doc["type"])
-    if plural is None:
-        plural = doc["type"].lower() + "s"
-    if doc["type"] == "Mesh":
-        return f"/meshes/{doc['name']}"
-    return f"/meshes/{doc['mesh']}/{plural}/{doc['name']}"
+    kind = REGISTRY[doc["type"]]
+    if not kind.mesh_scoped:
+        return f"/{kind.plural}/{doc['name']}"
+    return f"/meshes/{doc['mesh']}/{kind.plural}/{doc['name']}"
 
 
-@pytest.mark.parametrize("kind", ["mesh", "dataplane", "meshtrafficpermission"])
+# every kind kumadp serves that kumactl prints (testdata/kuma/kumactl-get-<kind>.yaml)
+KINDS = [
+    "mesh",
+    "dataplane",
+    "meshtrafficpermission",
+    "meshtimeout",
+    "meshretry",
+    "meshcircuitbreaker",
+    "meshhealthcheck",
+    "meshloadbalancingstrategy",
+    "zone",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 async def test_kumactl_yaml_output_applies_unchanged(client: httpx.AsyncClient, kind: str) -> None:
+    """The file's own bytes (Kuma's key order and quoting, its comments), not a re-dump."""
     doc = kumactl_output(kind)
+    body = (KUMA / f"kumactl-get-{kind}.yaml").read_bytes()
     response = await client.put(
-        path_of(doc), content=yaml.safe_dump(doc), headers={"content-type": "application/yaml"}
+        path_of(doc), content=body, headers={"content-type": "application/yaml"}
     )
     assert response.status_code in (200, 201), response.text
     assert "warning" not in response.headers
     assert response.json() == {}
     stored = (await client.get(path_of(doc))).json()
-    assert stored["labels"] == doc["labels"]  # kept
+    assert stored.get("labels") == doc.get("labels")  # kept
     assert stored["creationTime"] != doc["creationTime"]  # output-only: the CP's own
+    assert stored.get("spec", {}) == doc.get("spec", {})  # as written: nothing dropped
+    if kind == "zone":
+        assert stored["enabled"] is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_kumactl_yaml_output_applies_unchanged_with_ctl(kind: str) -> None:
+    """``kumadp ctl apply -f <the file>`` as kumactl's: created, no warning."""
+    store = MemoryStore()
+    served = Served(create_app(store))
+    try:
+        doc = kumactl_output(kind)
+        if kind not in ("mesh", "zone"):
+            created = run(
+                "apply", "-f", "-", "--cp-address", served.url, input="type: Mesh\nname: default\n"
+            )
+            assert created.exit_code == 0, created.output
+        path = KUMA / f"kumactl-get-{kind}.yaml"
+        result = run("apply", "-f", str(path), "--cp-address", served.url)
+        assert result.exit_code == 0, result.output
+        in_mesh = f' in mesh "{doc["mesh"]}"' if "mesh" in doc else ""
+        assert result.stdout == f'{doc["type"]} "{doc["name"]}"{in_mesh} created\n'
+        assert result.stderr == ""
+    finally:
+        served.stop()
 
 
 async def test_an_ignored_kuma_field_is_accepted_with_a_warning(

@@ -9,7 +9,8 @@
 
 The first three read the dataplane's Envoy admin API through its agent (``AgentHub``:
 the request goes down the agent's ``Watch`` stream), so they work wherever the agent runs;
-like Kuma, they are served to admins only (here: the CP's own host).
+they are served to admins only (``access.RULES``: a loopback admin, or a remote caller with an
+admin token or client certificate).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 - ``GET /_resources``: every resource type served, with Kuma's descriptor fields;
 - ``GET /policies``: the policy types (Kuma's older list, still read by tools);
-- ``GET /who-am-i``: the caller as the API sees it (loopback callers are the admin);
-- ``GET /config``: the control plane's configuration, under Kuma's key names (loopback only,
-  as Kuma serves it to admins only);
+- ``GET /who-am-i``: the caller as the access layer sees it (a user token's user, a client
+  certificate's name, the loopback admin, or anonymous);
+- ``GET /config``: the control plane's configuration, under Kuma's key names (admins only,
+  ``access.RULES``);
 - ``GET /global-insights``: how many resources of each global type there are.
 
 Everything here is read from the registry (``kumadp.resources.registry``) and what the
