@@ -34,7 +34,8 @@ def _matchers(matchers: list[dict[str, str]]) -> str:
 
 
 def _origins(rule: dict[str, Any]) -> str:
-    return ",".join(str(o.get("name")) for o in rule.get("origin") or [])
+    metas = ((o.get("resourceMeta") or o) for o in rule.get("origin") or [])  # Kuma's shape
+    return ",".join(str(m.get("name")) for m in metas)
 
 
 def rule_rows(body: dict[str, Any]) -> list[list[str]]:

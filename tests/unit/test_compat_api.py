@@ -17,6 +17,7 @@ from kumadp.cp.api import create_app
 from kumadp.cp.api.insights import insight_routes
 from kumadp.cp.api.inspect import inspect_routes
 from kumadp.cp.api.meta import display_names, meta_routes
+from kumadp.cp.api.rules import rules_routes
 from kumadp.cp.defaults import ensure_default_mesh
 from kumadp.cp.insights import InsightStore
 from kumadp.cp.instance import CpInstance
@@ -72,6 +73,7 @@ def app_for(store: MemoryStore, hub: AgentHub, instance: CpInstance | None = Non
         *insight_routes(store, InsightStore(store), SnapshotCache()),
         *meta_routes(store, config_document(config)),
         *inspect_routes(store, hub),
+        *rules_routes(store),
     ]
     return create_app(store, extra_routes=routes, instance=instance)
 
@@ -233,8 +235,7 @@ async def test_rules_of_a_dataplane(client: httpx.AsyncClient) -> None:
         "name": "backend-1",
         "type": "Dataplane",
     }
-    (mtp,) = body["rules"]
-    assert mtp["type"] == "MeshTrafficPermission"
+    (mtp,) = [r for r in body["rules"] if r["type"] == "MeshTrafficPermission"]
     main, admin = mtp["fromRules"]
     assert main["inbound"] == {
         "port": 10001,

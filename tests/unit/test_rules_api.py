@@ -61,7 +61,12 @@ async def test_rules_of_a_dataplane(client: httpx.AsyncClient) -> None:
     r = await client.get("/meshes/default/dataplanes/web-1/_rules")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["resource"] == {"type": "Dataplane", "mesh": "default", "name": "web-1"}
+    assert body["resource"] == {
+        "type": "Dataplane",
+        "mesh": "default",
+        "name": "web-1",
+        "labels": {},
+    }
     rules = _by_type(body)
     assert sorted(rules) == [
         "MeshCircuitBreaker",
@@ -75,7 +80,10 @@ async def test_rules_of_a_dataplane(client: httpx.AsyncClient) -> None:
     assert any_service["conf"]["http"]["requestTimeout"] == "15s"
     assert backend["matchers"] == [{"key": "kuma.io/service", "value": "backend"}]
     assert backend["conf"]["http"] == {"requestTimeout": "2s", "streamIdleTimeout": "30m"}
-    assert [o["name"] for o in backend["origin"]] == ["mesh-timeout-all-default", "web-to-backend"]
+    assert [o["resourceMeta"]["name"] for o in backend["origin"]] == [
+        "mesh-timeout-all-default",
+        "web-to-backend",
+    ]
     (inbound,) = timeout["fromRules"]
     assert inbound["inbound"] == {"port": 10001, "tags": {"kuma.io/service": "web"}}
     assert inbound["rules"][0]["conf"]["connectionTimeout"] == "5s"
@@ -85,7 +93,13 @@ async def test_rules_of_a_dataplane(client: httpx.AsyncClient) -> None:
             "matchers": [],
             "conf": {"action": "Allow"},
             "origin": [
-                {"type": "MeshTrafficPermission", "mesh": "default", "name": "allow-all-default"}
+                {
+                    "resourceMeta": {
+                        "type": "MeshTrafficPermission",
+                        "mesh": "default",
+                        "name": "allow-all-default",
+                    }
+                }
             ],
         }
     ]

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kumadp.cp.api.errors import ApiError
+from kumadp.cp.api.resources import require_mesh
 from kumadp.cp.generate.policies.inspect import dataplane_rules
 from kumadp.cp.store.base import Store
 from kumadp.resources import ValidationError
@@ -26,6 +27,7 @@ def rules_routes(store: Store, registry: Registry = REGISTRY) -> list[BaseRoute]
 
     async def get_rules(request: Request) -> Response:
         mesh, name = str(request.path_params["mesh"]), str(request.path_params["name"])
+        await require_mesh(store, mesh)  # Kuma: a mesh that does not exist is a 404 of its own
         stored = await store.get(DATAPLANE_TYPE, mesh, name)
         if stored is None:
             raise ApiError.not_found(f'Dataplane "{name}" in mesh "{mesh}" not found')

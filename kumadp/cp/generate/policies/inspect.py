@@ -1,11 +1,12 @@
 """What the policies do to one dataplane, as ``GET /meshes/{m}/dataplanes/{name}/_rules``
 answers it (the shape of Kuma's inspect-rules API, trimmed to what kumadp has)::
 
-    {"resource": {"type": "Dataplane", "mesh": "default", "name": "web-1"},
+    {"resource": {"type": "Dataplane", "mesh": "default", "name": "web-1", "labels": {}},
      "rules": [
        {"type": "MeshTimeout",
         "toRules": [                       # outbound: any service, then the named ones
-          {"matchers": [], "conf": {...}, "origin": [{"type", "mesh", "name"}, ...]},
+          {"matchers": [], "conf": {...},
+           "origin": [{"resourceMeta": {"type", "mesh", "name"}}, ...]},
           {"matchers": [{"key": "kuma.io/service", "value": "backend"}], "conf": {...},
            "origin": [...]}],
         "fromRules": [                     # inbound, per inbound
@@ -34,8 +35,9 @@ from kumadp.resources.targeted import TargetedPolicy
 from kumadp.resources.targetref import MESH_SERVICE, MESH_SERVICE_SUBSET, MESH_SUBSET, TargetRef
 
 
-def _origin(policy_type: str, mesh: str, names: Iterable[str]) -> list[dict[str, str]]:
-    return [{"type": policy_type, "mesh": mesh, "name": name} for name in names]
+def _origin(policy_type: str, mesh: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    """Kuma's ``origin`` items: the ``resourceMeta`` of each policy a rule comes from."""
+    return [{"resourceMeta": {"type": policy_type, "mesh": mesh, "name": n}} for n in names]
 
 
 def _rule(
@@ -50,7 +52,10 @@ def _rule(
 
 def _inbound(dataplane: Dataplane, index: int) -> dict[str, Any]:
     inbound = dataplane.networking.inbound[index]
-    return {"port": inbound.port, "tags": dict(inbound.tags)}
+    out: dict[str, Any] = {"port": inbound.port, "tags": dict(inbound.tags)}
+    if inbound.name:
+        out["name"] = inbound.name
+    return out
 
 
 def targeted_rules(
@@ -127,7 +132,12 @@ def dataplane_rules(
         if entry is not None:
             rules.append(entry)
     return {
-        "resource": {"type": dataplane.type, "mesh": dataplane.mesh, "name": dataplane.name},
+        "resource": {
+            "type": dataplane.type,
+            "mesh": dataplane.mesh,
+            "name": dataplane.name,
+            "labels": dict(dataplane.labels),
+        },
         "rules": rules,
     }
 

@@ -142,10 +142,14 @@ function renderOutbounds(outbounds) {
 }
 
 function origins(mesh, paths, list) {
-  return (list || []).map((o, i) => [
-    i ? ', ' : '',
-    paths[o.type] ? link(`meshes/${enc(mesh)}/policies/${paths[o.type]}/${enc(o.name)}`, o.name) : o.name,
-  ]);
+  // Kuma's origin items: {resourceMeta: {type, mesh, name}}
+  return (list || []).map((item, i) => {
+    const o = item.resourceMeta || item;
+    return [
+      i ? ', ' : '',
+      paths[o.type] ? link(`meshes/${enc(mesh)}/policies/${paths[o.type]}/${enc(o.name)}`, o.name) : o.name,
+    ];
+  });
 }
 
 function matchers(list) {
