@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from kumadp.lifecycle import Backoff, Resilient, stopped_within
+from testkit.procs import until
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
@@ -68,10 +68,8 @@ async def test_resilient_restarts_with_backoff_and_reports_each_failure() -> Non
     )
     stop = asyncio.Event()
     task = asyncio.create_task(resilient.run(stop))
-    deadline = time.monotonic() + 5
-    while inner.runs < 4:
-        assert time.monotonic() < deadline and not task.done()
-        await asyncio.sleep(0.005)
+    await until(lambda: inner.runs >= 4 or task.done(), "4 runs", within=5)
+    assert not task.done()
     assert seen == [("failure 1", 0.01), ("failure 2", 0.02), ("failure 3", 0.02)]
     assert resilient.name == "flaky"
     stop.set()
@@ -86,10 +84,8 @@ async def test_resilient_counts_an_early_return_as_a_failure(
     resilient = Resilient(inner, backoff=Backoff(0.01, 0.01, jitter=0.0))
     stop = asyncio.Event()
     task = asyncio.create_task(resilient.run(stop))
-    deadline = time.monotonic() + 5
-    while inner.runs < 2:
-        assert time.monotonic() < deadline and not task.done()
-        await asyncio.sleep(0.005)
+    await until(lambda: inner.runs >= 2 or task.done(), "2 runs", within=5)
+    assert not task.done()
     assert "flaky exited; restarting in" in caplog.text
     stop.set()
     await asyncio.wait_for(task, 5)
@@ -100,10 +96,7 @@ async def test_resilient_stops_while_waiting_to_restart() -> None:
     resilient = Resilient(inner, backoff=Backoff(60.0, 60.0))
     stop = asyncio.Event()
     task = asyncio.create_task(resilient.run(stop))
-    deadline = time.monotonic() + 5
-    while inner.runs < 1:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.005)
+    await until(lambda: inner.runs >= 1, "the first run", within=5)
     stop.set()
     await asyncio.wait_for(task, 5)  # not the 60 s backoff
     assert inner.runs == 1
