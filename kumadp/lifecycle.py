@@ -5,10 +5,12 @@ until ``stop`` is set, cleans up and returns. Returning early (or raising) while
 not set is a failure: the supervisor then stops every other component and re-raises, so no
 failure is silent.
 
-Retries: ``Backoff`` is the value every retry loop shares (capped exponential, jittered,
-reset after a success or a stable run); ``Resilient`` wraps a component that may fail
-transiently and restarts it with a ``Backoff``. Request loops with a deadline (the bootstrap,
-certificate signing, binding a port) take their delays from a ``Backoff`` of their own.
+Retries: ``Backoff`` is the one delay policy (capped exponential, jittered, reset after a
+success or a stable run). Two ways to use it: ``Resilient`` restarts a *component* that may
+fail transiently; ``retry`` repeats one *call* until it succeeds, ``stop`` is set or a
+deadline passes (the bootstrap request, binding a port). A scheduler that waits for several
+reasons at once (certificate rotation: the renewal time, an identity change, a retry) takes
+its retry delays from a ``Backoff`` directly.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Component(Protocol):
@@ -172,3 +176,42 @@ class Resilient:
             else:
                 log.warning("%s failed (%s); restarting in %.1fs", self.name, error, delay)
             await stopped_within(stop, delay)
+
+
+async def retry(
+    attempt: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    *,
+    retry_on: tuple[type[Exception], ...],
+    stop: asyncio.Event | None = None,
+    deadline: float | None = None,
+    on_retry: Callable[[Exception, float], None] | None = None,
+) -> T | None:
+    """Await ``attempt()`` until it returns, and return what it returned.
+
+    An exception in ``retry_on`` is a failure worth another try: ``on_retry(error, delay)`` is
+    told, then the next attempt comes after ``backoff.next()`` seconds (cut short at
+    ``deadline``, an event-loop time). Any other exception propagates at once. Once
+    ``deadline`` has passed, the last failure is raised; when ``stop`` is set first, the
+    result is None. A success leaves ``backoff`` reset for the caller's next use.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            result = await attempt()
+        except retry_on as exc:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise
+            delay = backoff.next()
+            if remaining is not None:
+                delay = min(delay, remaining)
+            if on_retry is not None:
+                on_retry(exc, delay)
+            if stop is None:
+                await asyncio.sleep(delay)
+            elif await stopped_within(stop, delay):
+                return None
+            continue
+        backoff.reset()
+        return result

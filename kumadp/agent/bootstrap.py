@@ -30,7 +30,7 @@ from kumadp import __version__
 from kumadp.agent.cp_trust import CA_HINT
 from kumadp.agent.errors import AgentError
 from kumadp.agent.http import httpx
-from kumadp.lifecycle import Backoff
+from kumadp.lifecycle import Backoff, retry
 from kumadp.wire import bootstrap as wire
 
 log = logging.getLogger(__name__)
@@ -158,41 +158,52 @@ class BootstrapClient:
         # A plain-http CP needs no TLS context: building one loads the CA bundle (~50 ms).
         https = any(a.startswith("https:") for a in self.cp_addresses)
         verify = self._verify if https else False
-        async with httpx.AsyncClient(verify=verify, transport=self._transport) as client:
-            while True:
-                for address in self.cp_addresses:
-                    attempts += 1
-                    remaining = deadline - loop.time()
-                    try:
-                        result = await self._attempt(
-                            client,
-                            address,
-                            bodies[address],
-                            min(self._request_timeout, max(remaining, 0.1)),
-                        )
-                    except _Retry as retry:
-                        failures[address] = str(retry)
-                        if loop.time() >= deadline:
-                            break
-                        continue
-                    if len(self.cp_addresses) > 1:
-                        log.info("got the bootstrap from the control plane at %s", address)
-                    return result
+
+        async def one_round(client: httpx.AsyncClient) -> BootstrapResult:
+            """Each address once, in order, without waiting in between."""
+            nonlocal attempts
+            for address in self.cp_addresses:
+                attempts += 1
                 remaining = deadline - loop.time()
-                if remaining <= 0:
-                    if len(self.cp_addresses) == 1:
-                        where = f"the control plane at {self.cp_address}"
-                        last_failure = failures[self.cp_address]
-                    else:
-                        where = "any of the control planes at " + ", ".join(self.cp_addresses)
-                        last_failure = "; ".join(f"{a}: {f}" for a, f in failures.items())
-                    raise BootstrapFailed(
-                        f"could not get a bootstrap from {where} within {self._timeout:g}s "
-                        f"({attempts} attempts); last failure: {last_failure}"
+                try:
+                    result = await self._attempt(
+                        client,
+                        address,
+                        bodies[address],
+                        min(self._request_timeout, max(remaining, 0.1)),
                     )
-                delay = min(backoff.next(), remaining)
-                log.debug("bootstrap retry in %.2fs", delay)
-                await asyncio.sleep(delay)
+                except _Retry as retry_:
+                    failures[address] = str(retry_)
+                    if loop.time() >= deadline:
+                        break
+                    continue
+                if len(self.cp_addresses) > 1:
+                    log.info("got the bootstrap from the control plane at %s", address)
+                return result
+            raise _Retry("no control plane gave a bootstrap")
+
+        async with httpx.AsyncClient(verify=verify, transport=self._transport) as client:
+            try:
+                result = await retry(
+                    lambda: one_round(client),
+                    backoff,
+                    retry_on=(_Retry,),
+                    deadline=deadline,
+                    on_retry=lambda _, delay: log.debug("bootstrap retry in %.2fs", delay),
+                )
+            except _Retry:
+                if len(self.cp_addresses) == 1:
+                    where = f"the control plane at {self.cp_address}"
+                    last_failure = failures[self.cp_address]
+                else:
+                    where = "any of the control planes at " + ", ".join(self.cp_addresses)
+                    last_failure = "; ".join(f"{a}: {f}" for a, f in failures.items())
+                raise BootstrapFailed(
+                    f"could not get a bootstrap from {where} within {self._timeout:g}s "
+                    f"({attempts} attempts); last failure: {last_failure}"
+                ) from None
+        assert result is not None  # no stop event: only a bootstrap or an error ends it
+        return result
 
     async def _attempt(
         self, client: httpx.AsyncClient, cp_address: str, body: dict[str, Any], per_request: float

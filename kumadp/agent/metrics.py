@@ -40,7 +40,7 @@ from kumadp.agent.agent_metrics import AgentMetrics
 from kumadp.agent.http import httpx, scrape_client
 from kumadp.agent.httpserver import HttpServer, Request, Response
 from kumadp.agent.prometheus import CONTENT_TYPE, Family, Page, family, parse_families, sample_value
-from kumadp.lifecycle import Backoff, stopped_within
+from kumadp.lifecycle import Backoff, retry
 
 log = logging.getLogger(__name__)
 
@@ -259,23 +259,24 @@ class MetricsServer:
         """Bind, retrying with backoff while the address is taken (say, two sidecars on one
         VM, both on the default port): metrics are not worth losing the sidecar for. False
         when ``stop`` was set first."""
-        backoff = Backoff(self.bind_retry, self.bind_retry_max, jitter=0.0)
         failures = 0
-        while True:
-            try:
-                await self._http.listen()
-                return True
-            except OSError as exc:
-                failures += 1
-                log.log(
-                    logging.ERROR if failures == 1 else logging.DEBUG,
-                    "%s; retrying every %gs at most "
-                    "(the sidecar runs on without /metrics meanwhile)",
-                    exc.strerror,
-                    self.bind_retry_max,
-                )
-            if await stopped_within(stop, backoff.next()):
-                return False
+
+        async def bind() -> bool:
+            await self._http.listen()
+            return True
+
+        def failed(exc: Exception, _delay: float) -> None:
+            nonlocal failures
+            failures += 1
+            log.log(
+                logging.ERROR if failures == 1 else logging.DEBUG,
+                "%s; retrying every %gs at most (the sidecar runs on without /metrics meanwhile)",
+                getattr(exc, "strerror", None) or exc,
+                self.bind_retry_max,
+            )
+
+        backoff = Backoff(self.bind_retry, self.bind_retry_max, jitter=0.0)
+        return await retry(bind, backoff, retry_on=(OSError,), stop=stop, on_retry=failed) is True
 
     async def _serve_page(self, request: Request) -> Response:
         try:

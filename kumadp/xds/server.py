@@ -17,7 +17,10 @@ otherwise), the latest nonce, and the resource names asked for:
   asked for (everything if the first request of the type named none, or named ``*``) and
   answer again when the names change;
 * a newer snapshot pushes the types whose version changed, in the snapshot's order (ADS
-  order: make-before-break).
+  order: make-before-break);
+* after clusters are sent, endpoints are sent again even when their version is unchanged:
+  Envoy keeps a changed EDS cluster warming (the old one serving) until a
+  ``ClusterLoadAssignment`` response arrives, else for its ``initial_fetch_timeout`` (15 s).
 
 Versions: ADS sends the snapshot's version of the type. With ``version_per_selection``
 (SDS) a response's version is a digest of exactly the resources it carries, so a stream is
@@ -128,6 +131,7 @@ class _TypeState:
     nonce: str = ""  # latest nonce sent for this type
     names: frozenset[str] | None = None  # None: everything
     names_changed: bool = False  # answer even if the version is the same
+    rewarm: bool = False  # EDS after a CDS response: answer even if the version is the same
     acked: str | None = None  # last version reported to on_ack
     nack_logged: str | None = None  # last version whose NACK was logged
 
@@ -359,14 +363,17 @@ class _Session:
             return  # not subscribed yet, or nothing to send yet
         # The version says it all when it is a digest of the selection; otherwise a change
         # of names is answered even with the same version.
-        resend = state.names_changed and not self._per_selection
+        resend = (state.names_changed or state.rewarm) and not self._per_selection
         skip = frozenset() if resend else frozenset({state.version})
         response = self._server._response(snapshot, type_url, state.names, skip)
         if response is None:
             return
         state.version = response.version_info
         state.nonce = response.nonce
-        state.names_changed = False
+        state.names_changed = state.rewarm = False
+        endpoints = self._types.get(types.ENDPOINT)
+        if type_url == types.CLUSTER and endpoints is not None and endpoints.nonce:
+            endpoints.rewarm = True  # sent next, in ADS order (or on Envoy's next request)
         log.debug(
             "%s: sending %s version %s nonce %s (%d resources)",
             self._who, types.short_name(type_url), response.version_info, response.nonce,

@@ -7,17 +7,19 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+import kumadp
 from testkit.browser import DESKTOP, PHONE, Browser, browser_or_skip
 from testkit.mesh import ControlPlane, MeshEnv
-from testkit.procs import free_port, http_ok, kumadp_command, wait_until
+from testkit.multizone import start_global, start_zone
+from testkit.procs import wait_until
 from tests.e2e.test_insights import fully_acked, overviews
 from tests.e2e.test_mtls import enable_mtls
 
@@ -50,6 +52,61 @@ def real_errors(browser: Browser) -> list[str]:
 
 def status_of(browser: Browser, name: str) -> str | None:
     return browser.attr(f'tr[data-name="{name}"] [data-status]', "data-status")
+
+
+def tiles(browser: Browser) -> dict[str, tuple[str, str]]:
+    """The overview's tiles: label -> (figure, the line under it)."""
+    found = browser.js(
+        "return [...document.querySelectorAll('.tiles a')].map(a => ["
+        " a.querySelector('.tile-label').innerText, a.querySelector('.tile-value').innerText,"
+        " (a.querySelector('.tile-sub') || {}).innerText || ''])"
+    )
+    return {label: (value, sub) for label, value, sub in found}
+
+
+def api_policy_figures(cp: ControlPlane) -> tuple[int, int]:
+    """(policies in every mesh, policy kinds), as the API counts them."""
+    kinds = [
+        t
+        for t in cp.get("/_resources").json()["resources"]
+        if t.get("policy") and t.get("scope") == "Mesh" and t.get("path")
+    ]
+    total = sum(cp.get(f"/{t['path']}?size=1").json()["total"] for t in kinds)
+    return total, len(kinds)
+
+
+def assert_overview(browser: Browser, cp: ControlPlane, online: int, offline: int) -> None:
+    """The overview's figures are the API's: meshes, dataplanes online and offline (the
+    numbers expected here, and what the API says), policies and their kinds."""
+    browser.open(f"{cp.url}/gui/")
+    expected = {
+        "meshes": (str(len(cp.get("/meshes").json()["items"])), ""),
+        "dataplanes online": (str(online), f"of {online + offline}"),
+        "dataplanes offline": (str(offline), "check them" if offline else "none"),
+    }
+    browser.until(
+        lambda: all(tiles(browser).get(k) == v for k, v in expected.items()),
+        what=f"the overview showing {expected}",
+    )
+    listed = cp.get("/meshes/default/dataplanes+insights").json()["items"]
+    assert sum(i["dataplaneInsight"]["online"] for i in listed) == online
+    assert len(listed) == online + offline
+    policies, kinds = api_policy_figures(cp)
+    assert policies >= 4  # a new mesh's allow-all, timeout, circuit breaker and retry
+    assert tiles(browser)["policies"] == (str(policies), f"{kinds} kinds")
+    assert cp.get("/zones+insights").json()["items"] == []  # standalone: no zones
+    assert tiles(browser)["zones online"][0] == "0 / 0"
+
+
+def summary(browser: Browser) -> dict[str, str]:
+    """The dataplane page's summary: label -> shown text (a time: its ``datetime``)."""
+    found = browser.js(
+        "return [...document.querySelectorAll('[data-section=\"summary\"] dl.facts > div')]"
+        ".map(d => { const t = d.querySelector('dd time');"
+        " return [d.querySelector('dt').textContent, t ? t.getAttribute('datetime') :"
+        " d.querySelector('dd').textContent]; })"
+    )
+    return dict(found)
 
 
 def visit(browser: Browser, url: str, shot: str, ready_css: str) -> None:
@@ -128,11 +185,24 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
     assert real_errors(browser) == []
 
     browser.viewport(*DESKTOP)
+    assert_overview(browser, cp, online=2, offline=0)
     browser.open(f"{gui}/meshes/default/dataplanes/web-1")
     browser.until(
         lambda: "MeshTrafficPermission" in browser.text('[data-section="rules"]'),
         what="the policies of web-1",
     )
+    # The summary's versions and last connection are the insight's.
+    insight = overviews(env)["web-1"]["dataplaneInsight"]
+    last = insight["subscriptions"][-1]
+    facts = summary(browser)
+    assert facts["status"] == "Online", facts
+    assert facts["Envoy"] == last["version"]["envoy"]["version"]
+    assert facts["Envoy"].startswith("1.40")
+    assert facts["agent"] == last["version"]["kumaDp"]["version"] == kumadp.__version__
+    assert facts["connected"] == last["connectTime"]
+    connected = datetime.fromisoformat(facts["connected"].replace("Z", "+00:00"))
+    assert timedelta(0) <= datetime.now(UTC) - connected < timedelta(minutes=2)
+    assert facts["control plane instance"] == last["controlPlaneInstanceId"]
     page = browser.text("main")
     assert "allow-all-default" in page and "mesh-timeout-all-default" in page
     assert f":{backend.inbound_port}" not in browser.text('[data-section="inbounds"]')
@@ -145,13 +215,11 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
     assert '"lds"' in config and '"cds"' in config
     browser.screenshot("desktop-dataplane-config")
 
-    zones_note = httpx.get(f"{cp.url}/zones+insights", timeout=5)
-    if zones_note.status_code == 404:
-        browser.open(f"{gui}/zones")
-        browser.until(
-            lambda: "Standalone control plane" in browser.text("main"),
-            what="the standalone note on the zones page",
-        )
+    browser.open(f"{gui}/zones")  # a standalone CP has no zones: the page says why
+    browser.until(
+        lambda: "Standalone control plane" in browser.text("main"),
+        what="the standalone note on the zones page",
+    )
 
     # A hidden tab makes no requests; shown again, it refreshes at once.
     browser.open(f"{gui}/meshes/default/dataplanes")
@@ -188,6 +256,7 @@ def test_pages_live_status_and_phone_layout(env: MeshEnv, browser: Browser) -> N
     assert browser.marked(), "the page was reloaded"
     assert status_of(browser, "web-1") == "Online"
     browser.screenshot("desktop-dataplanes-one-offline")
+    assert_overview(browser, cp, online=1, offline=1)
     assert real_errors(browser) == []
 
 
@@ -242,55 +311,9 @@ def test_envoy_nack_shows_on_the_dataplane_page(env: MeshEnv, browser: Browser) 
     assert real_errors(browser) == []
 
 
-def cp_run_help() -> str:
-    result = subprocess.run(
-        kumadp_command("cp", "run", "--help"), capture_output=True, text=True, timeout=60
-    )
-    return result.stdout + result.stderr
-
-
-def start_or_skip_global(env: MeshEnv, extra: list[str]) -> ControlPlane:
-    """A global CP, or a skip while this build refuses ``--mode global``."""
-    cp = env.start_cp(extra=extra, wait=False, data_dir=env.tmp / "global-data")
-
-    def up_or_exited() -> bool:
-        return cp.proc.poll() is not None or http_ok(f"{cp.url}/zones+insights")
-
-    wait_until(up_or_exited, timeout=30, what="the global CP up (or refusing the mode)")
-    if cp.proc.poll() is not None:
-        output = cp.proc.tail()
-        if "not supported yet" in output:
-            pytest.skip(
-                "multi-zone is not built yet: `kumadp cp run --mode global` is refused "
-                '("not supported yet"); this test runs once it is'
-            )
-        pytest.fail(f"the global CP exited:\n{output}")
-    return cp
-
-
 def test_zones_page_on_a_global_control_plane(env: MeshEnv, browser: Browser) -> None:
-    flags = cp_run_help()
-    kds_port = free_port()
-    extra = ["--mode", "global"]
-    if "--kds-port" in flags:
-        extra += ["--kds-port", str(kds_port)]
-    if "--kds-auth" in flags:  # zone tokens on KDS exist: this test is about the page
-        extra += ["--kds-auth", "none"]
-    global_cp = start_or_skip_global(env, extra)
-
-    zones = []
-    for name in ("zone-1", "zone-2"):
-        zone_extra = [
-            "--mode",
-            "zone",
-            "--zone",
-            name,
-            "--kds-global-address",
-            f"grpcs://127.0.0.1:{kds_port}",
-        ]
-        if "--kds-skip-verify" in flags:
-            zone_extra.append("--kds-skip-verify")
-        zones.append(env.start_cp(extra=zone_extra, wait=False, data_dir=env.tmp / f"{name}-data"))
+    global_cp = start_global(env)
+    zones = [start_zone(env, name, global_cp) for name in ("zone-1", "zone-2")]
 
     browser.open(f"{global_cp.url}/gui/zones")
     browser.until(

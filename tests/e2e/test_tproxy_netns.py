@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from kumadp.agent.envoy import resolve_binary
 from kumadp.cp.generate import build_mesh_view, generate
 from kumadp.resources import Mesh, parse_dataplane
 from kumadp.xds import types
+from testkit.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -203,15 +203,22 @@ def _envoy_config(env: Netns, workdir: Path) -> Path:
 
 
 def _wait_envoy(env: Netns, proc: subprocess.Popen[str], log: Path) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
     url = f"http://127.0.0.1:{ADMIN_PORT}/ready"
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"envoy exited {proc.returncode}: {log.read_text()[-3000:]}"
+
+    def live() -> bool:
         ready = env.run(env.app, "curl", "-sS", "--max-time", "1", url, check=False)
-        if ready.stdout.strip() == "LIVE":
-            return
-        time.sleep(0.05)  # polling interval, bounded by the deadline
-    raise AssertionError(f"envoy not LIVE within {DEADLINE_SECONDS}s: {log.read_text()[-3000:]}")
+        return ready.stdout.strip() == "LIVE"
+
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or live(),
+            timeout=DEADLINE_SECONDS,
+            interval=0.05,
+            what="envoy LIVE",
+        )
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: {log.read_text()[-3000:]}") from None
+    assert proc.poll() is None, f"envoy exited {proc.returncode}: {log.read_text()[-3000:]}"
 
 
 def _stats(env: Netns) -> dict[str, int]:

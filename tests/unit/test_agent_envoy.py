@@ -26,6 +26,7 @@ from kumadp.agent.envoy import (
     parse_version,
     resolve_binary,
 )
+from testkit.procs import until, wait_until
 
 FAKE = Path(__file__).parent / "testdata" / "fake-envoy"
 REPO = Path(__file__).resolve().parents[2]
@@ -41,24 +42,6 @@ def pid_alive(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         return state != "Z"
     return True
-
-
-def wait_for(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def async_wait_for(predicate: object, within: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -143,7 +126,7 @@ async def test_runs_until_stop_then_sigterm(tmp_path: Path, reaper: list[int]) -
     stop = asyncio.Event()
     task = asyncio.create_task(proc.run(stop))
     pid_file = tmp_path / "fake-envoy.pid"
-    await async_wait_for(pid_file.exists, what="fake envoy to start")
+    await until(pid_file.exists, "fake envoy to start")
     pid = int(pid_file.read_text())
     reaper.append(pid)
     args = (tmp_path / "fake-envoy.args").read_text().splitlines()
@@ -185,7 +168,7 @@ async def test_ignores_sigterm_is_killed_after_stop_timeout(
     stop = asyncio.Event()
     task = asyncio.create_task(proc.run(stop))
     pid_file = tmp_path / "fake-envoy.pid"
-    await async_wait_for(pid_file.exists, what="fake envoy to start")
+    await until(pid_file.exists, "fake envoy to start")
     pid = int(pid_file.read_text())
     reaper.append(pid)
     stop.set()
@@ -199,7 +182,7 @@ async def test_cancelled_run_kills_envoy(tmp_path: Path, reaper: list[int]) -> N
     proc = EnvoyProcess(options(tmp_path, "envoy-sleep.sh"))
     task = asyncio.create_task(proc.run(asyncio.Event()))
     pid_file = tmp_path / "fake-envoy.pid"
-    await async_wait_for(pid_file.exists, what="fake envoy to start")
+    await until(pid_file.exists, "fake envoy to start")
     pid = int(pid_file.read_text())
     reaper.append(pid)
     task.cancel()
@@ -229,13 +212,15 @@ def test_envoy_dies_with_a_sigkilled_agent(tmp_path: Path, reaper: list[int]) ->
     reaper.append(agent.pid)
     try:
         pid_file = tmp_path / "fake-envoy.pid"
-        wait_for(pid_file.exists, what="fake envoy to start")
+        wait_until(pid_file.exists, timeout=10, what="fake envoy to start")
         envoy_pid = int(pid_file.read_text())
         reaper.append(envoy_pid)
         assert pid_alive(envoy_pid)
         agent.kill()
         agent.wait(10)
-        wait_for(lambda: not pid_alive(envoy_pid), what="fake envoy to die with its parent")
+        wait_until(
+            lambda: not pid_alive(envoy_pid), timeout=10, what="fake envoy to die with its parent"
+        )
     finally:
         agent.kill()
         agent.wait(10)

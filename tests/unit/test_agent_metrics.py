@@ -29,6 +29,7 @@ from kumadp.agent.prometheus import (
 )
 from kumadp.agent.readiness import Readiness
 from testkit.fakes import FakeHttpServer, Request
+from testkit.procs import until
 
 # An excerpt of Envoy 1.40's GET /stats/prometheus?usedonly for a sidecar (as it prints it:
 # TYPE lines only, empty label sets "{}", histograms).
@@ -428,10 +429,12 @@ async def test_port_in_use_is_logged_and_retried(caplog: pytest.LogCaptureFixtur
     with caplog.at_level("ERROR", logger="kumadp.agent.metrics"):
         task = asyncio.create_task(server.run(stop))
         try:
-            deadline = time.monotonic() + 5
-            while "cannot listen on 127.0.0.1:" not in caplog.text:
-                assert time.monotonic() < deadline and not task.done()
-                await asyncio.sleep(0.01)
+            await until(
+                lambda: "cannot listen on 127.0.0.1:" in caplog.text or task.done(),
+                "the bind error",
+                within=5,
+            )
+            assert not task.done()
             assert not server.started.is_set()
             sock.close()
             await asyncio.wait_for(server.started.wait(), 5)

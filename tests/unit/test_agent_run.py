@@ -151,10 +151,10 @@ async def ready_state(port: int) -> tuple[int, str] | None:
 
 
 async def until_ready_state(port: int, expected: tuple[int, str]) -> None:
-    deadline = time.monotonic() + 10
-    while (state := await ready_state(port)) != expected:
-        assert time.monotonic() < deadline, f"readiness stayed {state}, wanted {expected}"
-        await asyncio.sleep(0.02)
+    async def reached() -> bool:
+        return await ready_state(port) == expected
+
+    await until(reached, f"readiness {expected}", within=10, interval=0.02)
 
 
 @contextlib.asynccontextmanager

@@ -133,3 +133,47 @@ def test_kds_knows_nothing_of_generation_nor_the_api() -> None:
         if m.startswith("kumadp.xds")
         for t in ts
     )
+
+
+NOT_SHIPPED = ("testkit", "bench", "tests")
+
+
+def _imports_outside_the_package(path: Path) -> set[str]:
+    """The absolute module names ``path`` imports (lazy ones too), and the constant names it
+    hands to ``importlib.import_module`` / ``__import__``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            first = node.args[0]
+            if called in ("import_module", "__import__") and isinstance(first, ast.Constant):
+                found.add(str(first.value))
+    return found
+
+
+def test_kumadp_never_imports_the_harness_benchmarks_or_tests() -> None:
+    offenders = {
+        _module_name(path): sorted(
+            name for name in _imports_outside_the_package(path) if name.split(".")[0] in NOT_SHIPPED
+        )
+        for path in ROOT.rglob("*.py")
+    }
+    assert {module: names for module, names in offenders.items() if names} == {}
+
+
+def test_the_harness_check_sees_every_kind_of_import(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import testkit.procs\n"
+        "def f():\n"
+        "    from bench import run\n"
+        "    import importlib\n"
+        "    importlib.import_module('tests.unit.golden')\n"
+        "from . import sibling\n"
+    )
+    assert _imports_outside_the_package(sample) >= {"testkit.procs", "bench", "tests.unit.golden"}

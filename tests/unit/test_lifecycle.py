@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from kumadp.lifecycle import Backoff, Resilient, stopped_within
+from kumadp.lifecycle import Backoff, Resilient, retry, stopped_within
+from testkit.procs import until
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
@@ -68,10 +68,8 @@ async def test_resilient_restarts_with_backoff_and_reports_each_failure() -> Non
     )
     stop = asyncio.Event()
     task = asyncio.create_task(resilient.run(stop))
-    deadline = time.monotonic() + 5
-    while inner.runs < 4:
-        assert time.monotonic() < deadline and not task.done()
-        await asyncio.sleep(0.005)
+    await until(lambda: inner.runs >= 4 or task.done(), "4 runs", within=5)
+    assert not task.done()
     assert seen == [("failure 1", 0.01), ("failure 2", 0.02), ("failure 3", 0.02)]
     assert resilient.name == "flaky"
     stop.set()
@@ -86,10 +84,8 @@ async def test_resilient_counts_an_early_return_as_a_failure(
     resilient = Resilient(inner, backoff=Backoff(0.01, 0.01, jitter=0.0))
     stop = asyncio.Event()
     task = asyncio.create_task(resilient.run(stop))
-    deadline = time.monotonic() + 5
-    while inner.runs < 2:
-        assert time.monotonic() < deadline and not task.done()
-        await asyncio.sleep(0.005)
+    await until(lambda: inner.runs >= 2 or task.done(), "2 runs", within=5)
+    assert not task.done()
     assert "flaky exited; restarting in" in caplog.text
     stop.set()
     await asyncio.wait_for(task, 5)
@@ -100,10 +96,7 @@ async def test_resilient_stops_while_waiting_to_restart() -> None:
     resilient = Resilient(inner, backoff=Backoff(60.0, 60.0))
     stop = asyncio.Event()
     task = asyncio.create_task(resilient.run(stop))
-    deadline = time.monotonic() + 5
-    while inner.runs < 1:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.005)
+    await until(lambda: inner.runs >= 1, "the first run", within=5)
     stop.set()
     await asyncio.wait_for(task, 5)  # not the 60 s backoff
     assert inner.runs == 1
@@ -114,3 +107,64 @@ async def test_stopped_within() -> None:
     assert await stopped_within(stop, 0.01) is False
     stop.set()
     assert await stopped_within(stop, 60.0) is True
+
+
+class Attempts:
+    """An attempt that fails with ``errors`` in turn, then returns "done"."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "done"
+
+
+async def test_retry_waits_the_backoff_between_failures_and_returns_the_result() -> None:
+    attempt = Attempts(OSError("one"), OSError("two"))
+    backoff = Backoff(0.01, 0.02, jitter=0.0)
+    seen: list[tuple[str, float]] = []
+    result = await retry(
+        attempt, backoff, retry_on=(OSError,), on_retry=lambda e, d: seen.append((str(e), d))
+    )
+    assert result == "done" and attempt.calls == 3
+    assert seen == [("one", 0.01), ("two", 0.02)]
+    assert backoff.step == 0.01  # reset by the success
+
+
+async def test_retry_lets_other_errors_through_at_once() -> None:
+    attempt = Attempts(ValueError("bad input"))
+    with pytest.raises(ValueError, match="bad input"):
+        await retry(attempt, Backoff(0.01, 0.01), retry_on=(OSError,))
+    assert attempt.calls == 1
+
+
+async def test_retry_gives_up_at_the_deadline_with_the_last_failure() -> None:
+    loop = asyncio.get_running_loop()
+    attempt = Attempts(*(OSError(f"failure {i}") for i in range(1000)))
+    delays: list[float] = []
+    started = loop.time()
+    with pytest.raises(OSError, match="failure") as info:
+        await retry(
+            attempt,
+            Backoff(0.05, 10.0, jitter=0.0),
+            retry_on=(OSError,),
+            deadline=started + 0.5,
+            on_retry=lambda _, d: delays.append(d),
+        )
+    assert 0.5 <= loop.time() - started < 2.0
+    assert str(info.value) == f"failure {attempt.calls - 1}"  # the last one, not the first
+    assert delays[:3] == [0.05, 0.1, 0.2] and len(delays) >= 4 and delays[3] < 0.4  # cut short
+
+
+async def test_retry_returns_none_when_stopped_while_waiting() -> None:
+    attempt = Attempts(*(OSError("busy") for _ in range(10)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(retry(attempt, Backoff(60.0, 60.0), retry_on=(OSError,), stop=stop))
+    await until(lambda: attempt.calls >= 1, "the first attempt", within=5)
+    stop.set()
+    assert await asyncio.wait_for(task, 5) is None  # not the 60 s backoff
+    assert attempt.calls == 1
