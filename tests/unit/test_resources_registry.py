@@ -149,6 +149,7 @@ def test_the_default_registry() -> None:
         *policies,
         "SigningPublicKey",  # the public half only: zones verify, never sign
         "TokenRevocations",
+        "MeshTrustBundle",  # a mesh root and CRLs: public, never the root's key
     ]
     assert [t.name for t in REGISTRY.synced(Sync.ZONE_TO_GLOBAL)] == [
         "Dataplane",
