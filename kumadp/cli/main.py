@@ -29,6 +29,9 @@ def _register_subcommands() -> None:
     run.register(app)
     cp.register(app)
     ctl.register(app)
+    from kumadp.cli import ctl_zones  # adds its commands to ctl's groups
+
+    ctl_zones.register()
     tproxy.register(app)
     from kumadp.cli import wait
 
