@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,9 +49,16 @@ class TrustBundlePublisher(MeshWorker):
     name = "trust-bundle-publisher"
     watched = (MESH_TYPE, MESH_CA_TYPE, ZONE_INTERMEDIATE_CA_TYPE, MESH_TRUST_BUNDLE_TYPE)
 
-    def __init__(self, store: Store, cas: MeshCAs) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cas: MeshCAs,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         super().__init__(store)
         self._cas = cas
+        self._clock = clock
         self._expiries: dict[str, datetime] = {}  # mesh -> its first intermediate to expire
 
     def meshes_for(self, event: ChangeEvent) -> Iterable[str]:
@@ -67,7 +74,7 @@ class TrustBundlePublisher(MeshWorker):
         if not self._expiries:
             return None
         first = min(self._expiries.values())
-        return max(0.0, (first - datetime.now(UTC)).total_seconds()) + 0.01
+        return max(0.0, (first - self._clock()).total_seconds()) + 0.01
 
     async def process(self, mesh: str) -> None:
         self._expiries.pop(mesh, None)
@@ -92,7 +99,7 @@ class TrustBundlePublisher(MeshWorker):
         root = await self._cas.get(mesh, conf.name)
         if root is None:
             return  # the CA provisioner makes it; its event brings this mesh back
-        now = datetime.now(UTC)
+        now = self._clock()
         mine: list[StoredResource] = []
         for record in records:
             not_after = parse_time(record.spec.get("notAfter"))
@@ -139,6 +146,7 @@ class TrustBundlePublisher(MeshWorker):
                     revoked,
                     number=number,
                     next_update=root.not_after,
+                    now=now,
                 )
             ).decode()
             log.info(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,10 +66,18 @@ def is_live(spec: dict[str, Any], now: datetime) -> bool:
 
 
 class ZoneCAs:
-    def __init__(self, store: Store, cas: MeshCAs, *, lifetime: float = DEFAULT_LIFETIME) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cas: MeshCAs,
+        *,
+        lifetime: float = DEFAULT_LIFETIME,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._store = store
         self._cas = cas
         self.lifetime = lifetime
+        self._clock = clock
 
     # -- signing ---------------------------------------------------------------------------
     async def sign(
@@ -99,7 +108,13 @@ class ZoneCAs:
                 f'mesh "{mesh_name}": its root CA is not created yet', transient=True
             )
         signed = await asyncio.to_thread(
-            sign_intermediate, root, zone, csr_pem, crl_pem, lifetime=self.lifetime
+            sign_intermediate,
+            root,
+            zone,
+            csr_pem,
+            crl_pem,
+            lifetime=self.lifetime,
+            now=self._clock(),
         )
         await self._record(mesh_name, zone, backend, signed, root.fingerprint)
         log.info(
@@ -163,8 +178,7 @@ class ZoneCAs:
     async def revoke(self, zone: str, mesh: str | None = None) -> list[dict[str, str]]:
         """Revoke every live intermediate of ``zone`` (in ``mesh``, else in every mesh) and
         refuse it new ones; the revoked ones, as ``{mesh, serial}``."""
-        now = datetime.now(UTC)
-        when = format_time(now)
+        when = format_time(self._clock())
         refusal = await self._store.get(ZONE_CA_REFUSAL_TYPE, "", zone)
         meshes: list[str] = list(refusal.spec.get("meshes") or []) if refusal else []
         if mesh is None:
@@ -210,7 +224,7 @@ class ZoneCAs:
 
     async def overview(self, zone: str) -> dict[str, Any]:
         """What the API shows for a zone: its intermediates (no key, no CRL) and refusal."""
-        now = datetime.now(UTC)
+        now = self._clock()
         items = []
         for stored in await self.records(zone=zone):
             spec = stored.spec

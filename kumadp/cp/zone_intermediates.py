@@ -30,6 +30,7 @@ from typing import Any
 from kumadp.cp.ca import BackendConf, CAError, backend_conf, ca_from_spec, private_key_pem
 from kumadp.cp.insights import format_time, parse_time
 from kumadp.cp.intermediate_ca import check_signed, make_request
+from kumadp.cp.kds.client import KdsConnectionError
 from kumadp.cp.provisioners import MeshWorker
 from kumadp.cp.store.base import ChangeEvent, Store
 from kumadp.cp.x509 import PrivateKey, key_type_name
@@ -144,8 +145,8 @@ class ZoneIntermediates(MeshWorker):
             elif spec is not None and spec.get("zone") == self._zone:
                 await self._refresh_trust(mesh, conf.name, spec, bundle)
             return
-        await self._renew(mesh, conf, spec, bundle, now)
-        await self._refresh_trust(mesh, conf.name, spec, bundle)
+        if not await self._renew(mesh, conf, spec, bundle, now):
+            await self._refresh_trust(mesh, conf.name, spec, bundle)
 
     async def _renew(
         self,
@@ -154,7 +155,8 @@ class ZoneIntermediates(MeshWorker):
         spec: dict[str, Any],
         bundle: dict[str, Any] | None,
         now: datetime,
-    ) -> None:
+    ) -> bool:
+        """Renew at half its life; True when a new intermediate was put in use."""
         not_before = parse_time(spec.get("notBefore")) or now
         not_after = parse_time(spec.get("notAfter")) or now
         life = not_after - not_before
@@ -163,11 +165,11 @@ class ZoneIntermediates(MeshWorker):
         if pending is None and now >= renew_at:
             pending = await self._obtain(mesh, conf)
             if pending is None:
-                return  # retried on the timer _obtain set
+                return False  # retried on the timer _obtain set
             self._pending[mesh] = pending
         if pending is None:
             self._timers[mesh] = renew_at
-            return
+            return False
         listed = any(
             isinstance(i, dict) and i.get("serial") == pending.serial
             for i in (bundle or {}).get("intermediates") or ()
@@ -175,8 +177,9 @@ class ZoneIntermediates(MeshWorker):
         if listed or now >= switch_at:
             del self._pending[mesh]
             await self._install(mesh, pending, bundle)
-            return
+            return True
         self._timers[mesh] = switch_at  # or sooner: the bundle's change brings us back
+        return False
 
     def _report_revoked(
         self, mesh: str, spec: dict[str, Any], bundle: dict[str, Any] | None
@@ -234,7 +237,9 @@ class ZoneIntermediates(MeshWorker):
             backoff = self._retries.setdefault(mesh, self._new_backoff())
             delay = backoff.next()
             self._timers[mesh] = self._clock() + timedelta(seconds=delay)
-            log.warning(
+            level = logging.INFO if isinstance(exc, KdsConnectionError) else logging.WARNING
+            log.log(
+                level,
                 "zone %s: no intermediate CA for mesh %s yet: %s; retrying in %.1fs",
                 self._zone, mesh, _describe(exc), delay,
             )  # fmt: skip

@@ -124,9 +124,7 @@ def zone_cas(client: ApiClient, zone: str, now: datetime | None = None) -> str:
         )
     text = tables.render_table(CA_HEADERS, rows)
     if body.get("refused"):
-        text += (
-            f"zone {zone} gets no new intermediate CA until allowed (kumadp ctl allow zone-ca)\n"
-        )
+        text += f"zone {zone} gets no new intermediate CA until: kumadp ctl allow zone-ca\n"
     return text
 
 
