@@ -302,3 +302,42 @@ def test_kds_refuses_a_zone_without_the_right_token(env: MeshEnv) -> None:
     good = start_zone(env, "zone-a", global_cp)
     wait_until(lambda: zone_online(global_cp, "zone-a"), what="zone-a online with its token")
     assert good.proc.poll() is None
+
+
+def test_a_zone_renews_its_intermediate_at_half_its_life_without_failed_requests(
+    env: MeshEnv,
+) -> None:
+    global_cp = start_global(env, extra=["--zone-ca-validity", "1m"])
+    zone_a = start_zone(env, "zone-a", global_cp)
+    enable_mtls(global_cp)
+    first = wait_until(lambda: intermediate_doc(zone_a), what="zone-a's intermediate")
+    backend, _ = env.start_service("backend-1", "backend", cp=zone_a)
+    _, web_port = env.start_service("web-1", "web", upstream_service="backend", cp=zone_a)
+    wait_until(
+        lambda: serving_mtls(backend) and hello(web_port) == "backend-1",
+        what="web -> backend over mTLS",
+    )
+    chain, _ = presented_chain("127.0.0.1", backend.inbound_port or 0)
+    assert x509.load_pem_x509_certificates(chain)[1].serial_number == int(first["serial"], 16)
+
+    sent = failed = 0
+
+    def renewed_and_served() -> bool:
+        nonlocal sent, failed
+        sent += 1
+        try:
+            hello(web_port)
+        except httpx.HTTPError:
+            failed += 1
+        doc = intermediate_doc(zone_a)
+        if doc is None or doc["serial"] == first["serial"]:
+            return False
+        pem, _ = presented_chain("127.0.0.1", backend.inbound_port or 0)
+        return x509.load_pem_x509_certificates(pem)[1].serial_number == int(doc["serial"], 16)
+
+    # renewed at half its life (30 s), used once the trust bundle lists it, and the
+    # dataplanes' certificates re-issued under it: requests flow throughout
+    wait_until(renewed_and_served, timeout=75, interval=0.05, what="a renewed intermediate in use")
+    assert failed == 0, f"{failed} of {sent} requests failed"
+    second = intermediate_doc(zone_a)
+    assert second is not None and second["notBefore"] > first["notBefore"]
