@@ -134,6 +134,13 @@ class ZoneIntermediates(MeshWorker):
         current = await self._store.get(MESH_CA_TYPE, mesh, conf.name)
         spec = current.spec if current is not None else None
         now = self._clock()
+        if spec is not None and spec.get("zone") != self._zone:
+            # e.g. the root of a standalone run on this store: a zone holds no root key
+            await self._store.delete(MESH_CA_TYPE, mesh, conf.name)
+            log.warning(
+                "zone %s: removed a CA of mesh %s that is not this zone's", self._zone, mesh
+            )
+            spec = None
         if spec is not None:
             self._report_revoked(mesh, spec, bundle)
         if spec is None or not self._usable(spec, bundle, now):
@@ -142,7 +149,7 @@ class ZoneIntermediates(MeshWorker):
                 pending = await self._obtain(mesh, conf)
             if pending is not None:
                 await self._install(mesh, pending, bundle)
-            elif spec is not None and spec.get("zone") == self._zone:
+            elif spec is not None:
                 await self._refresh_trust(mesh, conf.name, spec, bundle)
             return
         if not await self._renew(mesh, conf, spec, bundle, now):

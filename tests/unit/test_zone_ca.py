@@ -274,3 +274,18 @@ def test_no_crl_at_all_until_the_bundle_of_this_root_is_here() -> None:
     assert trust_crls({"caCertPem": "other", "rootCrlPem": "r"}, "root", "own") == ""
     bundle = {"caCertPem": "root", "rootCrlPem": "r", "intermediates": [{"crlPem": "own"}]}
     assert trust_crls(bundle, "root", "own") == "r\nown\n"
+
+
+async def test_a_root_left_from_a_standalone_run_is_replaced_by_the_zone_intermediate() -> None:
+    global_store = MemoryStore()
+    root = await root_ca(global_store)
+    book = ZoneCAs(global_store, MeshCAs(global_store, create=False))
+    zone = Zone(book, "zone-a", [datetime.now(UTC)])
+    await zone.sync_from(global_store)
+    await root_ca(zone.store)  # this store ran standalone once: a root CA, key included
+    await zone.manager.process("default")
+    spec = await zone.ca()
+    assert spec["zone"] == "zone-a" and spec["rootPem"] == root.cert_pem.decode()
+    cert = x509.load_pem_x509_certificate(spec["certPem"].encode())
+    cert.verify_directly_issued_by(root.certificate)
+    assert len(await zone.store.list(MESH_CA_TYPE)) == 1
