@@ -168,6 +168,16 @@ def test_global_and_two_zones(env: MeshEnv) -> None:
         return "DownstreamTlsContext" in json.dumps(config["lds"])
 
     wait_until(inbound_mtls, what="backend-1's inbound speaking mTLS")
+
+    def denied() -> bool:  # with identities, the Deny applied on global is in force
+        try:
+            return httpx.get(f"http://127.0.0.1:{web_port}/hello", timeout=5).status_code >= 500
+        except httpx.HTTPError:
+            return True
+
+    wait_until(denied, what="the Deny from global in force in zone-a")
+    path = "/meshes/default/meshtrafficpermissions/deny-web"
+    assert httpx.delete(global_cp.url + path, timeout=5).status_code == 200
     wait_until(lambda: _hello(web_port) == "backend-1", what="web -> backend over mTLS")
 
     # an agent sent to the global CP fails at once with the reason
