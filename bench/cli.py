@@ -73,6 +73,12 @@ BENCHMARKS: dict[str, Benchmark] = {
     "dp-front": Benchmark(
         "dpfront", "bench_dp_front", 240, "the DP port's router vs gRPC straight on TCP"
     ),
+    "multizone": Benchmark(
+        "multizone",
+        "bench_multizone",
+        600,
+        "global CP -> zone Envoy, zone -> global inventory, a zone's initial sync and reconnect",
+    ),
 }
 
 

@@ -160,9 +160,19 @@ def main() -> None:
     parser.add_argument(
         "--keep-running", action="store_true", help="leave the mesh running until Ctrl-C"
     )
+    parser.add_argument(
+        "--multizone",
+        action="store_true",
+        help="a global CP and two zone CPs, a service in each zone (testkit.demo_multizone)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kumadp-demo-") as tmp, cleanup_on_signals():
-        code = run_demo(Path(tmp), args.requests, args.keep_running)
+        if args.multizone:
+            from testkit.demo_multizone import run_multizone_demo
+
+            code = run_multizone_demo(Path(tmp), args.keep_running)
+        else:
+            code = run_demo(Path(tmp), args.requests, args.keep_running)
     if code == 0:
         step("done: logs were in the temporary directory, now removed")
     sys.exit(code)

@@ -17,7 +17,7 @@ from typing import Any
 from kumadp.cp.kds.catalog import sync_types
 from kumadp.cp.kds.client import KdsClientConfig, ZoneKdsClient
 from kumadp.cp.kds.keys import PublicKeyPublisher
-from kumadp.cp.kds.server import KdsServer
+from kumadp.cp.kds.server import Authenticate, KdsServer, SignIntermediate
 from kumadp.cp.kds.source import StoreSource
 from kumadp.cp.kds.zone_insights import ZoneInsights
 from kumadp.cp.kds.zones import ZoneRegistry
@@ -71,7 +71,12 @@ class ZoneKds:
 
 @contextlib.asynccontextmanager
 async def kds_global(
-    store: Store | None = None, *, health_timeout: float = 20.0, port: int = 0
+    store: Store | None = None,
+    *,
+    health_timeout: float = 20.0,
+    port: int = 0,
+    authenticate: Authenticate | None = None,
+    sign_intermediate: SignIntermediate | None = None,
 ) -> AsyncIterator[GlobalKds]:
     store = store if store is not None else MemoryStore()
     tls = ensure_server_certificate(None, [], what="KDS server")
@@ -92,6 +97,8 @@ async def kds_global(
         zones=zones,
         down=DOWN,
         up=UP,
+        authenticate=authenticate,
+        sign_intermediate=sign_intermediate,
         tap=lambda method, data: messages.append((method, data)),
     )
     running = Running([source, zones, server, PublicKeyPublisher(store)])

@@ -37,6 +37,15 @@ def kds_ca(global_cp: ControlPlane) -> str:
     return str(global_cp.data_dir / "kds-server" / "ca.pem")
 
 
+def zone_token(global_cp: ControlPlane, zone: str, scope: str = "cp") -> str:
+    """A zone token from the global CP (issuing is allowed from loopback)."""
+    resp = httpx.post(
+        global_cp.url + "/tokens/zone", json={"zone": zone, "scope": [scope]}, timeout=5
+    )
+    resp.raise_for_status()
+    return resp.text.strip()
+
+
 def start_zone(
     env: MeshEnv,
     zone: str,
@@ -45,11 +54,22 @@ def start_zone(
     kds_address: str | None = None,
     extra: list[str] | None = None,
     synced: bool = True,
+    token: str | None = None,
+    kds_ca_file: str | None = None,
     **kwargs: Any,
 ) -> ControlPlane:
-    """A zone CP dialling ``global_cp`` (or ``kds_address``, e.g. a ``TcpProxy``'s); with
-    ``synced``, wait until the default mesh has arrived from the global CP."""
+    """A zone CP dialling ``global_cp`` (or ``kds_address``, e.g. a ``TcpProxy``'s) with a
+    zone token (``token``, else a fresh one of the zone from the global CP; "" for none),
+    trusting ``kds_ca_file`` (default: the global CP's KDS CA);
+    with ``synced``, wait until the default mesh has arrived from the global CP."""
     address = kds_address or f"127.0.0.1:{global_cp.kds_port}"
+    token = zone_token(global_cp, zone) if token is None else token
+    token_args: list[str] = []
+    if token:
+        token_file = env.tmp / f"{zone}-{free_port()}.token"
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        token_args = ["--kds-token-file", str(token_file)]
     cp = env.start_cp(
         data_dir=kwargs.pop("data_dir", env.tmp / f"cp-{zone}"),
         wait=False,
@@ -61,7 +81,8 @@ def start_zone(
             "--kds-global-address",
             f"grpcs://{address}",
             "--kds-ca-file",
-            kds_ca(global_cp),
+            kds_ca_file or kds_ca(global_cp),
+            *token_args,
             *(extra or []),
         ],
         **kwargs,
@@ -115,4 +136,5 @@ __all__ = [
     "start_zone",
     "zone_online",
     "zone_overview",
+    "zone_token",
 ]

@@ -62,7 +62,9 @@ class Signer(Protocol):
 class SecretSink(Protocol):
     """What the manager needs of ``SdsServer``."""
 
-    def set_identity(self, mesh: str, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None: ...
+    def set_identity(
+        self, mesh: str, cert_pem: bytes, key_pem: bytes, ca_pem: bytes, crl_pem: bytes = b""
+    ) -> None: ...
 
 
 class ReadinessGate(Protocol):
@@ -239,7 +241,9 @@ class CertificateManager:
         except Exception as exc:
             self._failed(exc)
             return
-        self._sds.set_identity(self.mesh, cert_pem, _certs().key_pem(key), ca_pem)
+        self._sds.set_identity(
+            self.mesh, cert_pem, _certs().key_pem(key), ca_pem, bytes(response.crl_pem)
+        )
         now = self._clock()
         # The CP backdates not-before by 10 s for clock skew: count the lifetime from when the
         # certificate arrived, so "renew at half its life" means half of what we can use.

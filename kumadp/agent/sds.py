@@ -142,13 +142,18 @@ class SdsServer:
         return self._server.subscribed_names(types.SECRET)
 
     # -- the source -------------------------------------------------------------------------
-    def set_identity(self, mesh: str, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
-        """Serve a new identity for ``mesh`` and push it to every open stream at once."""
+    def set_identity(
+        self, mesh: str, cert_pem: bytes, key_pem: bytes, ca_pem: bytes, crl_pem: bytes = b""
+    ) -> None:
+        """Serve a new identity for ``mesh`` and push it to every open stream at once.
+        ``crl_pem`` (multi-zone): peers are also checked against these CRLs."""
         identity = secret_pb2.Secret(name=identity_secret_name(mesh))
         identity.tls_certificate.certificate_chain.inline_bytes = cert_pem
         identity.tls_certificate.private_key.inline_bytes = key_pem
         ca = secret_pb2.Secret(name=mesh_ca_secret_name(mesh))
         ca.validation_context.trusted_ca.inline_bytes = ca_pem
+        if crl_pem:
+            ca.validation_context.crl.inline_bytes = crl_pem
         if self._secrets.update([identity, ca]):
             log.info(
                 "SDS: new identity for mesh %s; pushing to %d stream(s)", mesh, self.open_streams

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kumadp.cli import cp_multizone as mz
 from kumadp.cli.cp_postgres import (
     PgDbName,
     PgDsn,
@@ -116,54 +117,19 @@ def run(
             help="postgres: how long a silent leader keeps its lease (a new one follows)",
         ),
     ] = "3s",
-    # multi-zone
-    zone: Annotated[
-        str | None,
-        typer.Option(envvar=_env("zone"), help="This zone's name (--mode zone)"),
-    ] = None,
-    kds_global_address: Annotated[
-        str | None,
-        typer.Option(
-            envvar=_env("kds_global_address"),
-            help="The global CP's KDS address, grpcs://HOST:5685 (--mode zone)",
-        ),
-    ] = None,
-    kds_ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar=_env("kds_ca_file"),
-            help="CA (PEM) that signed the global CP's KDS certificate (default: system roots)",
-        ),
-    ] = None,
-    kds_skip_verify: Annotated[
-        bool,
-        typer.Option(
-            envvar=_env("kds_skip_verify"),
-            help="Do not verify the global CP's KDS certificate (insecure)",
-        ),
-    ] = False,
-    kds_port: Annotated[
-        int,
-        typer.Option(envvar=_env("kds_port"), help="KDS port zones dial (--mode global)"),
-    ] = 5685,
-    kds_tls_cert_file: Annotated[
-        Path | None,
-        typer.Option(
-            envvar=_env("kds_tls_cert_file"),
-            help="KDS server certificate (PEM; default: generated in the data dir)",
-        ),
-    ] = None,
-    kds_tls_key_file: Annotated[
-        Path | None,
-        typer.Option(envvar=_env("kds_tls_key_file"), help="KDS server key"),
-    ] = None,
-    zone_health_timeout: Annotated[
-        str,
-        typer.Option(
-            envvar=_env("zone_health_timeout"),
-            help="A zone without a heartbeat for this long is Offline (--mode global)",
-        ),
-    ] = "20s",
+    # multi-zone (kumadp.cli.cp_multizone)
+    zone: mz.Zone = None,
+    kds_global_address: mz.KdsGlobalAddress = None,
+    kds_ca_file: mz.KdsCaFile = None,
+    kds_skip_verify: mz.KdsSkipVerify = False,
+    kds_token_file: mz.KdsTokenFile = None,
+    kds_token: mz.KdsToken = None,
+    kds_port: mz.KdsPort = 5685,
+    kds_tls_cert_file: mz.KdsTlsCertFile = None,
+    kds_tls_key_file: mz.KdsTlsKeyFile = None,
+    kds_auth: mz.KdsAuth = "cpToken",
+    zone_health_timeout: mz.ZoneHealthTimeout = "20s",
+    zone_ca_validity: mz.ZoneCaValidity = "720h",
     # API security
     api_address: Annotated[
         str | None,
@@ -267,10 +233,6 @@ def run(
         delay = parse_duration(deregistration_delay)
     except ValueError as exc:
         fail(f"--deregistration-delay: {exc}")
-    try:
-        health_timeout = parse_duration(zone_health_timeout)
-    except ValueError as exc:
-        fail(f"--zone-health-timeout: {exc}")
     if data_dir is None and store == "sqlite":
         data_dir = Path.home() / ".kumadp" / "cp"
     config = ControlPlaneConfig(
@@ -288,16 +250,23 @@ def run(
         tls_key_file=tls_key_file,
         vip_cidr=vip_cidr,
         loopback_cidr=loopback_cidr,
-        # multi-zone
+    )
+    settings = mz.multizone_settings(
         zone=zone,
         kds_global_address=kds_global_address,
         kds_ca_file=kds_ca_file,
         kds_skip_verify=kds_skip_verify,
+        kds_token_file=kds_token_file,
+        kds_token=kds_token,
         kds_port=kds_port,
         kds_tls_cert_file=kds_tls_cert_file,
         kds_tls_key_file=kds_tls_key_file,
-        zone_health_timeout=health_timeout,
+        kds_auth=kds_auth,
+        zone_health_timeout=zone_health_timeout,
+        zone_ca_validity=zone_ca_validity,
     )
+    for key, value in settings.items():
+        setattr(config, key, value)
     # PostgreSQL and several instances
     if store == "postgres":
         from kumadp.cli.common import parse_duration_flag

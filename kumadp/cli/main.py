@@ -26,13 +26,13 @@ def version() -> None:
 # sub-command -> the module that registers it (``register(app)``); importing only the one
 # a command line names keeps ``kumadp run``'s start-up free of the control plane's and ctl's
 # imports (the resource registry, every policy model).
-_COMMANDS = {
-    "run": "run",
-    "cp": "cp",
-    "ctl": "ctl",
-    "install": "tproxy",
-    "uninstall": "tproxy",
-    "wait": "wait",
+_COMMANDS: dict[str, tuple[str, ...]] = {
+    "run": ("run",),
+    "cp": ("cp",),
+    "ctl": ("ctl", "ctl_zones"),  # ctl_zones adds to ctl's groups
+    "install": ("tproxy",),
+    "uninstall": ("tproxy",),
+    "wait": ("wait",),
 }
 
 
@@ -44,7 +44,8 @@ def _register_subcommands(argv: list[str] | None = None) -> None:
 
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     wanted = _COMMANDS.get(words[0]) if words else None
-    names = [wanted] if wanted else list(dict.fromkeys(_COMMANDS.values()))
+    groups = [wanted] if wanted else list(_COMMANDS.values())
+    names = list(dict.fromkeys(name for group in groups for name in group))
     for name in names:
         importlib.import_module(f"kumadp.cli.{name}").register(app)
 

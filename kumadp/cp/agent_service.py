@@ -124,6 +124,7 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
             backend=signed.backend,
             not_before_unix=int(signed.not_before.timestamp()),
             not_after_unix=int(signed.not_after.timestamp()),
+            crl_pem=signed.crl_pem,
         )
 
     async def Watch(

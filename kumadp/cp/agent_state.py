@@ -48,9 +48,10 @@ def identity(state: MeshState, dataplane: Dataplane) -> agent_pb2.MeshIdentity:
     enabled = state.mtls is not None and state.ca is not None
     backend = state.ca.backend if (enabled and state.ca) else ""
     fingerprint = state.ca.fingerprint if (enabled and state.ca) else ""
+    generation = state.ca.generation if (enabled and state.ca) else ""
     tags = sorted({f"{k}={v}" for i in dataplane.networking.inbound for k, v in i.tags.items()})
     digest = hashlib.sha256(
-        "|".join([str(enabled), backend, fingerprint, *services, *tags]).encode()
+        "|".join([str(enabled), backend, generation, *services, *tags]).encode()
     ).hexdigest()[:16]
     return agent_pb2.MeshIdentity(
         mtls_enabled=enabled,

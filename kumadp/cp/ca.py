@@ -17,6 +17,7 @@ re-exported here).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,12 @@ class CAError(Exception):
 @dataclass(frozen=True)
 class CA:
     """A mesh CA ready to sign. ``fingerprint`` is the SHA-256 (hex) of the DER certificate;
-    it changes exactly when the CA does. Key objects stay out of ``repr``."""
+    it changes exactly when the CA does. Key objects stay out of ``repr``.
+
+    In a zone CP the CA is the zone's intermediate (``kumadp.cp.intermediate_ca``): its
+    certificate is served after each leaf (``chain_pem``), peers are verified against the
+    mesh root (``bundle_pem``) and the CRLs of the root and of every zone's intermediate
+    (``crl_pem``). A standalone CP's CA is the root itself: no chain, no CRL."""
 
     mesh: str
     backend: str
@@ -65,6 +71,20 @@ class CA:
     key_type: str  # "ecdsa-p256" or "rsa-<bits>"
     certificate: x509.Certificate = field(repr=False, compare=False)
     private_key: PrivateKey = field(repr=False, compare=False)
+    chain_pem: bytes = field(default=b"", repr=False)
+    bundle_pem: bytes = field(default=b"", repr=False)  # empty: the CA itself
+    crl_pem: bytes = field(default=b"", repr=False)
+
+    @property
+    def generation(self) -> str:
+        """Changes exactly when what a dataplane gets from this CA does (its certificate's
+        issuer, the trusted roots, the CRLs)."""
+        if not (self.chain_pem or self.bundle_pem or self.crl_pem):
+            return self.fingerprint
+        digest = hashlib.sha256(self.fingerprint.encode())
+        for part in (self.chain_pem, self.bundle_pem, self.crl_pem):
+            digest.update(b"|" + part)
+        return digest.hexdigest()
 
     @property
     def not_before(self) -> datetime:
@@ -143,7 +163,7 @@ class MeshCAs:
         self._store = store
         self._create = create
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        # (mesh, backend) -> (stored certPem, CA): re-parsing keys on every call is avoidable
+        # (mesh, backend) -> (stored certificates and CRLs, CA): no re-parsing on every call
         self._cache: dict[tuple[str, str], tuple[str, CA]] = {}
 
     async def ca_for(self, mesh: Mesh) -> CA | None:
@@ -210,12 +230,13 @@ class MeshCAs:
 
     def _parse(self, stored: StoredResource) -> CA:
         key = (stored.mesh, stored.name)
-        cert_text = stored.spec.get("certPem")
+        spec = stored.spec
+        text = "|".join(str(spec.get(f) or "") for f in ("certPem", "rootPem", "trustCrlsPem"))
         cached = self._cache.get(key)
-        if cached is not None and cached[0] == cert_text:
+        if cached is not None and cached[0] == text:
             return cached[1]
-        ca = ca_from_spec(stored.spec)
-        self._cache[key] = (str(cert_text), ca)
+        ca = ca_from_spec(spec)
+        self._cache[key] = (text, ca)
         return ca
 
 
@@ -232,14 +253,19 @@ def ca_from_spec(spec: dict[str, Any]) -> CA:
         raise CAError(f"{where}: unsupported key type {type(key).__name__}")
     if spki(key.public_key()) != spki(cert.public_key()):
         raise CAError(f"{where}: the key does not match the certificate")
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    root = str(spec.get("rootPem") or "").encode()  # a zone's intermediate: the mesh root
     return CA(
         mesh=mesh,
         backend=name,
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        cert_pem=cert_pem,
         fingerprint=fingerprint(cert),
         key_type=str(spec.get("keyType") or key_type_name(key)),
         certificate=cert,
         private_key=key,
+        chain_pem=cert_pem if root else b"",
+        bundle_pem=root,
+        crl_pem=str(spec.get("trustCrlsPem") or "").encode(),
     )
 
 

@@ -29,7 +29,7 @@ from kumadp.cp.ca import (
 )
 from kumadp.resources import Dataplane, Mesh, parse_duration
 from kumadp.resources.model import SERVICE_TAG, WORKLOAD_LABEL
-from kumadp.wire.names import kuma_tag_uri, spiffe_id
+from kumadp.wire.names import SPIFFE_SCHEME, kuma_tag_uri, spiffe_id, spiffe_prefix
 
 _ALLOWED_CURVES = ("secp256r1", "secp384r1")
 _MIN_RSA_BITS = 2048
@@ -42,12 +42,13 @@ class SigningError(Exception):
 
 @dataclass(frozen=True)
 class SignedCertificate:
-    certificate_pem: bytes
-    ca_bundle_pem: bytes
+    certificate_pem: bytes  # the leaf, then the CA's chain (a zone's intermediate)
+    ca_bundle_pem: bytes  # what peers are verified against: the mesh root
     backend: str
     not_before: datetime
     not_after: datetime
     uris: list[str]
+    crl_pem: bytes = b""  # multi-zone: the CRLs Envoy checks peers against
 
 
 def dataplane_uris(dataplane: Dataplane) -> list[str]:
@@ -78,9 +79,9 @@ def sign_dataplane_csr(
             f"{who}: mesh mismatch (CA of mesh {ca.mesh}, mesh {mesh.name}, "
             f"dataplane in mesh {dataplane.mesh})"
         )
-    csr = _load_csr(csr_pem)
+    csr = load_csr(csr_pem)
     public_key = csr.public_key()
-    _check_key(public_key)
+    check_csr_key(public_key)
 
     services = sorted(set(dataplane.identity_services))
     if not services:
@@ -88,6 +89,7 @@ def sign_dataplane_csr(
             f"{who} has no inbound and no {WORKLOAD_LABEL} label: it has no identity to certify"
         )
     uris = dataplane_uris(dataplane)
+    _check_trust_domain(uris, ca.mesh)
     _check_requested_names(csr, set(uris), f"{who} serves {', '.join(services)}")
     if allowed_services is not None:
         for service in services:
@@ -127,16 +129,26 @@ def sign_dataplane_csr(
         key_encipherment=True,
     )
     return SignedCertificate(
-        certificate_pem=cert.public_bytes(serialization.Encoding.PEM),
-        ca_bundle_pem=ca.cert_pem,
+        certificate_pem=cert.public_bytes(serialization.Encoding.PEM) + ca.chain_pem,
+        ca_bundle_pem=ca.bundle_pem or ca.cert_pem,
         backend=ca.backend,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         uris=uris,
+        crl_pem=ca.crl_pem,
     )
 
 
-def _load_csr(csr_pem: bytes | str) -> x509.CertificateSigningRequest:
+def _check_trust_domain(uris: list[str], mesh: str) -> None:
+    """Every SPIFFE id of a leaf is in its CA's mesh: the rule a zone's intermediate CA,
+    which carries no name constraint, must keep (``kumadp.cp.intermediate_ca``)."""
+    domain = spiffe_prefix(mesh)
+    for uri in uris:
+        if uri.startswith(SPIFFE_SCHEME) and not uri.startswith(domain):
+            raise SigningError(f"may not claim {uri}: outside the trust domain {domain[:-1]}")
+
+
+def load_csr(csr_pem: bytes | str) -> x509.CertificateSigningRequest:
     data = csr_pem.encode() if isinstance(csr_pem, str) else csr_pem
     try:
         csr = x509.load_pem_x509_csr(data)
@@ -151,7 +163,7 @@ def _load_csr(csr_pem: bytes | str) -> x509.CertificateSigningRequest:
     return csr
 
 
-def _check_key(public_key: object) -> None:
+def check_csr_key(public_key: object) -> None:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name in _ALLOWED_CURVES:
             return
@@ -199,4 +211,11 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["SignedCertificate", "SigningError", "dataplane_uris", "sign_dataplane_csr"]
+__all__ = [
+    "SignedCertificate",
+    "SigningError",
+    "check_csr_key",
+    "dataplane_uris",
+    "load_csr",
+    "sign_dataplane_csr",
+]

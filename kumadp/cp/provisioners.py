@@ -49,6 +49,11 @@ class MeshWorker:
     async def process(self, mesh: str) -> None:
         raise NotImplementedError
 
+    def due(self) -> float | None:
+        """Seconds until every mesh must be processed again without a change (a renewal,
+        an expiry); None: only changes matter."""
+        return None
+
     async def known_meshes(self) -> set[str]:
         """What "every mesh" means at start and on a resync."""
         return {r.name for r in await self._store.list(MESH_TYPE)}
@@ -70,8 +75,12 @@ class MeshWorker:
                 while not stop.is_set():
                     await self._pass()
                     wake = asyncio.ensure_future(self._wake.wait())
-                    await asyncio.wait({wake, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {wake, stop_task}, timeout=self.due(), return_when="FIRST_COMPLETED"
+                    )
                     wake.cancel()
+                    if not done:  # a deadline of ``due``: every mesh is looked at again
+                        self._all = True
             finally:
                 stop_task.cancel()
 

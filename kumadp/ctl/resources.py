@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kumadp.ctl import tables
+from kumadp.ctl import tables, zones
 from kumadp.ctl.client import ApiClient, CtlError, NotFoundError, UnreachableError, segment
 from kumadp.ctl.kinds import (
     DATAPLANE,
@@ -28,6 +28,7 @@ from kumadp.ctl.kinds import (
 from kumadp.resources import FieldError, ValidationError, parse_vars, render
 from kumadp.resources.registry import REGISTRY, Registry
 from kumadp.resources.safe_load import load_yaml_all
+from kumadp.resources.zones import ZONE_TYPE
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
 DEFAULT_MESH = "default"
@@ -78,6 +79,8 @@ def get(
         if fmt != "table":
             return dump(doc, fmt)
         return tables.render_table(kind.headers, [kind.row(doc, _now(now))])
+    if kind.type == ZONE_TYPE and fmt == "table":  # with their status, as ``inspect zones``
+        return zones.zone_rows(client, now)
     if mesh is not None and kind.mesh_scoped:
         _require_mesh(client, mesh)
     items = client.list_items(kind.collection(mesh))

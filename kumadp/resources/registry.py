@@ -9,12 +9,12 @@ in a multi-zone deployment:
 =====================  ==========================================================
 ``Sync.GLOBAL_TO_ZONE`` created on the global CP, copied to every zone: Mesh, policies
                         and what zones need to verify tokens: the PUBLIC signing
-                        keys, the revocation list
+                        keys, the revocation list; each mesh's trust bundle
 ``Sync.ZONE_TO_GLOBAL`` created in a zone, copied up to the global CP: Dataplane,
                         DataplaneInsight (next: ZoneIngress, ZoneEgress)
 ``Sync.NONE``           never synced: Zone, ZoneInsight (the global CP's view of zones)
 ``Sync.INTERNAL``       the CP's own bookkeeping, never synced nor served: VirtualIPs,
-                        MeshCA, the token signing (private) keys
+                        MeshCA, the token signing (private) keys, zone intermediates
 =====================  ==========================================================
 
 Adding a type is one ``ResourceType`` in ``default_registry()`` plus its model and parser.
@@ -69,6 +69,11 @@ MESH_CA_TYPE = "MeshCA"
 SIGNING_KEY_TYPE = "SigningKey"
 SIGNING_PUBLIC_KEY_TYPE = "SigningPublicKey"  # the public half, what zones verify with
 TOKEN_REVOCATIONS_TYPE = "TokenRevocations"
+# Zone intermediate CAs (kumadp.cp.intermediate_ca): a mesh's root certificate and CRLs, for
+# every zone; the intermediates the global CP signed; zones an admin refused new ones.
+MESH_TRUST_BUNDLE_TYPE = "MeshTrustBundle"
+ZONE_INTERMEDIATE_CA_TYPE = "ZoneIntermediateCA"
+ZONE_CA_REFUSAL_TYPE = "ZoneCARefusal"
 # Several CP instances on one store (kumadp.cp.instances, kumadp.cp.shared_registration).
 CONTROL_PLANE_INSTANCE_TYPE = "ControlPlaneInstance"
 DATAPLANE_CONNECTION_TYPE = "DataplaneConnection"
@@ -298,6 +303,9 @@ def default_registry() -> Registry:
             ResourceType(SIGNING_KEY_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(SIGNING_PUBLIC_KEY_TYPE, Scope.GLOBAL, Sync.GLOBAL_TO_ZONE),
             ResourceType(TOKEN_REVOCATIONS_TYPE, Scope.GLOBAL, Sync.GLOBAL_TO_ZONE),
+            ResourceType(MESH_TRUST_BUNDLE_TYPE, Scope.MESH, Sync.GLOBAL_TO_ZONE),
+            ResourceType(ZONE_INTERMEDIATE_CA_TYPE, Scope.MESH, Sync.INTERNAL),
+            ResourceType(ZONE_CA_REFUSAL_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(
                 ZONE_TYPE, Scope.GLOBAL, Sync.NONE, plural="zones", parse=parse_zone, model=Zone
             ),
@@ -331,13 +339,16 @@ __all__ = [
     "DATAPLANE_INSIGHT_TYPE",
     "DATAPLANE_PENDING_TYPE",
     "MESH_CA_TYPE",
+    "MESH_TRUST_BUNDLE_TYPE",
     "REGISTRY",
     "SIGNING_KEY_TYPE",
     "SIGNING_PUBLIC_KEY_TYPE",
     "SUPPORTED_TYPES",
     "TOKEN_REVOCATIONS_TYPE",
     "VIRTUAL_IPS_TYPE",
+    "ZONE_CA_REFUSAL_TYPE",
     "ZONE_INSIGHT_TYPE",
+    "ZONE_INTERMEDIATE_CA_TYPE",
     "ZONE_TYPE",
     "Model",
     "Registry",

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kumadp/wire/agent.proto\x12\x0fkumadp.agent.v1\"(\n\x0c\x41\x64minRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"z\n\rAdminResponse\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\n\n\x08\x41\x64minAck\"A\n\rInsightReport\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cinsight_json\x18\x03 \x01(\t\"\x0c\n\nInsightAck\":\n\x0cLeaveRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\" \n\rLeaveResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"E\n\x16SignCertificateRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x8b\x01\n\x17SignCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x17\n\x0fnot_before_unix\x18\x04 \x01(\x03\x12\x16\n\x0enot_after_unix\x18\x05 \x01(\x03\"<\n\x0cWatchRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\"\x9f\x01\n\x0b\x41gentUpdate\x12/\n\x08identity\x18\x01 \x01(\x0b\x32\x1d.kumadp.agent.v1.MeshIdentity\x12)\n\x05names\x18\x02 \x01(\x0b\x32\x1a.kumadp.agent.v1.NameTable\x12\x34\n\radmin_request\x18\x03 \x01(\x0b\x32\x1d.kumadp.agent.v1.AdminRequest\"s\n\x0cMeshIdentity\x12\x14\n\x0cmtls_enabled\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\x12\x10\n\x08services\x18\x04 \x03(\t\x12\x12\n\ngeneration\x18\x05 \x01(\t\"_\n\tNameTable\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\x12,\n\x07records\x18\x03 \x03(\x0b\x32\x1b.kumadp.agent.v1.NameRecord\"6\n\nNameRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04ipv4\x18\x02 \x03(\t\x12\x0c\n\x04ipv6\x18\x03 \x03(\t2\x9b\x03\n\x0c\x41gentChannel\x12\x46\n\x05Leave\x12\x1d.kumadp.agent.v1.LeaveRequest\x1a\x1e.kumadp.agent.v1.LeaveResponse\x12\x64\n\x0fSignCertificate\x12\'.kumadp.agent.v1.SignCertificateRequest\x1a(.kumadp.agent.v1.SignCertificateResponse\x12\x46\n\x05Watch\x12\x1d.kumadp.agent.v1.WatchRequest\x1a\x1c.kumadp.agent.v1.AgentUpdate0\x01\x12L\n\rReportInsight\x12\x1e.kumadp.agent.v1.InsightReport\x1a\x1b.kumadp.agent.v1.InsightAck\x12G\n\nAdminReply\x12\x1e.kumadp.agent.v1.AdminResponse\x1a\x19.kumadp.agent.v1.AdminAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kumadp/wire/agent.proto\x12\x0fkumadp.agent.v1\"(\n\x0c\x41\x64minRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"z\n\rAdminResponse\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\x05\x12\x0c\n\x04\x62ody\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\n\n\x08\x41\x64minAck\"A\n\rInsightReport\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cinsight_json\x18\x03 \x01(\t\"\x0c\n\nInsightAck\":\n\x0cLeaveRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\" \n\rLeaveResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"E\n\x16SignCertificateRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x9c\x01\n\x17SignCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x17\n\x0fnot_before_unix\x18\x04 \x01(\x03\x12\x16\n\x0enot_after_unix\x18\x05 \x01(\x03\x12\x0f\n\x07\x63rl_pem\x18\x06 \x01(\x0c\"<\n\x0cWatchRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\"\x9f\x01\n\x0b\x41gentUpdate\x12/\n\x08identity\x18\x01 \x01(\x0b\x32\x1d.kumadp.agent.v1.MeshIdentity\x12)\n\x05names\x18\x02 \x01(\x0b\x32\x1a.kumadp.agent.v1.NameTable\x12\x34\n\radmin_request\x18\x03 \x01(\x0b\x32\x1d.kumadp.agent.v1.AdminRequest\"s\n\x0cMeshIdentity\x12\x14\n\x0cmtls_enabled\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61_fingerprint\x18\x03 \x01(\t\x12\x10\n\x08services\x18\x04 \x03(\t\x12\x12\n\ngeneration\x18\x05 \x01(\t\"_\n\tNameTable\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\x12,\n\x07records\x18\x03 \x03(\x0b\x32\x1b.kumadp.agent.v1.NameRecord\"6\n\nNameRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04ipv4\x18\x02 \x03(\t\x12\x0c\n\x04ipv6\x18\x03 \x03(\t2\x9b\x03\n\x0c\x41gentChannel\x12\x46\n\x05Leave\x12\x1d.kumadp.agent.v1.LeaveRequest\x1a\x1e.kumadp.agent.v1.LeaveResponse\x12\x64\n\x0fSignCertificate\x12\'.kumadp.agent.v1.SignCertificateRequest\x1a(.kumadp.agent.v1.SignCertificateResponse\x12\x46\n\x05Watch\x12\x1d.kumadp.agent.v1.WatchRequest\x1a\x1c.kumadp.agent.v1.AgentUpdate0\x01\x12L\n\rReportInsight\x12\x1e.kumadp.agent.v1.InsightReport\x1a\x1b.kumadp.agent.v1.InsightAck\x12G\n\nAdminReply\x12\x1e.kumadp.agent.v1.AdminResponse\x1a\x19.kumadp.agent.v1.AdminAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,17 +48,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNCERTIFICATEREQUEST']._serialized_start=397
   _globals['_SIGNCERTIFICATEREQUEST']._serialized_end=466
   _globals['_SIGNCERTIFICATERESPONSE']._serialized_start=469
-  _globals['_SIGNCERTIFICATERESPONSE']._serialized_end=608
-  _globals['_WATCHREQUEST']._serialized_start=610
-  _globals['_WATCHREQUEST']._serialized_end=670
-  _globals['_AGENTUPDATE']._serialized_start=673
-  _globals['_AGENTUPDATE']._serialized_end=832
-  _globals['_MESHIDENTITY']._serialized_start=834
-  _globals['_MESHIDENTITY']._serialized_end=949
-  _globals['_NAMETABLE']._serialized_start=951
-  _globals['_NAMETABLE']._serialized_end=1046
-  _globals['_NAMERECORD']._serialized_start=1048
-  _globals['_NAMERECORD']._serialized_end=1102
-  _globals['_AGENTCHANNEL']._serialized_start=1105
-  _globals['_AGENTCHANNEL']._serialized_end=1516
+  _globals['_SIGNCERTIFICATERESPONSE']._serialized_end=625
+  _globals['_WATCHREQUEST']._serialized_start=627
+  _globals['_WATCHREQUEST']._serialized_end=687
+  _globals['_AGENTUPDATE']._serialized_start=690
+  _globals['_AGENTUPDATE']._serialized_end=849
+  _globals['_MESHIDENTITY']._serialized_start=851
+  _globals['_MESHIDENTITY']._serialized_end=966
+  _globals['_NAMETABLE']._serialized_start=968
+  _globals['_NAMETABLE']._serialized_end=1063
+  _globals['_NAMERECORD']._serialized_start=1065
+  _globals['_NAMERECORD']._serialized_end=1119
+  _globals['_AGENTCHANNEL']._serialized_start=1122
+  _globals['_AGENTCHANNEL']._serialized_end=1533
 # @@protoc_insertion_point(module_scope)

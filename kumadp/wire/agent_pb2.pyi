@@ -77,18 +77,20 @@ class SignCertificateRequest(_message.Message):
     def __init__(self, mesh: _Optional[str] = ..., name: _Optional[str] = ..., csr_pem: _Optional[bytes] = ...) -> None: ...
 
 class SignCertificateResponse(_message.Message):
-    __slots__ = ("certificate_pem", "ca_bundle_pem", "backend", "not_before_unix", "not_after_unix")
+    __slots__ = ("certificate_pem", "ca_bundle_pem", "backend", "not_before_unix", "not_after_unix", "crl_pem")
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     CA_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_UNIX_FIELD_NUMBER: _ClassVar[int]
     NOT_AFTER_UNIX_FIELD_NUMBER: _ClassVar[int]
+    CRL_PEM_FIELD_NUMBER: _ClassVar[int]
     certificate_pem: bytes
     ca_bundle_pem: bytes
     backend: str
     not_before_unix: int
     not_after_unix: int
-    def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_bundle_pem: _Optional[bytes] = ..., backend: _Optional[str] = ..., not_before_unix: _Optional[int] = ..., not_after_unix: _Optional[int] = ...) -> None: ...
+    crl_pem: bytes
+    def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_bundle_pem: _Optional[bytes] = ..., backend: _Optional[str] = ..., not_before_unix: _Optional[int] = ..., not_after_unix: _Optional[int] = ..., crl_pem: _Optional[bytes] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("mesh", "name", "features")

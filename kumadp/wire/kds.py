@@ -14,6 +14,7 @@ SERVICE: Final = "kumadp.kds.v1.KDS"
 GLOBAL_TO_ZONE_METHOD: Final = "GlobalToZoneSync"
 ZONE_TO_GLOBAL_METHOD: Final = "ZoneToGlobalSync"
 HEALTH_CHECK_METHOD: Final = "HealthCheck"
+SIGN_INTERMEDIATE_METHOD: Final = "SignIntermediateCA"  # a zone's intermediate CA, signed
 RESOURCE_MESSAGE: Final = "kumadp.kds.v1.KumaResource"  # packed in each delta Resource
 
 
@@ -58,6 +59,7 @@ __all__ = [
     "RESOURCE_MESSAGE",
     "SERVICE",
     "SESSION_METADATA",
+    "SIGN_INTERMEDIATE_METHOD",
     "SYNC_LABELS",
     "VERSION_LABEL",
     "VERSION_METADATA",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15kumadp/wire/kds.proto\x12\rkumadp.kds.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb1\x01\n\x0cResourceMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x37\n\x06labels\x18\x04 \x03(\x0b\x32\'.kumadp.kds.v1.ResourceMeta.LabelsEntry\x12\x0c\n\x04type\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x0cKumaResource\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.kumadp.kds.v1.ResourceMeta\x12\x11\n\tspec_json\x18\x02 \x01(\t\"\x18\n\x16ZoneHealthCheckRequest\"F\n\x17ZoneHealthCheckResponse\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Durationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15kumadp/wire/kds.proto\x12\rkumadp.kds.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb1\x01\n\x0cResourceMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x37\n\x06labels\x18\x04 \x03(\x0b\x32\'.kumadp.kds.v1.ResourceMeta.LabelsEntry\x12\x0c\n\x04type\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x0cKumaResource\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.kumadp.kds.v1.ResourceMeta\x12\x11\n\tspec_json\x18\x02 \x01(\t\"\x18\n\x16ZoneHealthCheckRequest\"F\n\x17ZoneHealthCheckResponse\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"X\n\x15IntermediateCARequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63rl_pem\x18\x04 \x01(\x0c\"Y\n\x16IntermediateCAResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x10\n\x08root_pem\x18\x02 \x01(\x0c\x12\x14\n\x0croot_crl_pem\x18\x03 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,4 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ZONEHEALTHCHECKREQUEST']._serialized_end=354
   _globals['_ZONEHEALTHCHECKRESPONSE']._serialized_start=356
   _globals['_ZONEHEALTHCHECKRESPONSE']._serialized_end=426
+  _globals['_INTERMEDIATECAREQUEST']._serialized_start=428
+  _globals['_INTERMEDIATECAREQUEST']._serialized_end=516
+  _globals['_INTERMEDIATECARESPONSE']._serialized_start=518
+  _globals['_INTERMEDIATECARESPONSE']._serialized_end=607
 # @@protoc_insertion_point(module_scope)

@@ -47,3 +47,25 @@ class ZoneHealthCheckResponse(_message.Message):
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     interval: _duration_pb2.Duration
     def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class IntermediateCARequest(_message.Message):
+    __slots__ = ("mesh", "backend", "csr_pem", "crl_pem")
+    MESH_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    CRL_PEM_FIELD_NUMBER: _ClassVar[int]
+    mesh: str
+    backend: str
+    csr_pem: bytes
+    crl_pem: bytes
+    def __init__(self, mesh: _Optional[str] = ..., backend: _Optional[str] = ..., csr_pem: _Optional[bytes] = ..., crl_pem: _Optional[bytes] = ...) -> None: ...
+
+class IntermediateCAResponse(_message.Message):
+    __slots__ = ("certificate_pem", "root_pem", "root_crl_pem")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    ROOT_PEM_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CRL_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: bytes
+    root_pem: bytes
+    root_crl_pem: bytes
+    def __init__(self, certificate_pem: _Optional[bytes] = ..., root_pem: _Optional[bytes] = ..., root_crl_pem: _Optional[bytes] = ...) -> None: ...

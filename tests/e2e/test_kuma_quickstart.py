@@ -60,7 +60,6 @@ def start_cp_from_kuma_env(env: MeshEnv) -> ControlPlane:
         "KUMA_API_SERVER_HTTPS_PORT": str(https),
         "KUMA_DP_SERVER_PORT": str(dp),
         "KUMA_DIAGNOSTICS_SERVER_PORT": str(diag),
-        "KUMA_API_SERVER_HTTPS_PORT": str(free_port()),  # not Kuma's 5682: runs in parallel
         "KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE": "dpToken",
         "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY": "2s",
         "KUMA_LOG_LEVEL": "debug",

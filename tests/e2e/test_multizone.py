@@ -149,7 +149,7 @@ def test_global_and_two_zones(env: MeshEnv) -> None:
     assert header.split()[:3] == ["MESH", "ZONE", "NAME"]
     assert sorted(r.split()[1] for r in rows) == ["zone-a", "zone-a"]
 
-    # mTLS turned on at global: zones wait for their own CA (never make one), serving plaintext
+    # mTLS turned on at global: each zone gets an intermediate CA of its own (never the root)
     mtls = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
     assert (
         _put(
@@ -158,14 +158,27 @@ def test_global_and_two_zones(env: MeshEnv) -> None:
         == 200
     )
     wait_until(
-        lambda: "waits for its intermediate CA" in zone_a.proc.output(),
-        what="the zone says it waits",
+        lambda: "intermediate CA of mesh default in use" in zone_a.proc.output(),
+        what="zone-a's intermediate CA",
     )
-    config = httpx.get(
-        zone_a.url + "/meshes/default/dataplanes/backend-1/_config", timeout=5
-    ).json()
-    assert "DownstreamTlsContext" not in json.dumps(config["lds"])
-    assert _hello(web_port) == "backend-1"
+
+    def inbound_mtls() -> bool:
+        path = "/meshes/default/dataplanes/backend-1/_config"
+        config = httpx.get(zone_a.url + path, timeout=5).json()
+        return "DownstreamTlsContext" in json.dumps(config["lds"])
+
+    wait_until(inbound_mtls, what="backend-1's inbound speaking mTLS")
+
+    def denied() -> bool:  # with identities, the Deny applied on global is in force
+        try:
+            return httpx.get(f"http://127.0.0.1:{web_port}/hello", timeout=5).status_code >= 500
+        except httpx.HTTPError:
+            return True
+
+    wait_until(denied, what="the Deny from global in force in zone-a")
+    path = "/meshes/default/meshtrafficpermissions/deny-web"
+    assert httpx.delete(global_cp.url + path, timeout=5).status_code == 200
+    wait_until(lambda: _hello(web_port) == "backend-1", what="web -> backend over mTLS")
 
     # an agent sent to the global CP fails at once with the reason
     doc, _ = env.dataplane_yaml("lost-1", "lost", 1)

@@ -70,7 +70,9 @@ class FakeSds:
     def __init__(self) -> None:
         self.calls: list[tuple[str, bytes, bytes, bytes]] = []
 
-    def set_identity(self, mesh: str, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
+    def set_identity(
+        self, mesh: str, cert_pem: bytes, key_pem: bytes, ca_pem: bytes, crl_pem: bytes = b""
+    ) -> None:
         self.calls.append((mesh, cert_pem, key_pem, ca_pem))
 
 

@@ -329,3 +329,21 @@ async def test_stop_closes_open_streams(sock: Path, ca: TestCa) -> None:
         with pytest.raises(grpc.aio.AioRpcError):
             await asyncio.wait_for(call.read(), DEADLINE)
     assert file_mode(sock) is None and server.open_streams == 0
+
+
+async def test_crls_go_into_the_validation_context_only_when_given(sock: Path, ca: TestCa) -> None:
+    """Multi-zone: the CRLs of the root and of every zone's intermediate are checked by
+    Envoy; without CRLs (standalone) no CRL check is configured at all."""
+    async with running(sock) as sds, client(sock) as stub:
+        call = stub.StreamSecrets()
+        await call.write(request([ID, CA]))
+        identity = Identity(ca)
+        identity.install(sds)
+        plain = secrets(await read(call))[CA].validation_context
+        assert not plain.HasField("crl")
+        await call.write(request([ID, CA], version="1", nonce="x"))
+        sds.set_identity("default", identity.cert_pem, identity.key_pem, ca.pem, b"CRLS")
+        checked = secrets(await read(call))[CA].validation_context
+        assert checked.crl.inline_bytes == b"CRLS"
+        assert checked.trusted_ca.inline_bytes == ca.pem
+        await call.done_writing()

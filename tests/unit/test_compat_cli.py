@@ -135,6 +135,14 @@ CP_VALUES: dict[str, tuple[Any, str, Any, list[str]]] = {
         ["--kds-tls-cert-file", "/c"],
     ),
     "zone_health_timeout": ("45s", "zone_health_timeout", 45.0, []),
+    "kds_token_file": (
+        "/etc/kuma/cp.token",
+        "kds_token_file",
+        Path("/etc/kuma/cp.token"),
+        [*ZONE, "--zone", "z"],
+    ),
+    "kds_token": ("eyJ.zone.token", "kds_token", "eyJ.zone.token", [*ZONE, "--zone", "z"]),
+    "kds_auth": ("none", "kds_auth", "none", []),
 }
 UNCHECKED = {"dataplane_var", "config_file"}  # checked by their own tests below
 

@@ -145,8 +145,9 @@ async def test_the_global_dp_port_refuses_ads_and_agent_calls() -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.bound_port}") as channel:
             ads = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             call = ads.DeltaAggregatedResources()
-            await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url="x"))
             with pytest.raises(grpc.aio.AioRpcError) as ads_error:
+                # the refusal may come before the write is done: either raises it
+                await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url="x"))
                 await call.read()
             agent = agent_pb2_grpc.AgentChannelStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as leave_error:

@@ -149,6 +149,7 @@ def test_the_default_registry() -> None:
         *policies,
         "SigningPublicKey",  # the public half only: zones verify, never sign
         "TokenRevocations",
+        "MeshTrustBundle",  # a mesh root and CRLs: public, never the root's key
     ]
     assert [t.name for t in REGISTRY.synced(Sync.ZONE_TO_GLOBAL)] == [
         "Dataplane",
@@ -163,6 +164,8 @@ def test_the_default_registry() -> None:
         "DataplaneConnection",
         "DataplanePending",
         "Config",
+        "ZoneIntermediateCA",  # the global CP's record of the zone intermediates it signed
+        "ZoneCARefusal",
     } == internal
     assert {t.name for t in REGISTRY.synced(Sync.NONE)} == {"Zone", "ZoneInsight"}
     assert not any(REGISTRY[name].served for name in internal)

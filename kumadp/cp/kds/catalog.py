@@ -1,7 +1,8 @@
 """Which resource types travel which way, in which order, and how a receiver checks one.
 
 The lists come from the resource registry (``Sync``): global -> zone are Mesh, the policies,
-the public token signing keys and the revocation list; zone -> global are Dataplane and
+the public token signing keys, the revocation list and each mesh's trust bundle (root
+certificate and CRLs); zone -> global are Dataplane and
 DataplaneInsight. They are sent in dependency order: Mesh first, then the other global
 types (what tokens need), then the policies, then the rest, so a receiver never sees a
 policy before its mesh.
@@ -15,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from kumadp.resources import ValidationError
 from kumadp.resources.model import MESH_TYPE
 from kumadp.resources.registry import (
+    MESH_TRUST_BUNDLE_TYPE,
     SIGNING_PUBLIC_KEY_TYPE,
     TOKEN_REVOCATIONS_TYPE,
     Registry,
@@ -66,6 +69,24 @@ def _revocations(doc: Mapping[str, Any]) -> None:
         raise ValidationError.single("jtis", "must be a list of token ids (strings)")
 
 
+def _trust_bundle(doc: Mapping[str, Any]) -> None:
+    """A mesh's root certificate and CRLs: public material only, each of its kind."""
+    try:
+        x509.load_pem_x509_certificate(str(doc.get("caCertPem") or "").encode())
+    except ValueError:
+        raise ValidationError.single("caCertPem", "is not a PEM certificate") from None
+    crls = [("rootCrlPem", doc.get("rootCrlPem"))]
+    items = doc.get("intermediates") or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValidationError.single("intermediates", "must be a list of objects")
+    crls += [(f"intermediates[{n}].crlPem", i.get("crlPem")) for n, i in enumerate(items)]
+    for path, pem in crls:
+        try:
+            x509.load_pem_x509_crl(str(pem or "").encode())
+        except ValueError:
+            raise ValidationError.single(path, "is not a PEM CRL") from None
+
+
 def _any_object(doc: Mapping[str, Any]) -> None:
     return None  # from_wire already made sure it is a JSON object of bounded size
 
@@ -73,6 +94,7 @@ def _any_object(doc: Mapping[str, Any]) -> None:
 CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     SIGNING_PUBLIC_KEY_TYPE: _public_key,
     TOKEN_REVOCATIONS_TYPE: _revocations,
+    MESH_TRUST_BUNDLE_TYPE: _trust_bundle,
 }
 
 

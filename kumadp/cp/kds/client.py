@@ -15,7 +15,9 @@ for ``stuck_timeout`` is taken for stuck and the connection re-opened. While dis
 the zone keeps serving its dataplanes from its own store.
 
 Trust: ``--kds-ca-file`` (the global CP's CA), else the system roots; ``--kds-skip-verify``
-trusts whatever chain the global CP presents (logged as a warning).
+trusts whatever chain the global CP presents (logged as a warning). Authentication: the
+zone token (``--kds-token-file``, scope ``cp``) on every call, as ``authorization: Bearer``.
+The live connection also carries ``sign_intermediate`` (the zone's intermediate CAs).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import grpc
@@ -41,7 +43,13 @@ from kumadp.cp.store.base import Store
 from kumadp.lifecycle import Backoff, Resilient
 from kumadp.resources.registry import ResourceType
 from kumadp.wire import kds as wire
-from kumadp.wire.kds_pb2 import ZoneHealthCheckRequest, ZoneHealthCheckResponse
+from kumadp.wire.kds_pb2 import (
+    IntermediateCARequest,
+    IntermediateCAResponse,
+    ZoneHealthCheckRequest,
+    ZoneHealthCheckResponse,
+)
+from kumadp.wire.names import AUTHORIZATION_METADATA
 from kumadp.xds.delta import DeltaServer, Nack, NoopDeltaCallbacks
 from kumadp.xds.delta_client import DeltaClient, Update
 from kumadp.xds.grpc_adapter import CallServerStream, GrpcClientStream
@@ -51,6 +59,7 @@ log = logging.getLogger(__name__)
 DeltaRequest: TypeAlias = discovery_pb2.DeltaDiscoveryRequest
 DeltaResponse: TypeAlias = discovery_pb2.DeltaDiscoveryResponse
 DEFAULT_HEALTH_INTERVAL = 5.0
+SIGN_TIMEOUT = 10.0
 
 
 class KdsConnectionError(Exception):
@@ -82,6 +91,21 @@ class KdsClientConfig:
     skip_verify: bool = False
     stuck_timeout: float = 30.0
     backoff: Backoff = field(default_factory=lambda: Backoff(0.2, 10.0, stable_after=30.0))
+    # the zone token (scope cp) the global CP checks: inline, or a file read at each dial
+    token: str | None = None
+    token_file: Path | None = None
+
+    def read_token(self) -> str | None:
+        """The token to present, or None; OSError/ValueError naming the file otherwise."""
+        if self.token_file is None:
+            return (self.token or "").strip() or None
+        try:
+            text = self.token_file.read_text()[: 64 * 1024].strip()
+        except OSError as exc:
+            raise ValueError(f"--kds-token-file: cannot read {self.token_file}: {exc}") from None
+        if not text:
+            raise ValueError(f"--kds-token-file: {self.token_file} is empty")
+        return text
 
 
 class ZoneKdsClient:
@@ -110,11 +134,21 @@ class ZoneKdsClient:
     def connected(self) -> bool:
         return self._connection.connected
 
+    async def sign_intermediate(self, request: IntermediateCARequest) -> IntermediateCAResponse:
+        """Have the global CP sign this zone's intermediate CA, over the live connection.
+        Raises KdsConnectionError when not connected, grpc.aio.AioRpcError when refused."""
+        return await self._connection.sign_intermediate(request)
+
     def _on_retry(self, error: BaseException | None, delay: float) -> None:
         self.failures += 1
         reason = describe(error) if error is not None else "the connection ended"
         code = error.code() if isinstance(error, grpc.aio.AioRpcError) else None
-        if code == grpc.StatusCode.ALREADY_EXISTS:
+        refused = (
+            grpc.StatusCode.ALREADY_EXISTS,
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+        if code in refused:
             log.error(
                 "KDS: the global control plane refused zone %s: %s; retrying in %.1fs",
                 self.config.zone, reason, delay,
@@ -197,18 +231,31 @@ class _Connection:
         self._down, self._up = down, up
         self.connected = False
         self.was_connected = False  # the last attempt got as far as a heartbeat
+        self._sign: grpc.aio.UnaryUnaryMultiCallable[Any, Any] | None = None
+        self._metadata: tuple[tuple[str, str], ...] = ()
+
+    async def sign_intermediate(self, request: IntermediateCARequest) -> IntermediateCAResponse:
+        if not self.connected or self._sign is None:
+            raise KdsConnectionError("not connected to the global control plane")
+        response: IntermediateCAResponse = await self._sign(
+            request, metadata=self._metadata, timeout=SIGN_TIMEOUT
+        )
+        return response
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self._config
         self.was_connected = False
+        token = config.read_token()
         credentials, options = await self._credentials()
         session = str(uuid.uuid4())
-        metadata = (
+        metadata: tuple[tuple[str, str], ...] = (
             (wire.ZONE_METADATA, config.zone),
             (wire.INSTANCE_METADATA, config.instance_id),
             (wire.SESSION_METADATA, session),
             (wire.VERSION_METADATA, config.version),
         )
+        if token:
+            metadata += ((AUTHORIZATION_METADATA, f"Bearer {token}"),)
         target = f"{self._host}:{self._port}"
         options += [
             ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES),
@@ -242,6 +289,12 @@ class _Connection:
                 request_serializer=ZoneHealthCheckRequest.SerializeToString,
                 response_deserializer=ZoneHealthCheckResponse.FromString,
             )
+            self._metadata = metadata
+            self._sign = channel.unary_unary(
+                wire.method_path(wire.SIGN_INTERMEDIATE_METHOD),
+                request_serializer=IntermediateCARequest.SerializeToString,
+                response_deserializer=IntermediateCAResponse.FromString,
+            )
             tasks = {
                 asyncio.ensure_future(
                     self._ended(client.run(GrpcClientStream(down_call)), "global-to-zone")
@@ -257,6 +310,7 @@ class _Connection:
                 done, _ = await asyncio.wait({*tasks, stopping}, return_when="FIRST_COMPLETED")
             finally:
                 self.connected = False
+                self._sign = None
                 for task in (*tasks, stopping):
                     task.cancel()
                 down_call.cancel()

@@ -30,7 +30,12 @@ from kumadp.resources import ValidationError
 from kumadp.resources.registry import ResourceType
 from kumadp.resources.zones import check_zone_name
 from kumadp.wire import kds as wire
-from kumadp.wire.kds_pb2 import ZoneHealthCheckRequest, ZoneHealthCheckResponse
+from kumadp.wire.kds_pb2 import (
+    IntermediateCARequest,
+    IntermediateCAResponse,
+    ZoneHealthCheckRequest,
+    ZoneHealthCheckResponse,
+)
 from kumadp.xds.delta import DeltaServer, Nack, NoopDeltaCallbacks
 from kumadp.xds.delta_client import DeltaClient
 from kumadp.xds.grpc_adapter import ServicerClientStream, serve_stream
@@ -43,6 +48,8 @@ DeltaResponse: TypeAlias = discovery_pb2.DeltaDiscoveryResponse
 Tap = Callable[[str, bytes], None]  # (method, serialised message), every message both ways
 # Hook for zone authentication (zone tokens): raise StreamRejected to refuse a call.
 Authenticate = Callable[[ZoneIdentity, Mapping[str, str]], Awaitable[None]]
+# Hook signing a zone's intermediate CA (zone name, request); raise StreamRejected to refuse.
+SignIntermediate = Callable[[str, IntermediateCARequest], Awaitable[IntermediateCAResponse]]
 M = TypeVar("M")
 MAX_METADATA_VALUE = 253
 
@@ -100,6 +107,7 @@ class KdsServer:
         down: Sequence[ResourceType],
         up: Sequence[ResourceType],
         authenticate: Authenticate | None = None,
+        sign_intermediate: SignIntermediate | None = None,
         tap: Tap | None = None,
     ) -> None:
         self._address, self._port, self._tls = address, port, tls
@@ -107,6 +115,7 @@ class KdsServer:
         self._down = [t.name for t in down]
         self._up = list(up)
         self._authenticate = authenticate
+        self._sign_intermediate = sign_intermediate
         self._tap = tap
         self._node = base_pb2.Node(id="global")
         self.bound_port: int | None = None
@@ -128,6 +137,13 @@ class KdsServer:
                 self._health_check,
                 request_deserializer=ZoneHealthCheckRequest.FromString,
                 response_serializer=ZoneHealthCheckResponse.SerializeToString,
+            ),
+            wire.SIGN_INTERMEDIATE_METHOD: grpc.unary_unary_rpc_method_handler(
+                self._sign,
+                request_deserializer=self._decode(
+                    wire.SIGN_INTERMEDIATE_METHOD, IntermediateCARequest
+                ),
+                response_serializer=self._encode(wire.SIGN_INTERMEDIATE_METHOD),
             ),
         }
         return grpc.method_handlers_generic_handler(wire.SERVICE, methods)
@@ -235,6 +251,33 @@ class KdsServer:
         response.interval.FromTimedelta(timedelta(seconds=self._zones.health_interval))
         return response
 
+    async def _sign(
+        self,
+        request: IntermediateCARequest,
+        context: grpc.aio.ServicerContext[IntermediateCARequest, IntermediateCAResponse],
+    ) -> IntermediateCAResponse:
+        """A zone's intermediate CA: only from the connection that holds the zone now."""
+        identity = await self._identify(context)
+        session = self._zones.session(identity.zone)
+        if session is None or session.identity.session != identity.session:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"zone {identity.zone}: sign an intermediate CA over the connection that "
+                "holds the zone (open the sync streams first)",
+            )
+        if self._sign_intermediate is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no intermediate CAs here")
+        assert self._sign_intermediate is not None
+        try:
+            return await self._sign_intermediate(identity.zone, request)
+        except StreamRejected as rejected:
+            log.warning(
+                "KDS: intermediate CA of zone %s for mesh %s refused: %s",
+                identity.zone, request.mesh, rejected.message,
+            )  # fmt: skip
+            await context.abort(grpc.StatusCode[rejected.code.name], rejected.message)
+            raise
+
     # -- helpers ---------------------------------------------------------------------------
     async def _identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> ZoneIdentity:
         metadata = _metadata(context)
@@ -281,4 +324,4 @@ class KdsServer:
         task.result()  # raise what the stream failed with
 
 
-__all__ = ["KdsServer", "Tap", "identity_of"]
+__all__ = ["Authenticate", "KdsServer", "SignIntermediate", "Tap", "identity_of"]

@@ -10,15 +10,20 @@ the delta server sends only what changed.
 A CP sends only what it owns: what carries no ``kuma.io/origin`` label or its own origin;
 copies it received from the other side are never sent back. Anything that looks like a
 private key is refused by ``mapping.to_wire`` and logged.
+
+A ``NodeFilter`` (the global CP's ``DisabledZones``) hides resources from some receivers:
+each node gets a view of the snapshot without them, rebuilt when the filter changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Protocol
 
 from google.protobuf import any_pb2
 
@@ -30,10 +35,20 @@ from kumadp.wire import kds as wire
 log = logging.getLogger(__name__)
 
 
+class NodeFilter(Protocol):
+    """Which resources a receiving node must not get."""
+
+    watched: tuple[str, ...]  # the store types whose changes change the filter
+
+    async def reload(self) -> None: ...
+
+    def hides(self, node_id: str, labels: Mapping[str, str]) -> bool: ...
+
+
 class KdsSnapshot:
     """One immutable state of every type a CP sends (``VersionedResources``)."""
 
-    __slots__ = ("_packed", "_type_versions", "_versions", "type_urls")
+    __slots__ = ("_labels", "_packed", "_type_versions", "_versions", "type_urls")
 
     def __init__(
         self,
@@ -41,11 +56,36 @@ class KdsSnapshot:
         packed: Mapping[str, Mapping[str, any_pb2.Any]],
         versions: Mapping[str, Mapping[str, str]],
         type_versions: Mapping[str, str],
+        labels: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
     ) -> None:
         self.type_urls = type_urls
         self._packed = packed
         self._versions = versions
         self._type_versions = type_versions
+        self._labels = labels or {}
+
+    def view(self, node_id: str, node_filter: NodeFilter) -> KdsSnapshot:
+        """This snapshot without what ``node_filter`` hides from ``node_id`` (itself when
+        nothing is hidden); a type's version names what was left out."""
+        packed = dict(self._packed)
+        versions = dict(self._versions)
+        type_versions = dict(self._type_versions)
+        hid = False
+        for type_url, labels in self._labels.items():
+            hidden = sorted(k for k, lb in labels.items() if lb and node_filter.hides(node_id, lb))
+            if not hidden:
+                continue
+            hid = True
+            gone = set(hidden)
+            packed[type_url] = {k: v for k, v in self._packed[type_url].items() if k not in gone}
+            versions[type_url] = {
+                k: v for k, v in self._versions[type_url].items() if k not in gone
+            }
+            digest = hashlib.sha256("\n".join(hidden).encode()).hexdigest()[:12]
+            type_versions[type_url] = f"{self._type_versions[type_url]}-{digest}"
+        if not hid:
+            return self
+        return KdsSnapshot(self.type_urls, packed, versions, type_versions, self._labels)
 
     def version(self, type_url: str) -> str | None:
         return self._type_versions.get(type_url)
@@ -56,6 +96,9 @@ class KdsSnapshot:
     def resource_versions(self, type_url: str) -> Mapping[str, str]:
         return self._versions.get(type_url, {})
 
+    def labels(self, type_url: str) -> Mapping[str, Mapping[str, str]]:
+        return self._labels.get(type_url, {})
+
     def __len__(self) -> int:
         return sum(len(p) for p in self._packed.values())
 
@@ -63,14 +106,24 @@ class KdsSnapshot:
 class StoreSource:
     """Component: the resources of ``types`` this CP owns, as KDS snapshots."""
 
-    def __init__(self, store: Store, types: Sequence[ResourceType], origin: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        types: Sequence[ResourceType],
+        origin: str,
+        *,
+        node_filter: NodeFilter | None = None,
+    ) -> None:
         self.name = f"kds-source-{origin}"
+        self._filter = node_filter
+        self._views: dict[str, tuple[KdsSnapshot, KdsSnapshot]] = {}  # node -> (base, view)
         self._store = store
         self._types = {t.name: t for t in types}
         self._order = tuple(t.name for t in types)  # a type's URL is its name
         self._origin = origin
         self._packed: dict[str, dict[str, any_pb2.Any]] = {t: {} for t in self._order}
         self._versions: dict[str, dict[str, str]] = {t: {} for t in self._order}
+        self._labels: dict[str, dict[str, Mapping[str, str]]] = {t: {} for t in self._order}
         self._generation = {t: 0 for t in self._order}
         self._snapshot: KdsSnapshot | None = None
         self._changed = asyncio.Event()
@@ -78,17 +131,35 @@ class StoreSource:
 
     # -- DeltaSource ---------------------------------------------------------------------
     def get_snapshot(self, node_id: str) -> KdsSnapshot | None:
-        return self._snapshot
+        base = self._snapshot
+        return None if base is None else self._view(base, node_id)
 
     async def next_snapshot(self, node_id: str, known: object | None) -> KdsSnapshot:
-        while self._snapshot is None or self._snapshot is known:
+        while True:
+            base = self._snapshot
+            if base is not None:
+                view = self._view(base, node_id)
+                if view is not known:
+                    return view
             changed = self._changed
             await changed.wait()
-        return self._snapshot
+
+    def _view(self, base: KdsSnapshot, node_id: str) -> KdsSnapshot:
+        if self._filter is None:
+            return base
+        cached = self._views.get(node_id)
+        if cached is not None and cached[0] is base:
+            return cached[1]
+        view = base.view(node_id, self._filter)
+        self._views[node_id] = (base, view)
+        return view
 
     # -- the component ---------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        with self._store.changes(self._order) as changes:
+        watched = (*self._order, *(self._filter.watched if self._filter else ()))
+        with self._store.changes(watched) as changes:
+            if self._filter is not None:
+                await self._filter.reload()
             await self._load_all()
             stop_task = asyncio.ensure_future(stop.wait())
             try:
@@ -104,11 +175,16 @@ class StoreSource:
                     if first is None:
                         break  # the store closed
                     events = [first, *changes.drain()]
+                    refilter = self._filter is not None and any(
+                        e.is_resync or e.type in self._filter.watched for e in events
+                    )
+                    if refilter and self._filter is not None:
+                        await self._filter.reload()
                     if any(e.is_resync for e in events):
                         await self._load_all()
                     else:
                         touched = {t for e in events if (t := self._apply(e)) is not None}
-                        self._publish(touched)
+                        self._publish(touched, force=refilter)
             finally:
                 stop_task.cancel()
 
@@ -119,12 +195,15 @@ class StoreSource:
             before = self._versions[type_name]
             packed: dict[str, any_pb2.Any] = {}
             versions: dict[str, str] = {}
+            labels: dict[str, Mapping[str, str]] = {}
             for stored in await self._store.list(type_name):
                 item = self._pack(stored.spec)
                 if item is not None:
                     packed[item[0]], versions[item[0]] = item[1], item[2]
+                    labels[item[0]] = dict(labels_of(stored.spec))
             if versions != before or self._snapshot is None:
                 self._packed[type_name], self._versions[type_name] = packed, versions
+                self._labels[type_name] = labels
                 touched.add(type_name)
         self._publish(touched, force=self._snapshot is None)
 
@@ -142,10 +221,13 @@ class StoreSource:
             if key not in versions:
                 return None
             del packed[key], versions[key]
+            self._labels[type_name].pop(key, None)
             return type_name
         if versions.get(item[0]) == item[2]:
             return None
         packed[item[0]], versions[item[0]] = item[1], item[2]
+        assert event.resource is not None
+        self._labels[type_name][item[0]] = dict(labels_of(event.resource.spec))
         return type_name
 
     def _pack(self, doc: Mapping[str, object]) -> tuple[str, any_pb2.Any, str] | None:
@@ -168,19 +250,23 @@ class StoreSource:
         previous = self._snapshot
         packed: dict[str, Mapping[str, any_pb2.Any]] = {}
         versions: dict[str, Mapping[str, str]] = {}
+        labels: dict[str, Mapping[str, Mapping[str, str]]] = {}
         for type_name in self._order:
             if previous is None or type_name in touched:
                 self._generation[type_name] += 1
                 packed[type_name] = MappingProxyType(dict(self._packed[type_name]))
                 versions[type_name] = MappingProxyType(dict(self._versions[type_name]))
+                labels[type_name] = MappingProxyType(dict(self._labels[type_name]))
             else:
                 packed[type_name] = previous.packed(type_name)
                 versions[type_name] = previous.resource_versions(type_name)
+                labels[type_name] = previous.labels(type_name)
         self._snapshot = KdsSnapshot(
             self._order,
             packed,
             versions,
             {t: str(self._generation[t]) for t in self._order},
+            labels,
         )
         log.debug(
             "KDS %s snapshot: %d resources (%s changed)",
@@ -192,4 +278,4 @@ class StoreSource:
         changed.set()
 
 
-__all__ = ["KdsSnapshot", "StoreSource"]
+__all__ = ["KdsSnapshot", "NodeFilter", "StoreSource"]

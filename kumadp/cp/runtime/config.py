@@ -50,6 +50,10 @@ class ControlPlaneConfig:
     kds_tls_key_file: Path | None = None
     zone_health_timeout: float = 20.0  # a zone silent this long is Offline (global mode)
     kds_stuck_timeout: float = 30.0  # a zone -> global stream unanswered this long: re-dial
+    kds_auth: str = "cpToken"  # (global mode) zone CPs present a zone token; "none": labs
+    kds_token: str | None = None  # (zone mode) the zone token, inline
+    kds_token_file: Path | None = None  # (zone mode) the zone token's file
+    zone_ca_validity: float = 30 * 86400.0  # (global mode) zone intermediate CAs' lifetime
 
     # API security (docs/security.md)
     api_address: str | None = None  # the HTTP API's bind address; None: ``address``
@@ -82,12 +86,21 @@ class ControlPlaneConfig:
                 )
             if self.kds_ca_file is not None and self.kds_skip_verify:
                 raise ValueError("--kds-ca-file and --kds-skip-verify exclude each other")
+            if self.kds_token and self.kds_token_file is not None:
+                raise ValueError(
+                    "--kds-token-file and KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE "
+                    "exclude each other"
+                )
         elif self.zone or self.kds_global_address:
             raise ValueError("--zone and --kds-global-address are for --mode zone only")
         if bool(self.kds_tls_cert_file) != bool(self.kds_tls_key_file):
             raise ValueError("--kds-tls-cert-file and --kds-tls-key-file go together")
         if self.zone_health_timeout <= 0:
             raise ValueError("--zone-health-timeout: must be longer than 0")
+        if self.kds_auth not in ("cpToken", "none"):
+            raise ValueError(f"--kds-auth: must be cpToken or none, not {self.kds_auth!r}")
+        if self.zone_ca_validity < 60:
+            raise ValueError("--zone-ca-validity: must be at least 1m")
 
 
 __all__ = ["GLOBAL", "MODES", "STANDALONE", "ZONE", "ControlPlaneConfig"]

@@ -162,7 +162,7 @@ class ControlPlane:
         self.global_kds: GlobalKds | None = None
         self.zone_kds: ZoneKds | None = None
         if config.mode == GLOBAL:
-            self.global_kds = global_kds(config, store)
+            self.global_kds = global_kds(config, store, self.zone_tokens, leader_store)
         elif zone:
             self.zone_kds = zone_kds(config, store)
 

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import kumadp
+from kumadp.cp.ca import MeshCAs
 from kumadp.cp.insights import control_plane_instance_id
+from kumadp.cp.kds.auth import ZoneTokenAuth
 from kumadp.cp.kds.catalog import sync_types
 from kumadp.cp.kds.client import KdsClientConfig, ZoneKdsClient, parse_global_address
 from kumadp.cp.kds.keys import PublicKeyPublisher
 from kumadp.cp.kds.server import KdsServer
 from kumadp.cp.kds.source import StoreSource
+from kumadp.cp.kds.zone_filter import DisabledZones
 from kumadp.cp.kds.zones import ZoneRegistry
 from kumadp.cp.runtime.config import ControlPlaneConfig
 from kumadp.cp.server_tls import (
@@ -20,8 +24,14 @@ from kumadp.cp.server_tls import (
     load_server_certificate,
 )
 from kumadp.cp.store.base import Store
+from kumadp.cp.trust_bundles import TrustBundlePublisher
+from kumadp.cp.zone_cas import ZoneCAs
+from kumadp.cp.zone_intermediates import ZoneIntermediates
+from kumadp.cp.zone_tokens import ZoneTokens
 from kumadp.resources.registry import REGISTRY, Sync
 from kumadp.wire import kds as wire
+
+log = logging.getLogger(__name__)
 
 KDS_TLS_SUBDIR = "kds-server"
 
@@ -42,16 +52,23 @@ class GlobalKds:
     server: KdsServer
     keys: PublicKeyPublisher
     tls: ServerCertificate
+    cas: ZoneCAs  # the zones' intermediate CAs
+    bundles: TrustBundlePublisher  # leader only, as ``keys``
 
 
-def global_kds(config: ControlPlaneConfig, store: Store) -> GlobalKds:
+def global_kds(
+    config: ControlPlaneConfig, store: Store, zone_tokens: ZoneTokens, leader_store: Store
+) -> GlobalKds:
     down = sync_types(REGISTRY, Sync.GLOBAL_TO_ZONE)
     up = sync_types(REGISTRY, Sync.ZONE_TO_GLOBAL)
-    source = StoreSource(store, down, wire.ORIGIN_GLOBAL)
+    source = StoreSource(store, down, wire.ORIGIN_GLOBAL, node_filter=DisabledZones(store))
     zones = ZoneRegistry(
         store, control_plane_instance_id(), health_timeout=config.zone_health_timeout
     )
     tls = kds_certificate(config)
+    cas = ZoneCAs(store, MeshCAs(store, create=False), lifetime=config.zone_ca_validity)
+    if config.kds_auth == "none":
+        log.warning("--kds-auth none: any zone CP that reaches the KDS port is accepted")
     server = KdsServer(
         address=config.address,
         port=config.kds_port,
@@ -61,14 +78,18 @@ def global_kds(config: ControlPlaneConfig, store: Store) -> GlobalKds:
         zones=zones,
         down=down,
         up=up,
+        authenticate=ZoneTokenAuth(zone_tokens) if config.kds_auth == "cpToken" else None,
+        sign_intermediate=cas.handle,
     )
-    return GlobalKds(source, zones, server, PublicKeyPublisher(store), tls)
+    bundles = TrustBundlePublisher(leader_store, MeshCAs(leader_store, create=False))
+    return GlobalKds(source, zones, server, PublicKeyPublisher(store), tls, cas, bundles)
 
 
 @dataclass
 class ZoneKds:
     source: StoreSource
     client: ZoneKdsClient
+    intermediates: ZoneIntermediates  # leader only, as ``client``
 
 
 def zone_kds(config: ControlPlaneConfig, store: Store) -> ZoneKds:
@@ -86,13 +107,22 @@ def zone_kds(config: ControlPlaneConfig, store: Store) -> ZoneKds:
             ca_file=config.kds_ca_file,
             skip_verify=config.kds_skip_verify,
             stuck_timeout=config.kds_stuck_timeout,
+            token=config.kds_token,
+            token_file=config.kds_token_file,
         ),
         store,
         source,
         down=down,
         up=up,
     )
-    return ZoneKds(source, client)
+    if client.config.read_token() is None:  # a bad token file fails the start
+        log.warning(
+            "zone %s: no zone token (--kds-token-file): a global CP with --kds-auth cpToken "
+            "(its default) refuses this zone",
+            config.zone,
+        )
+    intermediates = ZoneIntermediates(store, config.zone, client.sign_intermediate)
+    return ZoneKds(source, client, intermediates)
 
 
 __all__ = ["KDS_TLS_SUBDIR", "GlobalKds", "ZoneKds", "global_kds", "kds_certificate", "zone_kds"]

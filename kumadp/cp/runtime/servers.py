@@ -8,6 +8,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from kumadp.cp.api import create_app
@@ -18,6 +19,7 @@ from kumadp.cp.api.inspect import inspect_routes
 from kumadp.cp.api.meta import meta_routes
 from kumadp.cp.api.rules import rules_routes
 from kumadp.cp.api.tokens import TokenServices, token_routes
+from kumadp.cp.api.zone_admin import zone_admin_routes
 from kumadp.cp.api.zones import token_refusals, zone_routes
 from kumadp.cp.data_dir import write_private_file
 from kumadp.cp.diagnostics import create_diagnostics_app
@@ -30,6 +32,7 @@ from kumadp.cp.runtime.kuma_config import config_document
 from kumadp.cp.runtime.tls import api_tls_context
 from kumadp.cp.tokens import ISSUE_ON_GLOBAL
 from kumadp.cp.user_tokens import ADMIN_GROUP, UserTokens
+from kumadp.cp.zone_lifecycle import connected_elsewhere
 from kumadp.resources.model import DATAPLANE_TYPE
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ def api_app(cp: ControlPlane) -> ASGIApp:
             *rules_routes(cp.store),
             *control_plane_routes(cp.instances, cp.election),
             *zone_routes(cp.store),
+            *(global_zone_routes(cp) if mode == GLOBAL else []),
             # Kuma compatibility: Kuma's API about itself, and its dataplane inspection
             *meta_routes(cp.store, config_document(cp.config)),
             *inspect_routes(cp.store, cp.hub),
@@ -84,6 +88,22 @@ def api_app(cp: ControlPlane) -> ASGIApp:
         max_body_bytes=cp.config.api_max_body_bytes,
         validators={DATAPLANE_TYPE: cp.self_guard.check},
     )
+
+
+def global_zone_routes(cp: ControlPlane) -> list[BaseRoute]:
+    """A global CP's zone administration: the delete guard, the zones' intermediate CAs."""
+    kds = cp.global_kds
+    assert kds is not None
+
+    async def connected(zone: str) -> bool:
+        if kds.zones.online(zone):
+            return True
+        if not cp.shared:
+            return False
+        others = {i.id for i in await cp.instances.live() if i.id != cp.instances.instance_id}
+        return await connected_elsewhere(cp.store, zone, others)
+
+    return zone_admin_routes(cp.store, connected, kds.cas)
 
 
 def diagnostics_server(cp: ControlPlane) -> HttpServer:
@@ -119,5 +139,6 @@ __all__ = [
     "api_app",
     "api_servers",
     "diagnostics_server",
+    "global_zone_routes",
     "write_bootstrap_admin_token",
 ]
