@@ -11,7 +11,9 @@ in a multi-zone deployment:
                         and what zones need to verify tokens: the PUBLIC signing
                         keys, the revocation list
 ``Sync.ZONE_TO_GLOBAL`` created in a zone, copied up to the global CP: Dataplane,
-                        DataplaneInsight (next: ZoneIngress, ZoneEgress)
+                        DataplaneInsight, ZoneIngress, ZoneEgress and their insights;
+                        ``relayed`` ones (ZoneIngress) also go on from the global CP
+                        to the OTHER zones (how zones learn each other's ingresses)
 ``Sync.NONE``           never synced: Zone, ZoneInsight (the global CP's view of zones)
 ``Sync.INTERNAL``       the CP's own bookkeeping, never synced nor served: VirtualIPs,
                         MeshCA, the token signing (private) keys
@@ -60,6 +62,16 @@ from kumadp.resources.policies import (
     parse_mesh_traffic_permission,
 )
 from kumadp.resources.validate import parse_dataplane, parse_mesh
+from kumadp.resources.zone_proxies import (
+    ZONE_EGRESS_INSIGHT_TYPE,
+    ZONE_EGRESS_TYPE,
+    ZONE_INGRESS_INSIGHT_TYPE,
+    ZONE_INGRESS_TYPE,
+    ZoneEgress,
+    ZoneIngress,
+    parse_zone_egress,
+    parse_zone_ingress,
+)
 from kumadp.resources.zones import ZONE_INSIGHT_TYPE, ZONE_TYPE, Zone, parse_zone
 
 # Types the control plane keeps for itself (models in kumadp.cp).
@@ -116,6 +128,7 @@ class ResourceType:
     policy: bool = False
     sides: tuple[str, ...] = ()  # a policy's item lists: "to" (outbound), "from" (inbound)
     aliases: tuple[str, ...] = ()  # short ctl names ("dp", "mtp")
+    relayed: bool = False  # zone -> global, and global -> the other zones (ZoneIngress)
 
     @property
     def mesh_scoped(self) -> bool:
@@ -176,6 +189,10 @@ class Registry:
 
     def synced(self, direction: Sync) -> list[ResourceType]:
         return [t for t in self if t.sync is direction]
+
+    def relayed(self) -> list[ResourceType]:
+        """Zone-owned types the global CP passes on to the other zones."""
+        return [t for t in self if t.relayed]
 
     def parseable(self) -> list[str]:
         """Names of the types a user may write, sorted (what error messages list)."""
@@ -302,6 +319,29 @@ def default_registry() -> Registry:
                 ZONE_TYPE, Scope.GLOBAL, Sync.NONE, plural="zones", parse=parse_zone, model=Zone
             ),
             ResourceType(ZONE_INSIGHT_TYPE, Scope.GLOBAL, Sync.NONE),
+            # A zone's edge proxies (kumadp.resources.zone_proxies): zone-owned; ingresses
+            # also reach the other zones, with the services they make available.
+            ResourceType(
+                ZONE_INGRESS_TYPE,
+                Scope.GLOBAL,
+                Sync.ZONE_TO_GLOBAL,
+                plural="zoneingresses",
+                parse=parse_zone_ingress,
+                model=ZoneIngress,
+                aliases=("zi", "zone-ingresses", "zone-ingress"),
+                relayed=True,
+            ),
+            ResourceType(ZONE_INGRESS_INSIGHT_TYPE, Scope.GLOBAL, Sync.ZONE_TO_GLOBAL),
+            ResourceType(
+                ZONE_EGRESS_TYPE,
+                Scope.GLOBAL,
+                Sync.ZONE_TO_GLOBAL,
+                plural="zoneegresses",
+                parse=parse_zone_egress,
+                model=ZoneEgress,
+                aliases=("ze", "zone-egresses", "zone-egress"),
+            ),
+            ResourceType(ZONE_EGRESS_INSIGHT_TYPE, Scope.GLOBAL, Sync.ZONE_TO_GLOBAL),
             ResourceType(CONTROL_PLANE_INSTANCE_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(DATAPLANE_CONNECTION_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(DATAPLANE_PENDING_TYPE, Scope.MESH, Sync.INTERNAL),
@@ -337,6 +377,10 @@ __all__ = [
     "SUPPORTED_TYPES",
     "TOKEN_REVOCATIONS_TYPE",
     "VIRTUAL_IPS_TYPE",
+    "ZONE_EGRESS_INSIGHT_TYPE",
+    "ZONE_EGRESS_TYPE",
+    "ZONE_INGRESS_INSIGHT_TYPE",
+    "ZONE_INGRESS_TYPE",
     "ZONE_INSIGHT_TYPE",
     "ZONE_TYPE",
     "Model",

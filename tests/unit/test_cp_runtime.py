@@ -111,7 +111,7 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     assert names == [
         ["kds-zone-client", "dp-server", "api-server", "api-server-https"],
         ["xds-reconciler", "vip-provisioner", "kds-source-zone"],
-        ["insights"],
+        ["insights", "zoneingressinsights", "zoneegressinsights"],
         ["diagnostics", "instances", "leader-election"],
     ]
     cp.tokens.close()

@@ -154,6 +154,10 @@ def test_types_travel_in_dependency_order() -> None:
         *(t.name for t in REGISTRY.policies()),  # policies after what they depend on
     ]
     assert [t.name for t in sync_types(REGISTRY, Sync.ZONE_TO_GLOBAL)] == [
+        "ZoneIngress",
+        "ZoneIngressInsight",
+        "ZoneEgress",
+        "ZoneEgressInsight",
         "Dataplane",
         "DataplaneInsight",
     ]

@@ -43,7 +43,16 @@ from kumadp.cp.store.base import Store
 from kumadp.cp.tokens import TokenIssuer
 from kumadp.cp.user_tokens import UserTokens
 from kumadp.cp.vips import VipAllocator
+from kumadp.cp.zone_proxies import ZoneProxies
+from kumadp.cp.zone_proxy_streams import ZoneProxyStreams
 from kumadp.cp.zone_tokens import ZoneTokens
+from kumadp.resources.zone_proxies import (
+    ZONE_EGRESS_INSIGHT_TYPE,
+    ZONE_EGRESS_TYPE,
+    ZONE_INGRESS_INSIGHT_TYPE,
+    ZONE_INGRESS_TYPE,
+)
+from kumadp.wire.names import PROXY_EGRESS, PROXY_INGRESS
 from kumadp.xds.cache import SnapshotCache
 
 log = logging.getLogger(__name__)
@@ -90,6 +99,16 @@ class ControlPlane:
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
         self.insights = InsightStore(store, instance_id=instance_id, shared=self.shared)
+        # A zone's ingresses and egresses (kumadp.cp.zone_proxies), their insights and streams
+        zone_name = config.zone if zone else None
+        self.zone_proxies = ZoneProxies(
+            store,
+            zone_name,
+            self.zone_tokens,
+            auth=config.dp_auth == "dpToken",
+            deregistration_delay=config.deregistration_delay,
+        )
+        self.zone_proxy_insights = zone_proxy_insights(store, instance_id) if zone else {}
         self.instance = CpInstance(store, instance_id, mode=config.mode, zone=config.zone)
         self.registrations: DataplaneRegistry
         if self.shared:
@@ -111,6 +130,7 @@ class ControlPlane:
             hub=self.hub,
             debounce=config.debounce,
             serve_without_ca=zone,
+            zone=zone_name,
         )
         self.vip_provisioner = VipProvisioner(
             leader_store,
@@ -129,6 +149,7 @@ class ControlPlane:
             hub=self.hub,
             refresh_agent_state=self.reconciler.refresh_agent_state,
             insights=self.insights,
+            zone_proxies=self.zone_proxies,
         )
         # POST /bootstrap, on the API port and (as Kuma) on the DP port
         self.bootstrap: BootstrapHandler = BootstrapService(
@@ -143,6 +164,7 @@ class ControlPlane:
             self.auth,
             zone=config.zone if zone else None,
             guard=self.self_guard.check,
+            zone_proxies=self.zone_proxies,
         )
         if config.mode == GLOBAL:
             self.bootstrap = RefusingBootstrap()
@@ -157,6 +179,9 @@ class ControlPlane:
             tls=self.tls,
             insights=self.insights,
             http_app=dp_port_app(self.bootstrap),  # POST /bootstrap on the DP port, as Kuma
+            zone_proxies=ZoneProxyStreams(
+                self.zone_proxies, self.reconciler, self.zone_proxy_insights
+            ),
         )
         self.write_guard = WriteGuard(config.mode, config.zone if zone else None)
         self.global_kds: GlobalKds | None = None
@@ -194,14 +219,35 @@ class ControlPlane:
     async def run(self, phases: list[Phase], stop: asyncio.Event) -> None:
         if self.config.mode != GLOBAL:  # a global CP's insights are its zones' copies
             await self.insights.load()  # before any stream opens
+            for insights in self.zone_proxy_insights.values():
+                await insights.load()
         try:
             await run_in_phases(phases, stop)
         finally:
             self.registrations.close()
+            self.zone_proxies.close()
             for tokens in (self.tokens, self.zone_tokens, self.user_tokens):
                 tokens.close()
             for keys in self._public_keys.values():
                 keys.close()
 
 
-__all__ = ["ControlPlane", "server_certificate"]
+def zone_proxy_insights(store: Store, instance_id: str) -> dict[str, InsightStore]:
+    """ZoneIngressInsight and ZoneEgressInsight, kept as the dataplanes' are."""
+    return {
+        PROXY_INGRESS: InsightStore(
+            store,
+            instance_id=instance_id,
+            insight_type=ZONE_INGRESS_INSIGHT_TYPE,
+            resource_type=ZONE_INGRESS_TYPE,
+        ),
+        PROXY_EGRESS: InsightStore(
+            store,
+            instance_id=instance_id,
+            insight_type=ZONE_EGRESS_INSIGHT_TYPE,
+            resource_type=ZONE_EGRESS_TYPE,
+        ),
+    }
+
+
+__all__ = ["ControlPlane", "server_certificate", "zone_proxy_insights"]

@@ -107,7 +107,7 @@ def zone(cp: ControlPlane) -> list[Phase]:
             ),
             timeout,
         ),
-        Phase("flush insights", (cp.insights,), timeout),
+        Phase("flush insights", (cp.insights, *cp.zone_proxy_insights.values()), timeout),
         _last_phase(cp),
     ]
 

@@ -10,6 +10,7 @@ services and inbounds its rules select (``kumadp.cp.generate.policies.rules``).
 
 from __future__ import annotations
 
+from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import OutboundGenerator
 from kumadp.cp.generate.policies.circuit_breaker import CircuitBreakerPlugin
@@ -22,7 +23,7 @@ from kumadp.cp.generate.profile import DATAPLANE, Profile
 from kumadp.cp.generate.transparent import TransparentProxyGenerator
 from kumadp.cp.generate.vip import VipOutboundGenerator
 
-PROFILE = Profile(
+PROFILE: Profile[Context] = Profile(
     DATAPLANE,
     generators=(
         InboundGenerator(),
