@@ -99,7 +99,13 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     names = [[c.name for c in phase.components] for phase in components_for(cp, "global")]
     assert names == [
         ["kds-server", "dp-server", "api-server", "api-server-https"],
-        ["ca-provisioner", "public-key-publisher", "kds-source-global", "zone-registry"],
+        [
+            "ca-provisioner",
+            "public-key-publisher",
+            "kds-source-global",
+            "kds-relay",
+            "zone-registry",
+        ],
         ["diagnostics", "instances", "leader-election"],
     ]
     cp.tokens.close()
@@ -110,7 +116,7 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     names = [[c.name for c in phase.components] for phase in components_for(cp, "zone")]
     assert names == [
         ["kds-zone-client", "dp-server", "api-server", "api-server-https"],
-        ["xds-reconciler", "vip-provisioner", "kds-source-zone"],
+        ["xds-reconciler", "vip-provisioner", "available-services", "kds-source-zone"],
         ["insights", "zoneingressinsights", "zoneegressinsights"],
         ["diagnostics", "instances", "leader-election"],
     ]

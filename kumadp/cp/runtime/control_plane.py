@@ -18,6 +18,7 @@ from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import BootstrapHandler
 from kumadp.cp.api.dp_port import dp_port_app
 from kumadp.cp.auth import DpAuth
+from kumadp.cp.available_services import AvailableServicesUpdater
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
 from kumadp.cp.ca import MeshCAs
 from kumadp.cp.deregistration import Deregistrar
@@ -119,7 +120,7 @@ class ControlPlane:
             self.registrations = DataplaneRegistry(
                 store,
                 deregistration_delay=config.deregistration_delay,
-                on_readiness_change=lambda mesh: self.reconciler.mark_dirty(mesh),
+                on_readiness_change=self._readiness_changed,
             )
         self.reconciler = Reconciler(
             store,
@@ -137,6 +138,10 @@ class ControlPlane:
             VipAllocator(leader_store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr),
         )
         self.ca_provisioner = CaProvisioner(leader_store, MeshCAs(leader_store))
+        # a zone's ingresses list its services for the other zones
+        self.available_services = AvailableServicesUpdater(
+            leader_store, pending=self.registrations.pending
+        )
         self.deregistrar = Deregistrar(
             leader_store, self.instances, delay=config.deregistration_delay
         )
@@ -190,6 +195,11 @@ class ControlPlane:
             self.global_kds = global_kds(config, store)
         elif zone:
             self.zone_kds = zone_kds(config, store)
+
+    def _readiness_changed(self, mesh: str) -> None:
+        """A dataplane's listeners are up (it stops being pending): it becomes an endpoint."""
+        self.reconciler.mark_dirty(mesh)
+        self.available_services.mark_dirty(mesh)
 
     def _instance_info(self, instance_id: str) -> InstanceInfo:
         config = self.config

@@ -79,7 +79,12 @@ def global_cp(cp: ControlPlane) -> list[Phase]:
         ),
         Phase(
             "stop provisioning and syncing; write the zone insights",
-            (*leader_only(cp.election, [cp.ca_provisioner, kds.keys]), kds.source, kds.zones),
+            (
+                *leader_only(cp.election, [cp.ca_provisioner, kds.keys]),
+                kds.source,
+                kds.relay,
+                kds.zones,
+            ),
             timeout,
         ),
         _last_phase(cp),
@@ -101,7 +106,7 @@ def zone(cp: ControlPlane) -> list[Phase]:
             "stop reconciling, provisioning and syncing",
             (
                 cp.reconciler,
-                *leader_only(cp.election, _leader_jobs(cp, ca=False)),
+                *leader_only(cp.election, [*_leader_jobs(cp, ca=False), cp.available_services]),
                 *_connection_records(cp),
                 kds.source,
             ),

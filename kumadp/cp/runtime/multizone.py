@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import kumadp
 from kumadp.cp.insights import control_plane_instance_id
-from kumadp.cp.kds.catalog import sync_types
+from kumadp.cp.kds.catalog import down_types, sync_types
 from kumadp.cp.kds.client import KdsClientConfig, ZoneKdsClient, parse_global_address
 from kumadp.cp.kds.keys import PublicKeyPublisher
+from kumadp.cp.kds.relay import RelaySource
 from kumadp.cp.kds.server import KdsServer
 from kumadp.cp.kds.source import StoreSource
 from kumadp.cp.kds.zones import ZoneRegistry
@@ -42,6 +43,7 @@ class GlobalKds:
     server: KdsServer
     keys: PublicKeyPublisher
     tls: ServerCertificate
+    relay: RelaySource  # the zones' ingresses, on to the other zones
 
 
 def global_kds(config: ControlPlaneConfig, store: Store) -> GlobalKds:
@@ -52,6 +54,7 @@ def global_kds(config: ControlPlaneConfig, store: Store) -> GlobalKds:
         store, control_plane_instance_id(), health_timeout=config.zone_health_timeout
     )
     tls = kds_certificate(config)
+    relay = RelaySource(store, REGISTRY.relayed())
     server = KdsServer(
         address=config.address,
         port=config.kds_port,
@@ -61,8 +64,9 @@ def global_kds(config: ControlPlaneConfig, store: Store) -> GlobalKds:
         zones=zones,
         down=down,
         up=up,
+        relay=relay,
     )
-    return GlobalKds(source, zones, server, PublicKeyPublisher(store), tls)
+    return GlobalKds(source, zones, server, PublicKeyPublisher(store), tls, relay)
 
 
 @dataclass
@@ -74,7 +78,7 @@ class ZoneKds:
 def zone_kds(config: ControlPlaneConfig, store: Store) -> ZoneKds:
     assert config.zone and config.kds_global_address  # ControlPlaneConfig.check
     parse_global_address(config.kds_global_address)  # a bad address fails the start
-    down = sync_types(REGISTRY, Sync.GLOBAL_TO_ZONE)
+    down = down_types(REGISTRY)  # the global CP's types, and the other zones' ingresses
     up = sync_types(REGISTRY, Sync.ZONE_TO_GLOBAL)
     source = StoreSource(store, up, wire.ORIGIN_ZONE)
     client = ZoneKdsClient(
