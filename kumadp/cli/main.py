@@ -24,11 +24,12 @@ def version() -> None:
 def _register_subcommands() -> None:
     # Each sub-command module exposes register(app); imported here so that nothing imports
     # the CLI and the CLI stays a thin layer over the packages.
-    from kumadp.cli import cp, ctl, run, tproxy
+    from kumadp.cli import cp, ctl, ctl_zone_proxies, run, tproxy
 
     run.register(app)
     cp.register(app)
     ctl.register(app)
+    ctl_zone_proxies.register(ctl.inspect_app)
     tproxy.register(app)
     from kumadp.cli import wait
 

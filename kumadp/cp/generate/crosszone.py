@@ -108,10 +108,11 @@ def remote_endpoints(
         return NONE
     count = len(by_service)
     what = f"{count} service{'s' if count != 1 else ''} in other zones"
+    are = "are" if count != 1 else "is"
     if not mtls:
         return CrossZone(
             reason=(
-                f'mesh "{mesh.name}" has no mTLS: {what} are not reachable from this zone '
+                f'mesh "{mesh.name}" has no mTLS: {what} {are} not reachable from this zone '
                 "(zone ingresses route by the SNI of mesh mTLS, and identities must be "
                 "verified end to end); enable mtls on the mesh"
             )
@@ -123,7 +124,7 @@ def remote_endpoints(
         return CrossZone(
             reason=(
                 f'mesh "{mesh.name}" has routing.zoneEgress on but zone {zone} has no '
-                f"ZoneEgress: {what} are not reachable until one runs "
+                f"ZoneEgress: {what} {are} not reachable until one runs "
                 "(kumadp run --proxy-type egress)"
             )
         )
