@@ -105,11 +105,13 @@ def test_a_profile_per_proxy_type() -> None:
         "MeshTrafficPermission",
         "MeshTimeout",
         "MeshRetry",
+        "Mesh",  # routing.localityAwareLoadBalancing on the retries (not a policy type)
         "MeshCircuitBreaker",
         "MeshHealthCheck",
         "MeshLoadBalancingStrategy",
     ]
     assert POLICY_TYPES == (
+        "Mesh",
         "MeshCircuitBreaker",
         "MeshHealthCheck",
         "MeshLoadBalancingStrategy",

@@ -177,9 +177,12 @@ def fast_health_check() -> HealthCheck:
 
 def eject_fast(cluster: Cluster) -> None:
     """A cluster with endpoints in other zones: check its endpoints actively, so that dead
-    ones (a local instance, a zone's ingress) leave the rotation within seconds."""
+    ones (a local instance, a zone's ingress) leave the rotation within seconds. An endpoint
+    the control plane removes goes at once (Envoy would keep a health-checked one until it
+    fails its checks: a disabled zone would keep its traffic)."""
     del cluster.health_checks[:]
     cluster.health_checks.append(fast_health_check())
+    cluster.ignore_health_on_host_removal = True
 
 
 __all__ = [
