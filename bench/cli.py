@@ -73,6 +73,12 @@ BENCHMARKS: dict[str, Benchmark] = {
     "dp-front": Benchmark(
         "dpfront", "bench_dp_front", 240, "the DP port's router vs gRPC straight on TCP"
     ),
+    "crosszone": Benchmark(
+        "crosszone",
+        "bench_crosszone",
+        420,
+        "zone-b service -> reachable from zone-a; the ingress hop at 1,000 rps",
+    ),
 }
 
 

@@ -146,11 +146,12 @@ class Topology:
         self.kds_port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, *, global_extra: list[str] | None = None) -> Topology:
+    def start(self, *, extra: list[str] | None = None) -> Topology:
+        """Every CP (``extra``: more flags for each), then the mesh."""
         seed_shared_ca([self.tmp / "cp-global", *(self.tmp / f"cp-{z}" for z in self.star.zones)])
-        self.start_global(global_extra)
+        self.start_global(extra)
         for zone in self.star.zones:
-            self.start_zone(zone)
+            self.start_zone(zone, extra=extra)
         self.put_mesh()
         return self
 
@@ -181,12 +182,12 @@ class Topology:
         self.token("warm-up")  # its signing keys exist before a zone syncs
         return cp
 
-    def start_zone(self, zone: str, **ports: Any) -> Zone:
+    def start_zone(self, zone: str, *, extra: list[str] | None = None, **ports: Any) -> Zone:
         assert self.global_cp is not None
         with self.star.enter(zone):
             cp = start_zone(
                 self.env, zone, self.global_cp, kds_address=f"{WAN_ADDRESS}:{self.kds_port}",
-                **ports,
+                extra=extra, **ports,
             )  # fmt: skip
         cp.token_source = None  # a zone cannot reach the global CP's API: use self.token
         found = self.zones.get(zone)
