@@ -144,6 +144,7 @@ class Topology:
         self.zones: dict[str, Zone] = {}
         self.global_cp: ControlPlane | None = None
         self.kds_port = 0
+        self.app_ports: dict[str, int] = {}  # the app beside each service's sidecar
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, *, extra: list[str] | None = None) -> Topology:
@@ -242,9 +243,10 @@ class Topology:
         """An app and its sidecar in ``zone`` (``MeshEnv.start_service``'s options)."""
         token = self.token(name)
         with self.enter(zone):
-            agent, _ = self.env.start_service(
+            agent, app_port = self.env.start_service(
                 name, service, cp=self.zones[zone].cp, token=token, **kwargs
             )
+        self.app_ports[name] = app_port
         return agent
 
     def start_ingress(self, zone: str, *, wait: bool = True, token: str | None = None) -> Agent:

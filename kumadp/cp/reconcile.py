@@ -142,7 +142,10 @@ class Reconciler:
         zone stores no such proxy."""
         self._zone_nodes[name] = proxy_type
         async with self._lock:
-            return await self._publish_zone_proxies(only=name)
+            found = await self._publish_zone_proxies(only=name)
+        if not found:
+            self._zone_nodes.pop(name, None)
+        return found
 
     def zone_proxy_disconnected(self, name: str) -> None:
         self._zone_nodes.pop(name, None)

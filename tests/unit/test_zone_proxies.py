@@ -255,3 +255,58 @@ async def test_without_token_auth_no_token_is_needed(
         assert await store.get("ZoneIngress", "", "zi-1") is not None
     finally:
         proxies.close()
+
+
+async def test_the_reconciler_serves_a_zone_ingress_and_follows_the_zone(
+    store: MemoryStore,
+) -> None:
+    import asyncio
+
+    from envoy.config.listener.v3.listener_pb2 import Listener
+
+    from kumadp.cp.reconcile import Reconciler
+    from kumadp.xds import types
+    from kumadp.xds.cache import SnapshotCache
+
+    await store.put("Mesh", "", "default", {"type": "Mesh", "name": "default"})
+    await store.put("ZoneIngress", "", "zi-1", {**ZI, "zone": "zone-b"})
+    cache = SnapshotCache()
+    registry = DataplaneRegistry(store)
+    reconciler = Reconciler(store, cache, registry, debounce=0.001, zone="zone-b")
+    assert not await reconciler.zone_proxy_connected("nope", "ingress")
+    assert await reconciler.zone_proxy_connected("zi-1", "ingress")
+    snapshot = cache.get_snapshot(".zi-1")
+    assert snapshot is not None and not snapshot.resources(types.LISTENER)  # nothing to serve
+
+    def sni_chains() -> list[str]:
+        found = cache.get_snapshot(".zi-1")
+        listeners = found.resources(types.LISTENER) if found is not None else {}
+        return [
+            name
+            for listener in listeners.values()
+            if isinstance(listener, Listener)
+            for chain in listener.filter_chains
+            for name in chain.filter_chain_match.server_names
+        ]
+
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(reconciler.run(stop))
+    await asyncio.sleep(0)  # let it subscribe to the change feed
+    try:
+        doc = {
+            "type": "Dataplane",
+            "mesh": "default",
+            "name": "backend-1",
+            "networking": {
+                "address": "10.0.2.1",
+                "inbound": [{"port": 10002, "tags": {"kuma.io/service": "backend"}}],
+            },
+        }
+        await store.put("Dataplane", "default", "backend-1", doc)
+        await until(lambda: sni_chains() == ["backend{mesh=default}"], "the ingress routes it")
+        await store.delete("Dataplane", "default", "backend-1")
+        await until(lambda: sni_chains() == [], "gone with its instance")
+    finally:
+        stop.set()
+        await task
+    registry.close()
