@@ -79,6 +79,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         600,
         "global CP -> zone Envoy, zone -> global inventory, a zone's initial sync and reconnect",
     ),
+    "crosszone": Benchmark(
+        "crosszone",
+        "bench_crosszone",
+        420,
+        "zone-b service -> reachable from zone-a; the ingress hop at 1,000 rps",
+    ),
 }
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kumadp.cp.kds.catalog import sync_types
+from kumadp.cp.kds.catalog import down_types, sync_types
 from kumadp.cp.kds.client import KdsClientConfig, ZoneKdsClient
 from kumadp.cp.kds.keys import PublicKeyPublisher
+from kumadp.cp.kds.relay import RelaySource
 from kumadp.cp.kds.server import Authenticate, KdsServer, SignIntermediate
 from kumadp.cp.kds.source import StoreSource
 from kumadp.cp.kds.zone_insights import ZoneInsights
@@ -31,6 +32,7 @@ from testkit.procs import until
 
 DOWN = sync_types(REGISTRY, Sync.GLOBAL_TO_ZONE)
 UP = sync_types(REGISTRY, Sync.ZONE_TO_GLOBAL)
+ZONE_DOWN = down_types(REGISTRY)  # what a zone receives: DOWN and the other zones' ingresses
 
 
 class Running:
@@ -88,6 +90,7 @@ async def kds_global(
         insights=ZoneInsights(store, "global-1", persist_interval=0.05),
     )
     messages: list[tuple[str, bytes]] = []
+    relay = RelaySource(store, REGISTRY.relayed())
     server = KdsServer(
         address="127.0.0.1",
         port=port,
@@ -100,8 +103,9 @@ async def kds_global(
         authenticate=authenticate,
         sign_intermediate=sign_intermediate,
         tap=lambda method, data: messages.append((method, data)),
+        relay=relay,
     )
-    running = Running([source, zones, server, PublicKeyPublisher(store)])
+    running = Running([source, relay, zones, server, PublicKeyPublisher(store)])
     try:
         await until(lambda: server.bound_port is not None, "the KDS server listening")
         yield GlobalKds(store, source, zones, server, tls, messages)
@@ -140,7 +144,7 @@ async def kds_zone(
         backoff=Backoff(0.05, 0.2),
         **config,
     )
-    client = ZoneKdsClient(settings, store, source, down=DOWN, up=UP)
+    client = ZoneKdsClient(settings, store, source, down=ZONE_DOWN, up=UP)
     running = Running([source, client])
     try:
         yield ZoneKds(store, source, client)
@@ -148,4 +152,4 @@ async def kds_zone(
         await running.stop()
 
 
-__all__ = ["DOWN", "UP", "GlobalKds", "Running", "ZoneKds", "kds_global", "kds_zone"]
+__all__ = ["DOWN", "UP", "ZONE_DOWN", "GlobalKds", "Running", "ZoneKds", "kds_global", "kds_zone"]

@@ -21,7 +21,14 @@ from kumadp.resources import (
 )
 from kumadp.resources.model import DEFAULT_ADMIN_PORT, DEFAULT_MESH, Dataplane
 from kumadp.resources.safe_load import MAX_DOCUMENT_BYTES, read_text_file
-from kumadp.wire.names import PROXY_TYPES
+from kumadp.resources.zone_proxies import (
+    ZONE_EGRESS_TYPE,
+    ZONE_INGRESS_TYPE,
+    ZoneProxy,
+    parse_zone_egress,
+    parse_zone_ingress,
+)
+from kumadp.wire.names import PROXY_DATAPLANE, PROXY_INGRESS, PROXY_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,16 @@ class Identity:
     # The document sent to the CP as ``dataplaneResource`` (None: the CP knows it already).
     resource: dict[str, Any] | None = None
     dataplane: Dataplane | None = None
+    zone_proxy: ZoneProxy | None = None  # --proxy-type ingress|egress
+
+    @property
+    def is_zone_proxy(self) -> bool:
+        return self.proxy_type != PROXY_DATAPLANE
+
+    @property
+    def node_id(self) -> str:
+        """Envoy's node id: ``<mesh>.<name>``, or ``.<name>`` for a zone ingress/egress."""
+        return f"{self.mesh}.{self.name}"
 
 
 def load_identity(
@@ -52,13 +69,13 @@ def load_identity(
 ) -> Identity:
     if proxy_type not in PROXY_TYPES:
         raise ConfigError(f"--proxy-type: must be one of {', '.join(PROXY_TYPES)}")
-    if proxy_type != "dataplane":
-        raise ConfigError(f"--proxy-type {proxy_type}: not supported yet")
     if admin_port is not None and not 1 <= admin_port <= 65535:
         raise ConfigError("--admin-port: must be 1-65535")
     if dataplane_file is not None and dataplane_inline is not None:
         raise ConfigError("give either --dataplane-file or --dataplane, not both")
     text, source = _resource_text(dataplane_file, dataplane_inline)
+    if proxy_type != PROXY_DATAPLANE:
+        return _zone_proxy(proxy_type, text, source, list(variables), name, mesh, admin_port)
     if text is None:
         if variables:
             raise ConfigError("--dataplane-var needs --dataplane-file or --dataplane")
@@ -100,6 +117,52 @@ def load_identity(
         admin_port=admin_port or dataplane.admin_port,
         resource=resource,
         dataplane=dataplane,
+    )
+
+
+def _zone_proxy(
+    proxy_type: str,
+    text: str | None,
+    source: str,
+    variables: list[str],
+    name: str | None,
+    mesh: str | None,
+    admin_port: int | None,
+) -> Identity:
+    """A zone ingress or egress: its ZoneIngress/ZoneEgress resource is required (it says
+    where the proxy listens); it belongs to no mesh."""
+    kind = ZONE_INGRESS_TYPE if proxy_type == PROXY_INGRESS else ZONE_EGRESS_TYPE
+    if text is None:
+        raise ConfigError(
+            f"--proxy-type {proxy_type}: give its {kind} resource (--dataplane-file or --dataplane)"
+        )
+    parse = parse_zone_ingress if proxy_type == PROXY_INGRESS else parse_zone_egress
+    try:
+        doc = render_resource(text, variables, source)
+        if isinstance(doc, dict) and doc.get("type") not in (None, kind):
+            raise ValidationError.single(
+                "type", f'must be "{kind}" for --proxy-type {proxy_type}, not "{doc["type"]}"'
+            )
+        proxy = parse(doc)
+    except ValidationError as exc:
+        message = str(exc)
+        if not message.startswith(f"{source}:"):
+            message = f"{source}: {message}"
+        raise ConfigError(message) from exc
+    if name and name != proxy.name:
+        raise ConfigError(f"--name {name} does not match the {kind}'s {proxy.name!r} ({source})")
+    if mesh and mesh != DEFAULT_MESH:
+        log.warning("--mesh %s ignored: a %s serves every mesh of its zone", mesh, kind)
+    resource = copy.deepcopy(doc)
+    if admin_port is not None:
+        resource.setdefault("networking", {}).setdefault("admin", {})["port"] = admin_port
+    return Identity(
+        mesh="",
+        name=proxy.name,
+        proxy_type=proxy_type,
+        admin_port=admin_port or proxy.admin_port,
+        resource=resource,
+        zone_proxy=proxy,
     )
 
 

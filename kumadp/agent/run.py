@@ -125,16 +125,16 @@ class _Agent:
             envoy_build=self.version.build,
             envoy_compatible=self.version.compatible,
             ca_cert=ca_cert,
-            dns_port=config.dns_port if config.dns_enabled else 0,
+            dns_port=config.dns_port if config.dns_enabled and not identity.is_zone_proxy else 0,
             readiness_port=config.readiness_port,
             workdir=str(self.workdir),
             features=self.features,
         )
         log.info(
-            "asking %s for the bootstrap of %s.%s",
+            "asking %s for the bootstrap of %s %s",
             " then ".join(addresses),
-            identity.mesh,
-            identity.name,
+            identity.proxy_type,
+            identity.node_id,
         )
         per_address = {
             address: dataclasses.replace(
@@ -235,6 +235,8 @@ class _Agent:
     ) -> _MeshParts:
         """SDS + certificate rotation, the DNS resolver, and the CP watch that feeds them."""
         config, identity = self.config, self.identity
+        if identity.is_zone_proxy:
+            return self._zone_proxy_components(dp_server, token, admin)
         sds = SdsServer(self.workdir / SDS_SOCKET_FILE)
         parts = _MeshParts(components=[sds])
         names = NameTable()
@@ -275,6 +277,20 @@ class _Agent:
         reporter = InsightReporter(link, sources, envoy_admin=admin)
         parts.components += [certificates, watch, reporter]
         return parts
+
+    def _zone_proxy_components(
+        self, dp_server: DpServer | None, token: str, admin: EnvoyAdmin
+    ) -> _MeshParts:
+        """A zone ingress or egress forwards mesh TLS untouched: no certificate, no SDS, no
+        DNS; only the CP watch, for the CP's reads of Envoy's admin API."""
+        if dp_server is None:
+            return _MeshParts()
+        link = CpLink(dp_server, "", self.identity.name, token)
+        relay = AdminRelay(link, admin)
+        watch = CpWatch(
+            link, features=[], on_identity=_ignore, on_names=_ignore, on_admin=relay.on_request
+        )
+        return _MeshParts(components=[watch], watch=watch)
 
     def _metrics_components(
         self, readiness: Readiness, admin_port: int | None, mesh: _MeshParts
@@ -346,6 +362,10 @@ class _Agent:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _ignore(update: Any) -> None:
+    return None
 
 
 def _raise_failure(supervisor: asyncio.Task[None]) -> None:

@@ -29,7 +29,7 @@ def version() -> None:
 _COMMANDS: dict[str, tuple[str, ...]] = {
     "run": ("run",),
     "cp": ("cp",),
-    "ctl": ("ctl", "ctl_zones"),  # ctl_zones adds to ctl's groups
+    "ctl": ("ctl", "ctl_zones", "ctl_zone_proxies"),  # the last two add to ctl's groups
     "install": ("tproxy",),
     "uninstall": ("tproxy",),
     "wait": ("wait",),

@@ -16,6 +16,7 @@ from kumadp.cp.certs import SigningError, sign_dataplane_csr
 from kumadp.cp.insights import InsightStore
 from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.store.base import Store
+from kumadp.cp.zone_proxies import ZoneProxies
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
 from kumadp.resources.safe_load import load_json
@@ -37,8 +38,10 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
         hub: AgentHub,
         refresh_agent_state: Callable[[str], Awaitable[None]],
         insights: InsightStore | None = None,
+        zone_proxies: ZoneProxies | None = None,
     ) -> None:
         self._store = store
+        self._zone_proxies = zone_proxies  # mesh "": a zone ingress or egress (zone token)
         self._registrations = registrations
         self._auth = auth
         self._cas = cas
@@ -51,9 +54,12 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
     async def _authenticate(
         self, context: grpc.aio.ServicerContext, mesh: str, name: str
     ) -> set[str] | None:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        if not mesh and name and self._zone_proxies is not None:
+            await self._authenticate_zone_proxy(context, name, metadata)
+            return None
         if not mesh or not name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mesh and name are required")
-        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
             claims = await self._auth.check(token_from_metadata(metadata), mesh, name)
         except AuthError as exc:
@@ -61,10 +67,28 @@ class AgentChannelService(agent_pb2_grpc.AgentChannelServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         return allowed_services(claims)
 
+    async def _authenticate_zone_proxy(
+        self, context: grpc.aio.ServicerContext, name: str, metadata: dict[str, str]
+    ) -> None:
+        assert self._zone_proxies is not None
+        proxy_type = await self._zone_proxies.proxy_type_of(name)
+        if proxy_type is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f'zone proxy ".{name}" is not known to this zone'
+            )
+        assert proxy_type is not None
+        try:
+            await self._zone_proxies.authenticate(token_from_metadata(metadata), proxy_type, name)
+        except AuthError as exc:
+            log.warning("agent channel: %s", exc)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
     async def Leave(
         self, request: agent_pb2.LeaveRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.LeaveResponse:
         await self._authenticate(context, request.mesh, request.name)
+        if not request.mesh and self._zone_proxies is not None:
+            return agent_pb2.LeaveResponse(removed=await self._zone_proxies.leave(request.name))
         removed = await self._registrations.leave((request.mesh, request.name))
         return agent_pb2.LeaveResponse(removed=removed)
 

@@ -27,6 +27,7 @@ import yaml
 from kumadp.cp.auth import AuthError, DpAuth
 from kumadp.cp.registration import LIFECYCLE_AGENT, LIFECYCLE_LABEL, DataplaneRegistry
 from kumadp.cp.store.base import Store
+from kumadp.cp.zone_proxies import ZoneProxies, ZoneProxyRefused, resource_json
 from kumadp.resources import ValidationError, collect_warnings, parse_dataplane
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane
 from kumadp.resources.safe_load import load_json, load_yaml
@@ -39,7 +40,12 @@ from kumadp.wire.bootstrap import (
     SidecarNetworking,
     WireError,
 )
-from kumadp.wire.names import AUTHORIZATION_METADATA, PROXY_TYPES, SDS_SOCKET_FILE
+from kumadp.wire.names import (
+    AUTHORIZATION_METADATA,
+    PROXY_DATAPLANE,
+    PROXY_TYPES,
+    SDS_SOCKET_FILE,
+)
 from kumadp.xds import types as xds_types
 
 log = logging.getLogger(__name__)
@@ -110,14 +116,17 @@ class BootstrapService:
         auth: DpAuth | None = None,
         zone: str | None = None,
         guard: Callable[[Dataplane], None] | None = None,
+        zone_proxies: ZoneProxies | None = None,
     ) -> None:
-        """``zone`` (a zone CP): every inbound is stamped ``kuma.io/zone: <zone>``."""
+        """``zone`` (a zone CP): every inbound is stamped ``kuma.io/zone: <zone>``;
+        ``zone_proxies``: admits its zone ingresses and egresses."""
         self._zone = zone
         self._store = store
         self._params = params
         self._lifecycle = lifecycle
         self._auth = auth
         self._guard = guard  # raises ValidationError (the CP's self-guard)
+        self._zone_proxies = zone_proxies
 
     async def handle(self, body: dict[str, Any], host: str) -> dict[str, Any]:
         """The response to the JSON request ``body``; ``host`` is the host name the agent
@@ -129,15 +138,13 @@ class BootstrapService:
         return (await self.bootstrap(request, host)).to_json()
 
     async def bootstrap(self, request: BootstrapRequest, host: str) -> BootstrapResponse:
-        proxy_type = request.proxy_type or "dataplane"
+        proxy_type = request.proxy_type or PROXY_DATAPLANE
         if proxy_type not in PROXY_TYPES:
             raise BootstrapError(
                 ErrorKind.INVALID, f"proxyType: must be one of {', '.join(PROXY_TYPES)}"
             )
-        if proxy_type != "dataplane":
-            raise BootstrapError(
-                ErrorKind.INVALID, f"proxyType: {proxy_type} is not supported yet by kumadp"
-            )
+        if proxy_type != PROXY_DATAPLANE:
+            return await self._zone_proxy(request, host, proxy_type)
         dataplane = await self._dataplane(request)
         if self._auth is not None:
             try:
@@ -152,17 +159,48 @@ class BootstrapService:
             labels = {**dataplane.labels, LIFECYCLE_LABEL: LIFECYCLE_AGENT}
             dataplane = replace(dataplane, labels=labels)
         peers = await self._params.peers() if self._params.peers is not None else []
-        bootstrap = self._render(dataplane, request, host, peers)  # every check before a write
+        services = dataplane.services
+        node = _Node(
+            id=f"{dataplane.mesh}.{dataplane.name}",
+            cluster=services[0] if services else dataplane.name,
+            resource_json=json.dumps(dataplane.to_dict(), separators=(",", ":")),
+            admin_port=dataplane.admin_port,
+            address=dataplane.networking.address,
+        )
+        bootstrap = self._render(node, request, host, peers)  # every check before a write
         if request.dataplane_resource:
             await self._register(dataplane)
-        text = yaml.safe_dump(bootstrap, sort_keys=False)
-        return BootstrapResponse(
-            text.encode(),
-            KumaSidecarConfiguration(
-                networking=SidecarNetworking(address=dataplane.networking.address),
-                metrics=SidecarMetrics(aggregate=()),
-            ),
+        return _response(bootstrap, node)
+
+    async def _zone_proxy(
+        self, request: BootstrapRequest, host: str, proxy_type: str
+    ) -> BootstrapResponse:
+        """A zone ingress or egress: admitted by this zone (its zone token), stored, and
+        given a bootstrap with node id ``.<name>`` and no SDS (it terminates no TLS)."""
+        if self._zone_proxies is None:
+            raise BootstrapError(
+                ErrorKind.INVALID, f"proxyType: {proxy_type} needs a zone control plane"
+            )
+        try:
+            proxy = await self._zone_proxies.admit(
+                proxy_type, request.dataplane_resource, request.dataplane_token
+            )
+        except ZoneProxyRefused as exc:
+            kind = ErrorKind.UNAUTHORIZED if exc.unauthorized else ErrorKind.INVALID
+            raise BootstrapError(kind, str(exc)) from None
+        peers = await self._params.peers() if self._params.peers is not None else []
+        node = _Node(
+            id=f".{proxy.name}",
+            cluster=proxy.name,
+            resource_json=resource_json(proxy),
+            admin_port=proxy.admin_port,
+            address=proxy.networking.address,
+            proxy_type=proxy_type,
+            sds=False,
         )
+        bootstrap = self._render(node, request, host, peers)
+        await self._zone_proxies.register(proxy)
+        return _response(bootstrap, node)
 
     async def _dataplane(self, request: BootstrapRequest) -> Dataplane:
         mesh, name, raw = request.mesh, request.name, request.dataplane_resource
@@ -222,25 +260,22 @@ class BootstrapService:
             "registered" if created else "re-registered",
         )
 
-    def _render(
-        self, dataplane: Dataplane, request: BootstrapRequest, host: str, peers: list[str]
-    ) -> Any:
+    def _render(self, node: _Node, request: BootstrapRequest, host: str, peers: list[str]) -> Any:
         token = request.dataplane_token
         dns_port = _port(request.dns_port, "dnsPort")
         readiness_port = _port(request.readiness_port, "readinessPort")
-        services = dataplane.services
         xds_host = self._params.xds_host or host or "127.0.0.1"
-        workdir = request.workdir
+        workdir = request.workdir if node.sds else ""
         metadata = [{"key": AUTHORIZATION_METADATA, "value": token}] if token else []
         variables: dict[str, Any] = {
-            "node_id": f"{dataplane.mesh}.{dataplane.name}",
-            "node_cluster": services[0] if services else dataplane.name,
-            "dataplane_resource": json.dumps(dataplane.to_dict(), separators=(",", ":")),
-            "admin_port": dataplane.admin_port,
-            "admin_port_str": str(dataplane.admin_port),
+            "node_id": node.id,
+            "node_cluster": node.cluster,
+            "dataplane_resource": node.resource_json,
+            "admin_port": node.admin_port,
+            "admin_port_str": str(node.admin_port),
             "dns_port_str": str(dns_port or ""),
             "readiness_port_str": str(readiness_port or ""),
-            "proxy_type": "dataplane",
+            "proxy_type": node.proxy_type,
             "version": request.version.to_json() if request.version else {},
             "features": list(request.features),
             "ads_initial_metadata": metadata,
@@ -277,6 +312,29 @@ class BootstrapService:
                 },
             },
         }
+
+
+@dataclass(frozen=True)
+class _Node:
+    """What a bootstrap says about the proxy: its Envoy node and where its resource is."""
+
+    id: str  # <mesh>.<name>, or .<name> for a zone proxy
+    cluster: str
+    resource_json: str
+    admin_port: int
+    address: str
+    proxy_type: str = PROXY_DATAPLANE
+    sds: bool = True  # the agent's SDS cluster (certificates); zone proxies have none
+
+
+def _response(bootstrap: Any, node: _Node) -> BootstrapResponse:
+    return BootstrapResponse(
+        yaml.safe_dump(bootstrap, sort_keys=False).encode(),
+        KumaSidecarConfiguration(
+            networking=SidecarNetworking(address=node.address),
+            metrics=SidecarMetrics(aggregate=()),
+        ),
+    )
 
 
 def _split(address: str) -> tuple[str, int] | None:

@@ -34,6 +34,8 @@ from kumadp.cp.insights import InsightStore
 from kumadp.cp.reconcile import Reconciler
 from kumadp.cp.registration import DataplaneRegistry, parse_node_id
 from kumadp.cp.server_tls import ServerCertificate
+from kumadp.cp.zone_proxies import zone_proxy_name
+from kumadp.cp.zone_proxy_streams import ZoneProxyStreams
 from kumadp.wire import agent_pb2_grpc
 from kumadp.xds import types as xds_types
 from kumadp.xds.cache import SnapshotCache
@@ -83,11 +85,13 @@ class XdsCallbacks:
         reconciler: Reconciler,
         auth: DpAuth | None = None,
         insights: InsightStore | None = None,
+        zone_proxies: ZoneProxyStreams | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._reconciler = reconciler
         self._auth = auth
         self._insights = insights
+        self._zone_proxies = zone_proxies  # node ids ".<name>": a zone's ingress or egress
         self.nacks = 0
         self.acks = 0
         self.streams = 0
@@ -95,6 +99,18 @@ class XdsCallbacks:
     async def on_stream_open(
         self, stream_id: int, node_id: str, node: Any, metadata: Mapping[str, str]
     ) -> None:
+        zone_proxy = zone_proxy_name(node_id)
+        if zone_proxy is not None:
+            if self._zone_proxies is None:
+                raise StreamRejected(
+                    Code.FAILED_PRECONDITION,
+                    "zone ingresses and egresses connect to a zone control plane",
+                )
+            await self._zone_proxies.on_stream_open(
+                stream_id, zone_proxy, metadata, node_version(node)
+            )
+            self.streams += 1
+            return
         key = parse_node_id(node_id)
         if key is None:
             raise StreamRejected(
@@ -127,6 +143,12 @@ class XdsCallbacks:
         log.info("xDS stream %d opened by %s", stream_id, node_id)
 
     async def on_stream_closed(self, stream_id: int, node_id: str) -> None:
+        zone_proxy = zone_proxy_name(node_id)
+        if zone_proxy is not None:
+            if self._zone_proxies is not None:
+                self.streams = max(0, self.streams - 1)
+                await self._zone_proxies.on_stream_closed(stream_id, zone_proxy)
+            return
         key = parse_node_id(node_id)
         if key is None:
             return
@@ -139,6 +161,10 @@ class XdsCallbacks:
 
     def on_ack(self, node_id: str, type_url: str, version: str) -> None:
         self.acks += 1
+        if (proxy := zone_proxy_name(node_id)) is not None:
+            if self._zone_proxies is not None:
+                self._zone_proxies.on_ack(proxy, type_url)
+            return
         if self._insights is not None and (node := parse_node_id(node_id)) is not None:
             self._insights.acked(node, type_url)
         if type_url == xds_types.LISTENER:
@@ -148,10 +174,18 @@ class XdsCallbacks:
 
     def on_nack(self, node_id: str, type_url: str, version: str, error_detail: str) -> None:
         self.nacks += 1
+        if (proxy := zone_proxy_name(node_id)) is not None:
+            if self._zone_proxies is not None:
+                self._zone_proxies.on_nack(proxy, type_url, version, error_detail)
+            return
         if self._insights is not None and (key := parse_node_id(node_id)) is not None:
             self._insights.nacked(key, type_url, version, error_detail)
 
     def on_response_sent(self, node_id: str, type_url: str, version: str, nonce: str) -> None:
+        if (proxy := zone_proxy_name(node_id)) is not None:
+            if self._zone_proxies is not None:
+                self._zone_proxies.on_response_sent(proxy, type_url)
+            return
         if self._insights is not None and (key := parse_node_id(node_id)) is not None:
             self._insights.response_sent(key, type_url)
 
@@ -198,11 +232,12 @@ class DpServer:
         tls: ServerCertificate | None = None,
         insights: InsightStore | None = None,
         http_app: ASGIApp | None = None,
+        zone_proxies: ZoneProxyStreams | None = None,
     ) -> None:
         self._address = address
         self._port = port
         self._tls = tls
-        self.callbacks = XdsCallbacks(lifecycle, reconciler, auth, insights)
+        self.callbacks = XdsCallbacks(lifecycle, reconciler, auth, insights, zone_proxies)
         self._ads = AdsServer(cache, self.callbacks)
         self._agent = agent_channel
         self._http_app = http_app or _no_bootstrap

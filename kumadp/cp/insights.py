@@ -37,6 +37,7 @@ from kumadp.cp.store.base import ChangeEvent, Store
 from kumadp.cp.store.feed import following
 from kumadp.resources.model import DATAPLANE_TYPE
 from kumadp.resources.registry import DATAPLANE_INSIGHT_TYPE
+from kumadp.timefmt import format_time, parse_time
 from kumadp.xds import types as xds_types
 
 log = logging.getLogger(__name__)
@@ -50,21 +51,6 @@ MTLS_FIELDS = (
     "certificateRegenerations",
     "issuedBackend",
 )
-
-
-def format_time(t: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z`` (as the rest of the API prints times)."""
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def control_plane_instance_id() -> str:
@@ -104,8 +90,17 @@ class InsightStore:
         persist_interval: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         shared: bool = False,
+        insight_type: str = INSIGHT_TYPE,
+        resource_type: str = DATAPLANE_TYPE,
     ) -> None:
+        """``insight_type`` of ``resource_type``: DataplaneInsight by default; a zone CP
+        keeps ZoneIngressInsight and ZoneEgressInsight in stores of their own (keys
+        ``("", name)``)."""
         self._store = store
+        self.insight_type = insight_type
+        self.resource_type = resource_type
+        if insight_type != INSIGHT_TYPE:
+            self.name = f"{insight_type.lower()}s"  # the component: zoneingressinsights
         # Several instances on the store: each writes only its part (kumadp.cp.insight_merge)
         self.shared = shared
         self.instance_id = instance_id or control_plane_instance_id()
@@ -138,7 +133,7 @@ class InsightStore:
             return {k: v for k in keys if (v := self.get(k)) is not None}
         local = {k: e.doc for k, e in self._entries.items()}
         found = await merged_views(
-            self._store, INSIGHT_TYPE, mesh, local, self.instance_id, MAX_SUBSCRIPTIONS
+            self._store, self.insight_type, mesh, local, self.instance_id, MAX_SUBSCRIPTIONS
         )
         return {k: {**doc, "online": is_online(doc)} for k, doc in found.items()}
 
@@ -222,12 +217,12 @@ class InsightStore:
         if self.shared:
             return 0
         started = format_time(self.started_at)
-        live = {(r.mesh, r.name) for r in await self._store.list(DATAPLANE_TYPE)}
+        live = {(r.mesh, r.name) for r in await self._store.list(self.resource_type)}
         loaded = 0
-        for stored in await self._store.list(INSIGHT_TYPE):
+        for stored in await self._store.list(self.insight_type):
             key = (stored.mesh, stored.name)
             if key not in live:
-                await self._store.delete(INSIGHT_TYPE, *key)
+                await self._store.delete(self.insight_type, *key)
                 continue
             doc = {k: v for k, v in stored.spec.items() if k not in ("type", "mesh", "name")}
             subs = [s for s in doc.get("subscriptions") or () if isinstance(s, dict)]
@@ -255,7 +250,7 @@ class InsightStore:
     async def run(self, stop: asyncio.Event) -> None:
         """Component: writes changed insights to the store (at most once per interval per
         dataplane) and forgets those of deleted dataplanes; flushes on stop."""
-        async with following(self._store, self._on_store_change, (DATAPLANE_TYPE,)):
+        async with following(self._store, self._on_store_change, (self.resource_type,)):
             stop_task = asyncio.ensure_future(stop.wait())
             try:
                 while not stop.is_set():
@@ -278,7 +273,7 @@ class InsightStore:
     async def _forget_missing(self) -> None:
         """After a store resync: forget the insights of dataplanes that are gone."""
         self._resync = False
-        present = {(r.mesh, r.name) for r in await self._store.list(DATAPLANE_TYPE)}
+        present = {(r.mesh, r.name) for r in await self._store.list(self.resource_type)}
         for key in [k for k in self._entries if k not in present]:
             self.forget(key)
 
@@ -288,7 +283,7 @@ class InsightStore:
         deleted, self._deleted = self._deleted, set()
         for key in deleted:
             if key not in self._entries:
-                await self._store.delete(INSIGHT_TYPE, *key)
+                await self._store.delete(self.insight_type, *key)
         next_due: float | None = None
         for key, entry in list(self._entries.items()):
             if not entry.dirty:
@@ -300,14 +295,19 @@ class InsightStore:
                     continue
             entry.dirty = False
             entry.persisted_at = loop_now
-            spec = {"type": INSIGHT_TYPE, "mesh": key[0], "name": key[1], **entry.doc}
+            spec = {"type": self.insight_type, "mesh": key[0], "name": key[1], **entry.doc}
             try:
                 if self.shared:
                     await write_merged(
-                        self._store, INSIGHT_TYPE, key, spec, self.instance_id, MAX_SUBSCRIPTIONS
+                        self._store,
+                        self.insight_type,
+                        key,
+                        spec,
+                        self.instance_id,
+                        MAX_SUBSCRIPTIONS,
                     )
                 else:
-                    await self._store.put(INSIGHT_TYPE, key[0], key[1], copy.deepcopy(spec))
+                    await self._store.put(self.insight_type, key[0], key[1], copy.deepcopy(spec))
             except Exception as exc:
                 entry.dirty = True
                 log.warning("writing the insight of %s.%s failed: %s", *key, exc)
@@ -328,7 +328,7 @@ class InsightStore:
         if event.is_resync:
             self._resync = True
             self._wake.set()
-        elif event.type == DATAPLANE_TYPE and event.op == "delete":
+        elif event.type == self.resource_type and event.op == "delete":
             self.forget((event.mesh, event.name))
 
     def _entry(self, key: NodeKey) -> _Entry:

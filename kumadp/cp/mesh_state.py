@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from kumadp.cp.ca import CA, MeshCAs
 from kumadp.cp.generate.context import MtlsContext, mtls_context_for
+from kumadp.cp.generate.crosszone import NONE as NO_CROSS_ZONE
+from kumadp.cp.generate.crosszone import remote_endpoints
 from kumadp.cp.generate.view import MeshView, build_mesh_view
 from kumadp.cp.registration import DataplaneRegistry
 from kumadp.cp.store.base import Store, StoredResource
@@ -24,6 +26,12 @@ from kumadp.resources.registry import (
     REGISTRY,
     VIRTUAL_IPS_TYPE,
     Registry,
+)
+from kumadp.resources.zone_proxies import (
+    ZONE_EGRESS_TYPE,
+    ZONE_INGRESS_TYPE,
+    ZoneEgress,
+    ZoneIngress,
 )
 from kumadp.wire import agent_pb2
 
@@ -40,6 +48,7 @@ class MeshState:
     ca: CA | None
     ca_pending: bool = False  # mTLS is on, its CA is not created yet (the provisioner's job)
     tables: tuple[agent_pb2.NameTable, ...] | None = None  # built on first publish
+    cross_zone_reason: str | None = None  # why other zones' services are not reachable
 
 
 def state_inputs(registry: Registry = REGISTRY) -> frozenset[str]:
@@ -51,6 +60,8 @@ def state_inputs(registry: Registry = REGISTRY) -> frozenset[str]:
             VIRTUAL_IPS_TYPE,
             MESH_CA_TYPE,
             DATAPLANE_PENDING_TYPE,  # several instances: pending dataplanes (not endpoints)
+            ZONE_INGRESS_TYPE,  # other zones' services (cross-zone endpoints)
+            ZONE_EGRESS_TYPE,  # where they are reached with routing.zoneEgress
             *(t.name for t in registry.policies()),
         }
     )
@@ -68,10 +79,14 @@ class MeshStateBuilder:
         cas: MeshCAs | None = None,
         registry: Registry = REGISTRY,
         serve_without_ca: bool = False,
+        zone: str | None = None,
     ) -> None:
         """``serve_without_ca`` (a zone CP): a mesh with mTLS whose CA is not here is served
-        without mTLS, never with a CA made here (the zone's CA comes from the global CP)."""
+        without mTLS, never with a CA made here (the zone's CA comes from the global CP).
+        ``zone`` (a zone CP): its name; the views get the other zones' services."""
         self._store = store
+        self.zone = zone
+        self.cross_zone_reasons: dict[str, str] = {}  # mesh -> why no cross-zone endpoints
         self._serve_without_ca = serve_without_ca
         self._waiting_for_ca: set[str] = set()
         self._registrations = registrations
@@ -111,7 +126,6 @@ class MeshStateBuilder:
         for key in [k for k in self._parsed if k[1] == mesh_name and k[0] != MESH_TYPE]:
             if key not in live:
                 del self._parsed[key]
-        view = build_mesh_view(mesh, serving, policies)  # type: ignore[arg-type]
         vips = await self._vips.get(mesh_name) if self._vips is not None else None
         mtls = mtls_context_for(mesh)
         ca = await self._cas.current(mesh) if (self._cas is not None and mtls) else None
@@ -127,7 +141,53 @@ class MeshStateBuilder:
                 )
         else:
             self._waiting_for_ca.discard(mesh_name)
-        return MeshState(mesh, view, all_dataplanes, vips, mtls, ca, ca_pending=pending)
+        cross = NO_CROSS_ZONE
+        if self.zone is not None:
+            ingresses, egresses = await self.zone_proxies()
+            cross = remote_endpoints(
+                mesh, mtls=mtls is not None, zone=self.zone, ingresses=ingresses, egresses=egresses
+            )
+            self._note_cross_zone(mesh_name, cross.reason)
+        view = build_mesh_view(
+            mesh,
+            serving,
+            policies,  # type: ignore[arg-type]
+            remote=cross.endpoints,
+            zone=self.zone,
+        )
+        return MeshState(
+            mesh,
+            view,
+            all_dataplanes,
+            vips,
+            mtls,
+            ca,
+            ca_pending=pending,
+            cross_zone_reason=cross.reason,
+        )
+
+    async def zone_proxies(self) -> tuple[list[ZoneIngress], list[ZoneEgress]]:
+        """Every ZoneIngress (this zone's and the copies of the other zones') and every
+        ZoneEgress in the store, parsed once per store version."""
+        ingresses: list[ZoneIngress] = []
+        egresses: list[ZoneEgress] = []
+        for kind, out in ((ZONE_INGRESS_TYPE, ingresses), (ZONE_EGRESS_TYPE, egresses)):
+            live = set()
+            for stored in await self._store.list(kind):
+                live.add((stored.type, stored.mesh, stored.name))
+                model = self._parse(stored)
+                if model is not None:
+                    out.append(model)  # type: ignore[arg-type]
+            for key in [k for k in self._parsed if k[0] == kind and k not in live]:
+                del self._parsed[key]
+        return ingresses, egresses
+
+    def _note_cross_zone(self, mesh: str, reason: str | None) -> None:
+        if reason is None:
+            self.cross_zone_reasons.pop(mesh, None)
+        elif self.cross_zone_reasons.get(mesh) != reason:
+            self.cross_zone_reasons[mesh] = reason
+            log.warning("no cross-zone endpoints: %s", reason)
 
     def forget(self, mesh_name: str) -> None:
         """Drop the parse cache of a deleted mesh."""

@@ -24,6 +24,7 @@ from kumadp.cp.bootstrap import BootstrapError, ErrorKind
 from kumadp.cp.server_tls import ServerCertificate
 from kumadp.resources.model import Dataplane
 from kumadp.resources.registry import Model, ResourceType, Sync
+from kumadp.resources.zone_proxies import ZoneEgress, ZoneIngress, in_zone
 from kumadp.resources.zones import stamp_zone_tag
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class WriteGuard:
         """The resource to store for an accepted write; raises ``ValidationError``."""
         if self.zone is not None and isinstance(model, Dataplane):
             return stamp_zone_tag(model, self.zone)
+        if self.zone is not None and isinstance(model, ZoneIngress | ZoneEgress):
+            return in_zone(model, self.zone)  # a zone proxy is this zone's
         return model
 
 

@@ -22,8 +22,10 @@ from kumadp.cp.store.base import ChangeEvent, Store
 from kumadp.cp.store.feed import following
 from kumadp.cp.vips import VipAllocator, VipPoolExhaustedError
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
-from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
+from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, SERVICE_TAG
 from kumadp.resources.registry import MESH_CA_TYPE, VIRTUAL_IPS_TYPE
+from kumadp.resources.zone_proxies import ZONE_INGRESS_TYPE
+from kumadp.wire.kds import ORIGIN_GLOBAL, ORIGIN_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,18 @@ class MeshWorker:
 
 
 class VipProvisioner(MeshWorker):
-    """Keeps every mesh's ``VirtualIPs`` in step with its dataplanes' services."""
+    """Keeps every mesh's ``VirtualIPs`` in step with its dataplanes' services and (a zone
+    CP) the services of other zones, reached through their ingresses."""
 
     name = "vip-provisioner"
-    watched = (DATAPLANE_TYPE, MESH_TYPE, VIRTUAL_IPS_TYPE)
+    watched = (DATAPLANE_TYPE, MESH_TYPE, VIRTUAL_IPS_TYPE, ZONE_INGRESS_TYPE)
+
+    def on_store_change(self, event: ChangeEvent) -> None:
+        if event.type == ZONE_INGRESS_TYPE:
+            self._all = True  # another zone's services changed: any mesh may be concerned
+            self._wake.set()
+            return
+        super().on_store_change(event)
 
     def __init__(self, store: Store, vips: VipAllocator) -> None:
         super().__init__(store)
@@ -148,7 +158,22 @@ class VipProvisioner(MeshWorker):
             services.update(cached[1])
         for key in [k for k in self._services if k[0] == mesh and k not in present]:
             del self._services[key]
-        return services
+        return services | await self._remote_services(mesh)
+
+    async def _remote_services(self, mesh: str) -> set[str]:
+        """The mesh's services other zones offer (the ingresses the global CP passed on)."""
+        found: set[str] = set()
+        for stored in await self._store.list(ZONE_INGRESS_TYPE):
+            labels = stored.spec.get("labels") or {}
+            if labels.get(ORIGIN_LABEL) != ORIGIN_GLOBAL:
+                continue  # this zone's own ingress lists this zone's services
+            for item in stored.spec.get("availableServices") or []:
+                tags = item.get("tags") if isinstance(item, dict) else None
+                if isinstance(tags, dict) and item.get("mesh", "default") == mesh:
+                    service = tags.get(SERVICE_TAG)
+                    if isinstance(service, str) and service:
+                        found.add(service)
+        return found
 
 
 class CaProvisioner(MeshWorker):

@@ -24,6 +24,9 @@ from kumadp.cp.store.feed import following
 from kumadp.cp.vips import VipAllocator
 from kumadp.resources.model import MESH_TYPE
 from kumadp.resources.registry import REGISTRY, Registry
+from kumadp.resources.zone_proxies import ZONE_EGRESS_TYPE, ZONE_INGRESS_TYPE
+from kumadp.wire import kds as kds_wire
+from kumadp.wire.names import PROXY_INGRESS
 from kumadp.xds.cache import SnapshotCache
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,10 @@ class Reconciler:
         debounce: float = 0.01,
         registry: Registry = REGISTRY,
         serve_without_ca: bool = False,
+        zone: str | None = None,
     ) -> None:
+        """``zone`` (a zone CP): the views get the other zones' services, and the zone's
+        ingresses and egresses are served too."""
         self._store = store
         self._registrations = registrations
         self._debounce = debounce
@@ -56,6 +62,7 @@ class Reconciler:
             cas=cas,
             registry=registry,
             serve_without_ca=serve_without_ca,
+            zone=zone,
         )
         self.stats = ReconcileStats()
         self._snapshots = SnapshotPublisher(cache, self.stats)
@@ -68,6 +75,10 @@ class Reconciler:
         self._states: dict[str, MeshState] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        # The zone's ingresses and egresses with an open stream (name -> proxy type): their
+        # config depends on every mesh, regenerated after any mesh or zone proxy changed.
+        self._zone_nodes: dict[str, str] = {}
+        self._zone_dirty = False
 
     # -- inputs ------------------------------------------------------------------------
     def on_store_change(self, event: ChangeEvent) -> None:
@@ -78,6 +89,12 @@ class Reconciler:
             if event.op == "delete":
                 self._builder.forget(event.name)
             self.mark_dirty(event.name)
+        elif event.type in (ZONE_INGRESS_TYPE, ZONE_EGRESS_TYPE):
+            self._zone_dirty = True
+            self._wake.set()
+            if _changes_sidecars(event):
+                for mesh in {*self._states, *self._connected}:
+                    self.mark_dirty(mesh)
         elif event.type in self._inputs:
             self.mark_dirty(event.mesh)
 
@@ -115,6 +132,43 @@ class Reconciler:
                 names.discard(name)
             self._options.pop(key, None)
 
+    def cross_zone_reason(self, mesh: str) -> str | None:
+        """Why the mesh's sidecars reach no service of another zone (None: they do, or
+        there is none)."""
+        return self._builder.cross_zone_reasons.get(mesh)
+
+    async def zone_proxy_connected(self, name: str, proxy_type: str) -> bool:
+        """A zone ingress or egress opened a stream: give it its config. False when this
+        zone stores no such proxy."""
+        self._zone_nodes[name] = proxy_type
+        async with self._lock:
+            found = await self._publish_zone_proxies(only=name)
+        if not found:
+            self._zone_nodes.pop(name, None)
+        return found
+
+    def zone_proxy_disconnected(self, name: str) -> None:
+        self._zone_nodes.pop(name, None)
+
+    async def _publish_zone_proxies(self, only: str | None = None) -> bool:
+        zone = self._builder.zone
+        if zone is None:
+            return False
+        meshes = sorted(r.name for r in await self._store.list(MESH_TYPE))
+        states = [s for m in meshes if (s := await self._cached_state(m)) is not None]
+        ingresses, egresses = await self._builder.zone_proxies()
+        found = False
+        for name, proxy_type in sorted(self._zone_nodes.items()):
+            if only is not None and name != only:
+                continue
+            candidates = ingresses if proxy_type == PROXY_INGRESS else egresses
+            proxy = next((p for p in candidates if p.name == name and p.zone == zone), None)
+            if proxy is None:
+                continue  # gone from the store: it keeps its last config while it drains
+            self._snapshots.publish_zone_proxy(proxy, zone, states, ingresses)
+            found = True
+        return found
+
     async def refresh_agent_state(self, mesh: str) -> None:
         """Make sure the hub has the mesh's state (a Watch stream is starting)."""
         async with self._lock:
@@ -136,12 +190,20 @@ class Reconciler:
                     await asyncio.sleep(self._debounce)  # coalesce a burst of changes
                     self._wake.clear()
                     dirty, self._dirty = self._dirty, set()
+                    zone_dirty, self._zone_dirty = self._zone_dirty or bool(dirty), False
                     for mesh in sorted(dirty):
                         try:
                             await self.reconcile_mesh(mesh)
                         except Exception:
                             self.stats.errors += 1
                             log.exception("reconciling mesh %s failed", mesh)
+                    if zone_dirty and self._zone_nodes:
+                        try:
+                            async with self._lock:
+                                await self._publish_zone_proxies()
+                        except Exception:
+                            self.stats.errors += 1
+                            log.exception("reconciling the zone ingresses and egresses failed")
             finally:
                 stop_task.cancel()
 
@@ -167,6 +229,15 @@ class Reconciler:
             if state is not None:
                 self._states[mesh] = state
         return state
+
+
+def _changes_sidecars(event: ChangeEvent) -> bool:
+    """Whether a ZoneIngress/ZoneEgress change can change sidecars' config: not an update of
+    this zone's own ingress (its availableServices are for the other zones)."""
+    if event.type != ZONE_INGRESS_TYPE or event.resource is None:
+        return True
+    labels = event.resource.spec.get("labels") or {}
+    return labels.get(kds_wire.ORIGIN_LABEL) == kds_wire.ORIGIN_GLOBAL
 
 
 __all__ = ["NodeOptions", "ReconcileStats", "Reconciler"]

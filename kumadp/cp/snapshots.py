@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kumadp.cp.agent_hub import BIND_OUTBOUNDS
-from kumadp.cp.generate import generate
+from kumadp.cp.generate import ZoneProxyContext, generate, generate_zone_proxy
 from kumadp.cp.mesh_state import MeshState
 from kumadp.resources.model import Dataplane
+from kumadp.resources.zone_proxies import ZoneIngress, ZoneProxy
 from kumadp.xds.cache import SnapshotCache
 from kumadp.xds.snapshot import Snapshot
 
@@ -74,6 +75,35 @@ class SnapshotPublisher:
             self.stats.errors += 1
             log.exception("generating config for %s failed; it keeps its last config", node_id)
             return
+        self._set(node_id, snapshot, started)
+
+    def publish_zone_proxy(
+        self,
+        proxy: ZoneProxy,
+        zone: str,
+        states: Sequence[MeshState],
+        ingresses: Sequence[ZoneIngress],
+    ) -> None:
+        """A zone ingress or egress (node ``.<name>``): its config from every mesh's state
+        and every zone's ingresses."""
+        node_id = f".{proxy.name}"
+        ctx = ZoneProxyContext(
+            proxy=proxy,
+            zone=zone,
+            views=tuple(s.view for s in states),
+            mtls_meshes=frozenset(s.mesh.name for s in states if s.mtls is not None),
+            ingresses=tuple(ingresses),
+        )
+        started = time.perf_counter()
+        try:
+            snapshot = Snapshot.build(generate_zone_proxy(ctx))
+        except Exception:
+            self.stats.errors += 1
+            log.exception("generating config for %s failed; it keeps its last config", node_id)
+            return
+        self._set(node_id, snapshot, started)
+
+    def _set(self, node_id: str, snapshot: Snapshot, started: float) -> None:
         self.stats.generations += 1
         self.stats.last_generation_seconds = time.perf_counter() - started
         if self._cache.set_snapshot(node_id, snapshot) is not False:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kumadp.ctl import tables
+from kumadp.ctl import tables, zone_proxies
 from kumadp.ctl.client import CtlError, segment
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE
 from kumadp.resources.policies import MESH_TRAFFIC_PERMISSION_TYPE
 from kumadp.resources.registry import REGISTRY, Registry, ResourceType
+from kumadp.resources.zone_proxies import ZONE_EGRESS_TYPE, ZONE_INGRESS_TYPE
 
 Row = Callable[[dict[str, Any], datetime], list[str]]
 
@@ -24,6 +25,8 @@ Row = Callable[[dict[str, Any], datetime], list[str]]
 _TABLES: dict[str, tuple[tuple[str, ...], Row]] = {
     MESH_TYPE: (tables.MESH_HEADERS, tables.mesh_row),
     DATAPLANE_TYPE: (tables.DATAPLANE_HEADERS, tables.dataplane_row),
+    ZONE_INGRESS_TYPE: (zone_proxies.INGRESS_HEADERS, zone_proxies.ingress_row),
+    ZONE_EGRESS_TYPE: (zone_proxies.EGRESS_HEADERS, zone_proxies.egress_row),
 }
 
 

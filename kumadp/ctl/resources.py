@@ -25,6 +25,7 @@ from kumadp.ctl.kinds import (
     kind_of_type,
     kinds_of,
 )
+from kumadp.ctl.zone_proxies import cross_zone_notes
 from kumadp.resources import FieldError, ValidationError, parse_vars, render
 from kumadp.resources.registry import REGISTRY, Registry
 from kumadp.resources.safe_load import load_yaml_all
@@ -132,8 +133,14 @@ def inspect_dataplanes(
             for row, zone in zip(rows, zones, strict=True)
         ]
         headers = (tables.INSPECT_HEADERS[0], "ZONE", *tables.INSPECT_HEADERS[1:])
-        return tables.render_table(headers, rows)
-    return tables.render_table(tables.INSPECT_HEADERS, rows)
+        return tables.render_table(headers, rows) + _notes(items)
+    return tables.render_table(tables.INSPECT_HEADERS, rows) + _notes(items)
+
+
+def _notes(items: list[dict[str, Any]]) -> str:
+    """Why dataplanes reach no other zone, under the table (a zone CP says it)."""
+    notes = cross_zone_notes(items)
+    return "".join(f"{note}\n" for note in notes)
 
 
 # --- delete -------------------------------------------------------------------------------

@@ -224,6 +224,22 @@ class Dataplane:
 
 
 @dataclass(frozen=True)
+class MeshRouting:
+    """A mesh's ``routing``: cross-zone traffic prefers the local zone
+    (``localityAwareLoadBalancing``) and leaves the zone through its ZoneEgress
+    (``zoneEgress``)."""
+
+    locality_aware_load_balancing: bool = False
+    zone_egress: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "localityAwareLoadBalancing": self.locality_aware_load_balancing,
+            "zoneEgress": self.zone_egress,
+        }
+
+
+@dataclass(frozen=True)
 class Mesh:
     name: str
     # Kept as validated plain data for now; mTLS/metrics/logging get typed models as the
@@ -233,6 +249,7 @@ class Mesh:
     # policy types not to create with the mesh ("*": none), Kuma's skipCreatingInitialPolicies
     skip_creating_initial_policies: tuple[str, ...] = ()
     mesh_services_mode: str | None = None  # kept as given; kumadp routes by kuma.io/service
+    routing: MeshRouting | None = None
 
     type = MESH_TYPE
 
@@ -250,7 +267,17 @@ class Mesh:
             out["skipCreatingInitialPolicies"] = list(self.skip_creating_initial_policies)
         if self.mesh_services_mode is not None:
             out["meshServices"] = {"mode": self.mesh_services_mode}
+        if self.routing is not None:
+            out["routing"] = self.routing.to_dict()
         return out
+
+    @property
+    def locality_aware(self) -> bool:
+        return self.routing is not None and self.routing.locality_aware_load_balancing
+
+    @property
+    def zone_egress(self) -> bool:
+        return self.routing is not None and self.routing.zone_egress
 
 
 Resource = Mesh | Dataplane

@@ -11,7 +11,9 @@ in a multi-zone deployment:
                         and what zones need to verify tokens: the PUBLIC signing
                         keys, the revocation list; each mesh's trust bundle
 ``Sync.ZONE_TO_GLOBAL`` created in a zone, copied up to the global CP: Dataplane,
-                        DataplaneInsight (next: ZoneIngress, ZoneEgress)
+                        DataplaneInsight, ZoneIngress, ZoneEgress and their insights;
+                        ``relayed`` ones (ZoneIngress) also go on from the global CP
+                        to the OTHER zones (how zones learn each other's ingresses)
 ``Sync.NONE``           never synced: Zone, ZoneInsight (the global CP's view of zones)
 ``Sync.INTERNAL``       the CP's own bookkeeping, never synced nor served: VirtualIPs,
                         MeshCA, the token signing (private) keys, zone intermediates
@@ -23,6 +25,7 @@ A ``Registry`` is an ordinary object, so tests (and later modes) can build their
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -36,30 +39,24 @@ from kumadp.resources import (
     meshtimeout,
 )
 from kumadp.resources.errors import ValidationError, ValidationResult, collect_warnings, quoted
-from kumadp.resources.meshcircuitbreaker import (
-    MESH_CIRCUIT_BREAKER_TYPE,
-    MeshCircuitBreaker,
-    parse_mesh_circuit_breaker,
-)
-from kumadp.resources.meshhealthcheck import (
-    MESH_HEALTH_CHECK_TYPE,
-    MeshHealthCheck,
-    parse_mesh_health_check,
-)
-from kumadp.resources.meshloadbalancingstrategy import (
-    MESH_LOAD_BALANCING_STRATEGY_TYPE,
-    MeshLoadBalancingStrategy,
-    parse_mesh_load_balancing_strategy,
-)
-from kumadp.resources.meshretry import MESH_RETRY_TYPE, MeshRetry, parse_mesh_retry
-from kumadp.resources.meshtimeout import MESH_TIMEOUT_TYPE, MeshTimeout, parse_mesh_timeout
 from kumadp.resources.model import DATAPLANE_TYPE, MESH_TYPE, Dataplane, Mesh
 from kumadp.resources.policies import (
     MESH_TRAFFIC_PERMISSION_TYPE,
     MeshTrafficPermission,
     parse_mesh_traffic_permission,
 )
+from kumadp.resources.targeted import parse_policy
 from kumadp.resources.validate import parse_dataplane, parse_mesh
+from kumadp.resources.zone_proxies import (
+    ZONE_EGRESS_INSIGHT_TYPE,
+    ZONE_EGRESS_TYPE,
+    ZONE_INGRESS_INSIGHT_TYPE,
+    ZONE_INGRESS_TYPE,
+    ZoneEgress,
+    ZoneIngress,
+    parse_zone_egress,
+    parse_zone_ingress,
+)
 from kumadp.resources.zones import ZONE_INSIGHT_TYPE, ZONE_TYPE, Zone, parse_zone
 
 # Types the control plane keeps for itself (models in kumadp.cp).
@@ -121,6 +118,7 @@ class ResourceType:
     policy: bool = False
     sides: tuple[str, ...] = ()  # a policy's item lists: "to" (outbound), "from" (inbound)
     aliases: tuple[str, ...] = ()  # short ctl names ("dp", "mtp")
+    relayed: bool = False  # zone -> global, and global -> the other zones (ZoneIngress)
 
     @property
     def mesh_scoped(self) -> bool:
@@ -182,6 +180,10 @@ class Registry:
     def synced(self, direction: Sync) -> list[ResourceType]:
         return [t for t in self if t.sync is direction]
 
+    def relayed(self) -> list[ResourceType]:
+        """Zone-owned types the global CP passes on to the other zones."""
+        return [t for t in self if t.relayed]
+
     def parseable(self) -> list[str]:
         """Names of the types a user may write, sorted (what error messages list)."""
         return sorted(t.name for t in self if t.parse is not None)
@@ -207,6 +209,23 @@ class Registry:
         with collect_warnings() as warnings:
             model = self.parse(doc)
         return ValidationResult(model, tuple(warnings))
+
+
+def _targeted(module: Any, plural: str, aliases: tuple[str, ...]) -> ResourceType:
+    """A targeted policy type from its module's ``KIND``: global to zone, like every
+    policy."""
+    kind = module.KIND
+    return ResourceType(
+        kind.type,
+        Scope.MESH,
+        Sync.GLOBAL_TO_ZONE,
+        plural=plural,
+        parse=functools.partial(parse_policy, kind=kind),
+        model=kind.model,
+        policy=True,
+        sides=kind.sides,
+        aliases=aliases,
+    )
 
 
 def default_registry() -> Registry:
@@ -242,61 +261,11 @@ def default_registry() -> Registry:
                 aliases=("mtp", "mtps"),
             ),
             # Resilience policies (kumadp.resources.mesh*): global-to-zone, like every policy.
-            ResourceType(
-                MESH_TIMEOUT_TYPE,
-                Scope.MESH,
-                Sync.GLOBAL_TO_ZONE,
-                plural="meshtimeouts",
-                parse=parse_mesh_timeout,
-                model=MeshTimeout,
-                policy=True,
-                sides=meshtimeout.KIND.sides,
-                aliases=("mt", "mts"),
-            ),
-            ResourceType(
-                MESH_RETRY_TYPE,
-                Scope.MESH,
-                Sync.GLOBAL_TO_ZONE,
-                plural="meshretries",
-                parse=parse_mesh_retry,
-                model=MeshRetry,
-                policy=True,
-                sides=meshretry.KIND.sides,
-                aliases=("mr", "mrs"),
-            ),
-            ResourceType(
-                MESH_CIRCUIT_BREAKER_TYPE,
-                Scope.MESH,
-                Sync.GLOBAL_TO_ZONE,
-                plural="meshcircuitbreakers",
-                parse=parse_mesh_circuit_breaker,
-                model=MeshCircuitBreaker,
-                policy=True,
-                sides=meshcircuitbreaker.KIND.sides,
-                aliases=("mcb", "mcbs"),
-            ),
-            ResourceType(
-                MESH_HEALTH_CHECK_TYPE,
-                Scope.MESH,
-                Sync.GLOBAL_TO_ZONE,
-                plural="meshhealthchecks",
-                parse=parse_mesh_health_check,
-                model=MeshHealthCheck,
-                policy=True,
-                sides=meshhealthcheck.KIND.sides,
-                aliases=("mhc", "mhcs"),
-            ),
-            ResourceType(
-                MESH_LOAD_BALANCING_STRATEGY_TYPE,
-                Scope.MESH,
-                Sync.GLOBAL_TO_ZONE,
-                plural="meshloadbalancingstrategies",
-                parse=parse_mesh_load_balancing_strategy,
-                model=MeshLoadBalancingStrategy,
-                policy=True,
-                sides=meshloadbalancingstrategy.KIND.sides,
-                aliases=("mlbs", "mlbss"),
-            ),
+            _targeted(meshtimeout, "meshtimeouts", ("mt", "mts")),
+            _targeted(meshretry, "meshretries", ("mr", "mrs")),
+            _targeted(meshcircuitbreaker, "meshcircuitbreakers", ("mcb", "mcbs")),
+            _targeted(meshhealthcheck, "meshhealthchecks", ("mhc", "mhcs")),
+            _targeted(meshloadbalancingstrategy, "meshloadbalancingstrategies", ("mlbs", "mlbss")),
             ResourceType(DATAPLANE_INSIGHT_TYPE, Scope.MESH, Sync.ZONE_TO_GLOBAL),
             ResourceType(VIRTUAL_IPS_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(MESH_CA_TYPE, Scope.MESH, Sync.INTERNAL),
@@ -310,6 +279,29 @@ def default_registry() -> Registry:
                 ZONE_TYPE, Scope.GLOBAL, Sync.NONE, plural="zones", parse=parse_zone, model=Zone
             ),
             ResourceType(ZONE_INSIGHT_TYPE, Scope.GLOBAL, Sync.NONE),
+            # A zone's edge proxies (kumadp.resources.zone_proxies): zone-owned; ingresses
+            # also reach the other zones, with the services they make available.
+            ResourceType(
+                ZONE_INGRESS_TYPE,
+                Scope.GLOBAL,
+                Sync.ZONE_TO_GLOBAL,
+                plural="zoneingresses",
+                parse=parse_zone_ingress,
+                model=ZoneIngress,
+                aliases=("zi", "zone-ingresses", "zone-ingress"),
+                relayed=True,
+            ),
+            ResourceType(ZONE_INGRESS_INSIGHT_TYPE, Scope.GLOBAL, Sync.ZONE_TO_GLOBAL),
+            ResourceType(
+                ZONE_EGRESS_TYPE,
+                Scope.GLOBAL,
+                Sync.ZONE_TO_GLOBAL,
+                plural="zoneegresses",
+                parse=parse_zone_egress,
+                model=ZoneEgress,
+                aliases=("ze", "zone-egresses", "zone-egress"),
+            ),
+            ResourceType(ZONE_EGRESS_INSIGHT_TYPE, Scope.GLOBAL, Sync.ZONE_TO_GLOBAL),
             ResourceType(CONTROL_PLANE_INSTANCE_TYPE, Scope.GLOBAL, Sync.INTERNAL),
             ResourceType(DATAPLANE_CONNECTION_TYPE, Scope.MESH, Sync.INTERNAL),
             ResourceType(DATAPLANE_PENDING_TYPE, Scope.MESH, Sync.INTERNAL),
@@ -347,6 +339,10 @@ __all__ = [
     "TOKEN_REVOCATIONS_TYPE",
     "VIRTUAL_IPS_TYPE",
     "ZONE_CA_REFUSAL_TYPE",
+    "ZONE_EGRESS_INSIGHT_TYPE",
+    "ZONE_EGRESS_TYPE",
+    "ZONE_INGRESS_INSIGHT_TYPE",
+    "ZONE_INGRESS_TYPE",
     "ZONE_INSIGHT_TYPE",
     "ZONE_INTERMEDIATE_CA_TYPE",
     "ZONE_TYPE",

@@ -14,7 +14,7 @@ from kumadp.resources.checks import (
 )
 from kumadp.resources.durations import parse_duration
 from kumadp.resources.errors import ErrorCollector, field_path, index_path
-from kumadp.resources.model import MESH_TYPE, Mesh
+from kumadp.resources.model import MESH_TYPE, Mesh, MeshRouting
 
 # --- Mesh ----------------------------------------------------------------------------------
 
@@ -25,9 +25,10 @@ _MESH_FIELDS = (
     "mtls",
     "skipCreatingInitialPolicies",
     "meshServices",
+    "routing",
     *OUTPUT_ONLY_FIELDS,
 )
-_MESH_UNSUPPORTED = ("networking", "routing", "constraints")
+_MESH_UNSUPPORTED = ("networking", "constraints")
 _MESH_IGNORED = {
     "metrics": "kumadp's agent serves the merged metrics on its --metrics-port",
     "logging": "no access logs are configured",
@@ -120,6 +121,7 @@ def parse_mesh(doc: Any) -> Mesh:
     mtls = _mtls(c, obj)
     skip = _skip_initial_policies(c, obj)
     mode = _mesh_services(c, obj)
+    routing = _routing(c, obj)
     c.raise_if_any()
     return Mesh(
         name=name,
@@ -127,7 +129,26 @@ def parse_mesh(doc: Any) -> Mesh:
         labels=labels or {},
         skip_creating_initial_policies=skip,
         mesh_services_mode=mode,
+        routing=routing,
     )
+
+
+def _routing(c: ErrorCollector, obj: dict[str, Any]) -> MeshRouting | None:
+    """``routing.localityAwareLoadBalancing`` and ``routing.zoneEgress`` (booleans)."""
+    section = c.mapping(obj, "", "routing")
+    if section is None:
+        return None
+    keys = ("localityAwareLoadBalancing", "zoneEgress")
+    c.fields(section, "routing", keys)
+    flags = []
+    for key in keys:
+        value = section.get(key, False)
+        if value is None:
+            value = False
+        if not isinstance(value, bool):
+            c.add(f"routing.{key}", "must be true or false")
+        flags.append(value is True)
+    return MeshRouting(locality_aware_load_balancing=flags[0], zone_egress=flags[1])
 
 
 def _skip_initial_policies(c: ErrorCollector, obj: dict[str, Any]) -> tuple[str, ...]:

@@ -15,6 +15,13 @@ of ``kumadp.cp.generate.PROFILES``) holding:
     mesh: {type: Mesh, name: default, ...}  # mTLS from its ``mtls``, as the CP does
     policies: [...]               # optional: policy resources, any type
     dataplanes: [...]             # Dataplane resources (other meshes' are ignored)
+    zone: zone-a                  # optional: the zone of the control plane (multi-zone)
+    zoneIngresses: [...]          # optional: every zone's ZoneIngress (cross-zone endpoints)
+    zoneEgresses: [...]           # optional: ZoneEgress resources
+
+A zone ingress or egress case (profile ``ingress``, ``egress``) names a ZoneIngress or a
+ZoneEgress as its ``target``, needs ``zone``, and lists every mesh of the zone under
+``meshes`` (instead of ``mesh``).
 
 ``golden.yaml``: the generated resources (``resources_to_yaml``). ``UPDATE_GOLDEN=1``
 rewrites golden files on purpose.
@@ -36,22 +43,37 @@ from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from kumadp.cp.generate import (
+    DATAPLANE,
     MeshView,
     MtlsContext,
+    ZoneProxyContext,
     build_mesh_view,
+    crosszone,
     generate,
+    generate_zone_proxy,
     mtls_context_for,
     tls,
 )
 from kumadp.cp.generate.resource_set import name_of
 from kumadp.resources import Dataplane, Mesh, parse_resource
+from kumadp.resources.zone_proxies import ZoneEgress, ZoneIngress
 from kumadp.xds import types
 from testkit.procs import envoy_binary
 
 TESTDATA = Path(__file__).parent / "testdata" / "generate"
 INPUT = "input.yaml"
 GOLDEN = "golden.yaml"
-_KEYS = {"target", "options", "mesh", "policies", "dataplanes"}
+_KEYS = {
+    "target",
+    "options",
+    "mesh",
+    "meshes",
+    "policies",
+    "dataplanes",
+    "zone",
+    "zoneIngresses",
+    "zoneEgresses",
+}
 _OPTIONS = {"vips", "bindOutbounds", "transparentProxy"}
 
 Resources = dict[str, list[Message]]
@@ -63,14 +85,18 @@ class Case:
 
     profile: str
     path: Path
-    view: MeshView
-    target: Dataplane
+    view: MeshView | None
+    target: Dataplane | None
     mtls: MtlsContext | None = None
     vips: dict[str, str] = field(default_factory=dict)
     bind_outbounds: bool = False
     transparent_proxy: bool = False
+    zone_proxy: ZoneProxyContext | None = None  # an ingress or egress case
 
     def generate(self) -> Resources:
+        if self.zone_proxy is not None:
+            return generate_zone_proxy(self.zone_proxy)
+        assert self.view is not None and self.target is not None
         return generate(
             self.view,
             self.target,
@@ -98,6 +124,25 @@ def _parsed(doc: Any, kind: type[Any], where: str) -> Any:
     return model
 
 
+def _view(
+    mesh: Mesh,
+    dataplanes: list[Dataplane],
+    policies: list[Any],
+    zone: str | None,
+    ingresses: list[ZoneIngress],
+    egresses: list[ZoneEgress],
+) -> MeshView:
+    """The mesh's view as a zone CP builds it: with the other zones' services (mTLS only)."""
+    remote = crosszone.remote_endpoints(
+        mesh,
+        mtls=mtls_context_for(mesh) is not None,
+        zone=zone,
+        ingresses=ingresses,
+        egresses=egresses,
+    )
+    return build_mesh_view(mesh, dataplanes, policies, remote=remote.endpoints, zone=zone)
+
+
 def load_case(path: Path) -> Case:
     doc = yaml.safe_load((path / INPUT).read_text())
     unknown = set(doc) - _KEYS
@@ -105,14 +150,39 @@ def load_case(path: Path) -> Case:
     options = doc.get("options") or {}
     unknown = set(options) - _OPTIONS
     assert not unknown, f"{path / INPUT}: unknown options {sorted(unknown)}"
-    mesh: Mesh = _parsed(doc["mesh"], Mesh, "mesh")
     dataplanes = [_parsed(d, Dataplane, "dataplanes") for d in doc.get("dataplanes") or []]
     policies: list[Any] = [parse_resource(p) for p in doc.get("policies") or []]
+    zone = doc.get("zone")
+    ingresses = [_parsed(d, ZoneIngress, "zoneIngresses") for d in doc.get("zoneIngresses") or []]
+    egresses = [_parsed(d, ZoneEgress, "zoneEgresses") for d in doc.get("zoneEgresses") or []]
+    if path.parent.name != DATAPLANE:
+        meshes: list[Mesh] = [_parsed(m, Mesh, "meshes") for m in doc["meshes"]]
+        targets = [*ingresses, *egresses]
+        (proxy,) = (p for p in targets if p.name == doc["target"] and p.zone == zone)
+        views = tuple(
+            _view(m, dataplanes, policies, zone, ingresses, egresses)
+            for m in sorted(meshes, key=lambda m: m.name)
+        )
+        mtls_meshes = frozenset(m.name for m in meshes if mtls_context_for(m) is not None)
+        return Case(
+            profile=path.parent.name,
+            path=path,
+            view=None,
+            target=None,
+            zone_proxy=ZoneProxyContext(
+                proxy=proxy,
+                zone=zone,
+                views=views,
+                mtls_meshes=mtls_meshes,
+                ingresses=tuple(ingresses),
+            ),
+        )
+    mesh: Mesh = _parsed(doc["mesh"], Mesh, "mesh")
     (target,) = (dp for dp in dataplanes if dp.name == doc["target"] and dp.mesh == mesh.name)
     return Case(
         profile=path.parent.name,
         path=path,
-        view=build_mesh_view(mesh, dataplanes, policies),
+        view=_view(mesh, dataplanes, policies, zone, ingresses, egresses),
         target=target,
         mtls=mtls_context_for(mesh),
         vips=dict(options.get("vips") or {}),

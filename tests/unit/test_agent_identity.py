@@ -28,6 +28,12 @@ networking:
       tags: {kuma.io/service: web}
 """
 
+ZI = """\
+type: ZoneIngress
+name: zi-1
+networking: {address: 10.0.0.1, port: 10001, advertisedAddress: 203.0.113.1, advertisedPort: 10001}
+"""
+
 
 def test_identity_from_resource_and_flags() -> None:
     identity = load_identity(dataplane_inline=DP)
@@ -41,13 +47,31 @@ def test_identity_from_resource_and_flags() -> None:
     assert (by_name.mesh, by_name.name, by_name.resource) == ("default", "web-2", None)
 
 
+def test_zone_proxy_identity() -> None:
+    ingress = load_identity(dataplane_inline=ZI, proxy_type="ingress", admin_port=9955)
+    assert (ingress.mesh, ingress.name, ingress.node_id) == ("", "zi-1", ".zi-1")
+    assert ingress.is_zone_proxy and ingress.dataplane is None and ingress.admin_port == 9955
+    assert ingress.resource is not None and ingress.resource["networking"]["admin"]["port"] == 9955
+    egress = load_identity(
+        dataplane_inline="type: ZoneEgress\nname: ze-1\nnetworking: {address: 10.0.0.1, port: 1}",
+        proxy_type="egress",
+    )
+    assert egress.zone_proxy is not None and egress.zone_proxy.type == "ZoneEgress"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"dataplane_inline": DP, "name": "other"}, "--name other does not match"),
         ({"dataplane_inline": DP, "dataplane_file": "x"}, "not both"),
         ({"name": "x", "variables": ["a=1"]}, "--dataplane-var needs"),
-        ({"name": "x", "proxy_type": "egress"}, "not supported yet"),
+        ({"name": "x", "proxy_type": "egress"}, "--proxy-type egress: give its ZoneEgress"),
+        ({"dataplane_inline": DP, "proxy_type": "ingress"}, 'must be "ZoneIngress"'),
+        (
+            {"dataplane_inline": ZI.replace("10001", "0"), "proxy_type": "ingress"},
+            "--dataplane: networking.port: must be 1-65535",
+        ),
+        ({"dataplane_inline": ZI, "proxy_type": "ingress", "name": "zi-2"}, "--name zi-2"),
         ({"name": "x", "proxy_type": "gateway"}, "must be one of"),
         ({"name": "x", "admin_port": 70000}, "--admin-port: must be 1-65535"),
         ({"dataplane_inline": DP.replace("18080", "0")}, "--dataplane: networking.inbound[0]"),

@@ -352,7 +352,7 @@ async def test_cli_bad_dataplane_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["--name", "x", "--proxy-type", "ingress"], {}, "--proxy-type ingress: not supported yet"),
+        (["--name", "x", "--proxy-type", "ingress"], {}, "--proxy-type ingress: give its"),
         (["--name", "x", "--drain-time", "soon"], {}, "--drain-time: invalid duration"),
         (["-d", "/nonexistent/dp.yaml"], {}, "--dataplane-file: cannot read /nonexistent/dp.yaml"),
         ([], {}, "give a dataplane"),

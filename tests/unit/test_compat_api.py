@@ -210,7 +210,12 @@ async def test_who_am_i_and_config(client: httpx.AsyncClient, remote: httpx.Asyn
 async def test_global_insights(client: httpx.AsyncClient) -> None:
     body = (await client.get("/global-insights")).json()
     assert body["type"] == "GlobalInsights" and body["creationTime"].endswith("Z")
-    assert body["resources"] == {"Mesh": {"total": 1}, "Zone": {"total": 0}}
+    assert body["resources"] == {
+        "Mesh": {"total": 1},
+        "Zone": {"total": 0},
+        "ZoneIngress": {"total": 0},
+        "ZoneEgress": {"total": 0},
+    }
 
 
 # --- inspecting a dataplane --------------------------------------------------------------------

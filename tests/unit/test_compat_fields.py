@@ -132,10 +132,10 @@ async def test_an_ignored_kuma_field_is_accepted_with_a_warning(
 
 
 async def test_a_kuma_field_that_changes_traffic_is_refused(client: httpx.AsyncClient) -> None:
-    doc = {"type": "Mesh", "name": "m", "routing": {"localityAwareLoadBalancing": True}}
+    doc = {"type": "Mesh", "name": "m", "constraints": {"dataplaneProxy": {}}}
     response = await client.put("/meshes/m", json=doc)
     assert response.status_code == 400
-    assert response.json()["details"] == "routing: not supported yet by kumadp"
+    assert response.json()["details"] == "constraints: not supported yet by kumadp"
 
 
 async def test_a_typo_is_refused_with_a_suggestion(client: httpx.AsyncClient) -> None:

@@ -104,6 +104,7 @@ async def test_components_per_mode(tmp_path: Path) -> None:
             "public-key-publisher",
             "trust-bundle-publisher",
             "kds-source-global",
+            "kds-relay",
             "zone-registry",
         ],
         ["diagnostics", "instances", "leader-election"],
@@ -116,8 +117,14 @@ async def test_components_per_mode(tmp_path: Path) -> None:
     names = [[c.name for c in phase.components] for phase in components_for(cp, "zone")]
     assert names == [
         ["kds-zone-client", "dp-server", "api-server", "api-server-https"],
-        ["xds-reconciler", "vip-provisioner", "zone-intermediate-ca", "kds-source-zone"],
-        ["insights"],
+        [
+            "xds-reconciler",
+            "vip-provisioner",
+            "zone-intermediate-ca",
+            "available-services",
+            "kds-source-zone",
+        ],
+        ["insights", "zoneingressinsights", "zoneegressinsights"],
         ["diagnostics", "instances", "leader-election"],
     ]
     cp.tokens.close()

@@ -105,11 +105,13 @@ def test_a_profile_per_proxy_type() -> None:
         "MeshTrafficPermission",
         "MeshTimeout",
         "MeshRetry",
+        "Mesh",  # routing.localityAwareLoadBalancing on the retries (not a policy type)
         "MeshCircuitBreaker",
         "MeshHealthCheck",
         "MeshLoadBalancingStrategy",
     ]
     assert POLICY_TYPES == (
+        "Mesh",
         "MeshCircuitBreaker",
         "MeshHealthCheck",
         "MeshLoadBalancingStrategy",
@@ -124,18 +126,12 @@ def test_generate_for_is_generate() -> None:
     assert generate_for("dataplane", ctx).to_dict() == generate(ctx.view, WEB, mtls=ctx.mtls)
 
 
-@pytest.mark.parametrize(
-    ("proxy_type", "what"), [("ingress", "zone ingress"), ("egress", "zone egress")]
-)
-def test_zone_proxies_are_not_implemented_yet(proxy_type: str, what: str) -> None:
+@pytest.mark.parametrize("proxy_type", ["ingress", "egress"])
+def test_zone_proxies_have_a_context_of_their_own(proxy_type: str) -> None:
     ctx = _ctx()
-    expected = (
-        rf"^generator '{proxy_type}' failed for {proxy_type} default\.web-1: "
-        rf"{what} configuration is not implemented yet$"
-    )
-    with pytest.raises(GenerationError, match=expected):
-        generate_for(proxy_type, ctx)
-    with pytest.raises(GenerationError, match=expected):
+    with pytest.raises(GenerationError, match=rf"^generator '{proxy_type}-listener' failed"):
+        generate_for(proxy_type, ctx)  # a dataplane's context is no zone proxy's
+    with pytest.raises(ValueError, match=f"proxy type {proxy_type}: generate it with"):
         generate(ctx.view, WEB, proxy_type=proxy_type)
 
 

@@ -155,6 +155,10 @@ def test_types_travel_in_dependency_order() -> None:
         "MeshTrustBundle",  # the rest of a mesh's resources, after its policies
     ]
     assert [t.name for t in sync_types(REGISTRY, Sync.ZONE_TO_GLOBAL)] == [
+        "ZoneIngress",
+        "ZoneIngressInsight",
+        "ZoneEgress",
+        "ZoneEgressInsight",
         "Dataplane",
         "DataplaneInsight",
     ]

@@ -141,6 +141,8 @@ def test_the_default_registry() -> None:
         ("MeshTrafficPermission", "meshtrafficpermissions", Scope.MESH),
         *((name, plural, Scope.MESH) for name, plural in RESILIENCE),
         ("Zone", "zones", Scope.GLOBAL),
+        ("ZoneIngress", "zoneingresses", Scope.GLOBAL),
+        ("ZoneEgress", "zoneegresses", Scope.GLOBAL),
     ]
     policies = ["MeshTrafficPermission", *(name for name, _ in RESILIENCE)]
     assert [t.name for t in REGISTRY.policies()] == policies
@@ -154,7 +156,13 @@ def test_the_default_registry() -> None:
     assert [t.name for t in REGISTRY.synced(Sync.ZONE_TO_GLOBAL)] == [
         "Dataplane",
         "DataplaneInsight",
+        "ZoneIngress",
+        "ZoneIngressInsight",
+        "ZoneEgress",
+        "ZoneEgressInsight",
     ]
+    # what the global CP passes on from one zone to the others
+    assert [t.name for t in REGISTRY.relayed()] == ["ZoneIngress"]
     internal = {t.name for t in REGISTRY.synced(Sync.INTERNAL)}
     assert {
         VIRTUAL_IPS_TYPE,

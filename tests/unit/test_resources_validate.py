@@ -569,9 +569,9 @@ def test_mesh_mtls_errors(mtls: dict[str, Any], expected: str) -> None:
 
 
 def test_mesh_errors() -> None:
-    doc = {"type": "Mesh", "name": "My_Mesh", "routing": {}, "metrics": {}, "mtl": {}}
+    doc = {"type": "Mesh", "name": "My_Mesh", "networking": {}, "metrics": {}, "mtl": {}}
     assert errors_of(doc, parse_mesh) == [
-        "routing: not supported yet by kumadp",
+        "networking: not supported yet by kumadp",
         'mtl: unknown field (did you mean "mtls"?)',
         "name: must be a DNS-1123 label: 1-63 lowercase letters, digits and '-', "
         "starting and ending with a letter or digit",
@@ -594,8 +594,8 @@ _SUPPORTED = ", ".join(SUPPORTED_TYPES)  # sorted: Dataplane, Mesh, MeshCircuitB
     ("doc", "expected"),
     [
         (
-            {"type": "ZoneIngress"},
-            f'type: unknown type "ZoneIngress" (supported: {_SUPPORTED})',
+            {"type": "MeshGateway"},
+            f'type: unknown type "MeshGateway" (supported: {_SUPPORTED})',
         ),
         ({"type": 3}, f"type: unknown type 3 (supported: {_SUPPORTED})"),
         ({"name": "x"}, f"type: is required (one of {_SUPPORTED})"),

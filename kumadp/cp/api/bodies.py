@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -14,6 +13,7 @@ from kumadp.cp.api.errors import ApiError
 from kumadp.cp.store.base import StoredResource
 from kumadp.resources.errors import FieldError, quoted
 from kumadp.resources.safe_load import MAX_DOCUMENT_BYTES, load_json, load_yaml, yaml_error_text
+from kumadp.timefmt import format_time
 
 MAX_BODY_BYTES = MAX_DOCUMENT_BYTES  # 1 MiB; the app's ``state.max_body_bytes`` overrides
 YAML_MEDIA_TYPES = frozenset(
@@ -100,11 +100,6 @@ async def read_json_object(request: Request) -> dict[str, Any]:
 
 async def read_document(request: Request) -> Any:
     return decode_document(await read_body(request), _media_type(request))
-
-
-def format_time(t: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``, as Kuma (Go) prints times."""
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def render_resource(res: StoredResource) -> dict[str, Any]:

@@ -126,14 +126,32 @@ async def stored_insights(store: Store, mesh: str | None) -> dict[NodeKey, dict[
 
 
 def insight_routes(
-    store: Store, insights: InsightStore | None, cache: SnapshotCache
+    store: Store,
+    insights: InsightStore | None,
+    cache: SnapshotCache,
+    *,
+    cross_zone: Callable[[str], str | None] | None = None,
 ) -> list[BaseRoute]:
-    """``insights``: this CP's own (it serves ADS); None: read them from the store."""
+    """``insights``: this CP's own (it serves ADS); None: read them from the store.
+    ``cross_zone``: why a mesh's dataplanes reach no other zone (a zone CP), shown in each
+    insight as ``crossZone: {reachable: false, reason}``."""
 
     async def lookup(mesh: str | None) -> Callable[[NodeKey], dict[str, Any] | None]:
-        if insights is not None:
-            return (await insights.views(mesh)).get
-        return (await stored_insights(store, mesh)).get
+        found = await insights.views(mesh) if insights is not None else None
+        if found is None:
+            found = await stored_insights(store, mesh)
+        if cross_zone is None:
+            return found.get
+
+        def with_cross_zone(key: NodeKey) -> dict[str, Any] | None:
+            insight = found.get(key)
+            reason = cross_zone(key[0])
+            if reason is not None:
+                insight = insight or {"subscriptions": [], "online": False}
+                insight["crossZone"] = {"reachable": False, "reason": reason}
+            return insight
+
+        return with_cross_zone
 
     async def _list(request: Request, mesh: str | None) -> Response:
         if mesh is not None:

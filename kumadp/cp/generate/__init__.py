@@ -6,6 +6,7 @@ Public surface::
     view = build_mesh_view(mesh, dataplanes, policies)
     resources = generate(view, dataplane, mtls=mtls_context_for(mesh))  # type URL -> [message]
     resources = generate_for("dataplane", Context(view=view, dataplane=dataplane)).to_dict()
+    resources = generate_zone_proxy(ZoneProxyContext(proxy=ingress, zone="zone-b", views=...))
 
 Where things are: ``profiles/`` (a ``PROFILE`` per proxy type: its generators and plug-ins),
 ``profile.py`` (how a profile runs), the generators (``inbound``, ``outbound``, ``vip``,
@@ -29,11 +30,13 @@ from kumadp.cp.generate.profiles import (
     PROFILES,
     generate,
     generate_for,
+    generate_zone_proxy,
     profile_for,
 )
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.cp.generate.serialize import resource_to_dict, resources_to_yaml
 from kumadp.cp.generate.view import Endpoint, MeshView, Policy, build_mesh_view
+from kumadp.cp.generate.zone_context import ZoneProxyContext
 from kumadp.wire.names import PROXY_TYPES
 
 __all__ = [
@@ -53,9 +56,11 @@ __all__ = [
     "PolicyPlugin",
     "Profile",
     "ResourceSet",
+    "ZoneProxyContext",
     "build_mesh_view",
     "generate",
     "generate_for",
+    "generate_zone_proxy",
     "mtls_context_for",
     "profile_for",
     "resource_to_dict",

@@ -65,3 +65,8 @@ class Context:
     @property
     def mesh(self) -> str:
         return self.view.mesh.name
+
+    @property
+    def proxy_id(self) -> str:
+        """The Envoy node id: ``<mesh>.<name>``."""
+        return f"{self.dataplane.mesh}.{self.dataplane.name}"

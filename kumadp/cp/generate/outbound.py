@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from envoy.config.listener.v3.listener_components_pb2 import Filter
 from google.protobuf.message import Message
 
-from kumadp.cp.generate import clusters, listeners, names, protocol, tls
+from kumadp.cp.generate import clusters, crosszone, listeners, names, protocol, tls
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.view import MeshView
 from kumadp.resources.model import PROTOCOL_TAG
@@ -58,11 +58,15 @@ def service_cluster(
             clusters.use_http2(cluster)
         if ctx.mtls is not None:
             tls.originate_mtls(cluster, ctx.mtls, ctx.mesh, service)
+        if port is None:
+            endpoints = ctx.view.endpoints_of(service)  # other zones' too
+        else:  # a MeshService port: only the local inbounds on it
+            endpoints = tuple(e for e in ctx.view.local_endpoints_of(service) if e.port == port)
+        if any(e.remote for e in endpoints):
+            crosszone.eject_fast(cluster)
         yield cluster
-        endpoints = ctx.view.endpoints_of(service)
-        if port is not None:
-            endpoints = tuple(e for e in endpoints if e.port == port)
-        yield clusters.service_load_assignment(name, endpoints)
+        local_zone = ctx.view.zone if ctx.view.locality_aware else None
+        yield clusters.service_load_assignment(name, endpoints, local_zone=local_zone)
 
     yield from ctx.view.memoized(("service-cluster", service, proto, ctx.mtls, port), build)
 

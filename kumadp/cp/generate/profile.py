@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
-from kumadp.cp.generate.context import Context
-from kumadp.cp.generate.policies import PolicyPlugin
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.wire.names import PROXY_DATAPLANE, PROXY_EGRESS, PROXY_INGRESS
 
@@ -24,14 +22,35 @@ DATAPLANE = PROXY_DATAPLANE
 INGRESS = PROXY_INGRESS
 EGRESS = PROXY_EGRESS
 
+C = TypeVar("C", contravariant=True)
+Ctx = TypeVar("Ctx")
 
-class Generator(Protocol):
-    """Makes the Envoy resources of one concern for one proxy; pure, reads only ``ctx``."""
+
+class ProxyContext(Protocol):
+    """What a profile's run needs of any context: the proxy's Envoy node id, for errors
+    (``<mesh>.<name>`` for a dataplane, ``.<name>`` for a zone ingress or egress)."""
+
+    @property
+    def proxy_id(self) -> str: ...
+
+
+class Generator(Protocol[C]):
+    """Makes the Envoy resources of one concern for one proxy; pure, reads only ``ctx``
+    (a ``Context`` for a dataplane, a ``ZoneProxyContext`` for a zone ingress or egress)."""
 
     @property
     def name(self) -> str: ...
 
-    def generate(self, ctx: Context) -> Iterable[Message]: ...
+    def generate(self, ctx: C) -> Iterable[Message]: ...
+
+
+class Plugin(Protocol[C]):
+    """Applies the policies of one type (``kumadp.cp.generate.policies.PolicyPlugin``)."""
+
+    @property
+    def policy_type(self) -> str: ...
+
+    def apply(self, ctx: C, resources: ResourceSet) -> None: ...
 
 
 class GenerationError(Exception):
@@ -53,35 +72,21 @@ class GenerationError(Exception):
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(Generic[Ctx]):
     """What one proxy type gets: generators first (order matters only for readability of
     errors; resources are keyed by name), then policy plug-ins (order matters: see
     ``kumadp.cp.generate.policies``)."""
 
     proxy_type: str
-    generators: tuple[Generator, ...]
-    plugins: tuple[PolicyPlugin, ...] = ()
+    generators: tuple[Generator[Ctx], ...]
+    plugins: tuple[Plugin[Ctx], ...] = ()
 
 
-class NotImplementedGenerator:
-    """Stands for the generators of a proxy type kumadp does not configure yet."""
-
-    def __init__(self, name: str, what: str) -> None:
-        self.name = name
-        self._what = what
-
-    def generate(self, ctx: Context) -> Iterable[Message]:
-        raise NotImplementedError(f"{self._what} configuration is not implemented yet")
-
-
-def not_implemented(proxy_type: str, what: str) -> Profile:
-    """A registered profile that fails every generation with a clear ``GenerationError``."""
-    return Profile(proxy_type, (NotImplementedGenerator(proxy_type, what),))
-
-
-def run_profile(ctx: Context, profile: Profile) -> ResourceSet:
+def run_profile(ctx: Any, profile: Profile[Any]) -> ResourceSet:
+    """Run ``profile``'s generators, then its plug-ins, for the proxy of ``ctx`` (a
+    ``ProxyContext`` of the profile's kind)."""
     resources = ResourceSet()
-    proxy = f"{ctx.dataplane.mesh}.{ctx.dataplane.name}"
+    proxy = str(ctx.proxy_id)
     for generator in profile.generators:
         try:
             for resource in generator.generate(ctx):

@@ -35,12 +35,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One place a service can be reached: an inbound of some dataplane."""
+    """One place a service can be reached: an inbound of some dataplane, or (cross-zone) the
+    ingress of another zone (or this zone's egress) standing for ``weight`` instances."""
 
     address: str
     port: int
     tags: dict[str, str]
-    dataplane: str  # name of the dataplane that owns the inbound
+    dataplane: str  # name of the dataplane that owns the inbound (or the zone proxy's)
+    weight: int = 1  # instances behind it (Envoy's load_balancing_weight)
+    remote: bool = False  # in another zone (reached through an ingress or the egress)
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,32 @@ class MeshView:
         default_factory=dict, compare=False, repr=False
     )
     protocols: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Cross-zone (``kumadp.cp.generate.crosszone``): the mesh's services in other zones, by
+    # service, and this zone's name (None: standalone).
+    remote: dict[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+    zone: str | None = None
     _memo_ids: set[int] = field(default_factory=set, compare=False, repr=False)
     _facts: dict[Hashable, object] = field(default_factory=dict, compare=False, repr=False)
 
     def endpoints_of(self, service: str) -> tuple[Endpoint, ...]:
+        """Where a sidecar of this zone reaches ``service``: its local instances, then the
+        other zones' (``remote``)."""
+        local = self.endpoints.get(service, ())
+        remote = self.remote.get(service)
+        return local + remote if remote else local
+
+    def local_endpoints_of(self, service: str) -> tuple[Endpoint, ...]:
+        """Only the instances in this zone (what an ingress forwards to)."""
         return self.endpoints.get(service, ())
+
+    def services(self) -> list[str]:
+        """Every service a sidecar can reach, local or remote, sorted."""
+        return sorted({*self.endpoints, *self.remote})
+
+    @property
+    def locality_aware(self) -> bool:
+        """``mesh.routing.localityAwareLoadBalancing``: local first, other zones after."""
+        return self.mesh.locality_aware
 
     def policies(self, policy_type: str) -> tuple[Policy, ...]:
         """The mesh's policies of ``policy_type`` (e.g. ``"MeshTrafficPermission"``), sorted
@@ -121,6 +145,9 @@ def build_mesh_view(
     mesh: Mesh,
     dataplanes: Iterable[Dataplane],
     policies: Iterable[Policy] = (),
+    *,
+    remote: Mapping[str, tuple[Endpoint, ...]] | None = None,
+    zone: str | None = None,
 ) -> MeshView:
     """Index every inbound of every dataplane of ``mesh`` by its ``kuma.io/service``, and
     keep the mesh's policies by type (each type sorted by name).
@@ -128,6 +155,8 @@ def build_mesh_view(
     Dataplanes and policies of other meshes are ignored. An endpoint's address is the one other
     dataplanes use to reach the inbound (``advertised_inbound_address``); an inbound that is
     not ``serving`` (state NotReady or Ignored, ``health.ready: false``) is no endpoint.
+    ``remote``: the mesh's services in other zones (``crosszone.remote_endpoints``);
+    ``zone``: the zone of the control plane.
     """
     members = sorted((dp for dp in dataplanes if dp.mesh == mesh.name), key=lambda dp: dp.name)
     by_service: dict[str, list[Endpoint]] = {}
@@ -151,4 +180,6 @@ def build_mesh_view(
         dataplanes=tuple(members),
         endpoints=endpoints,
         policies_by_type=_policies_by_type(mesh.name, policies),
+        remote=dict(sorted((remote or {}).items())),
+        zone=zone,
     )

@@ -34,8 +34,9 @@ VIP_PORT = 80
 
 
 def vip_ports(ctx: Context, service: str) -> list[int]:
-    """80, and every distinct port the service's endpoints listen on, sorted."""
-    return sorted({VIP_PORT} | {e.port for e in ctx.view.endpoints_of(service)})
+    """80, and every distinct port the service's local endpoints listen on, sorted (an
+    instance in another zone is reached through its zone's ingress: port 80 only)."""
+    return sorted({VIP_PORT} | {e.port for e in ctx.view.local_endpoints_of(service)})
 
 
 class VipOutboundGenerator:

@@ -47,6 +47,12 @@ def sync_types(registry: Registry, direction: Sync) -> list[ResourceType]:
     return sorted(registry.synced(direction), key=rank)  # stable: registry order within a rank
 
 
+def down_types(registry: Registry) -> list[ResourceType]:
+    """What a zone receives from the global CP: the global CP's own types, then the relayed
+    zone-owned ones (the other zones' ingresses)."""
+    return [*sync_types(registry, Sync.GLOBAL_TO_ZONE), *registry.relayed()]
+
+
 def _public_key(doc: Mapping[str, Any]) -> None:
     pem = doc.get("publicKeyPem")
     if not isinstance(pem, str) or not pem:
@@ -106,4 +112,4 @@ def check_document(resource_type: ResourceType, doc: dict[str, Any]) -> None:
         CHECKS.get(resource_type.name, _any_object)(doc)
 
 
-__all__ = ["CHECKS", "check_document", "sync_types"]
+__all__ = ["CHECKS", "check_document", "down_types", "sync_types"]

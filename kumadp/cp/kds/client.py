@@ -264,7 +264,7 @@ class _Connection:
             ("grpc.keepalive_timeout_ms", 10_000),
         ]
         async with grpc.aio.secure_channel(target, credentials, options=options) as channel:
-            receiver = _FirstUpdate(ZoneReceiver(self._store, self._down))
+            receiver = _FirstUpdate(ZoneReceiver(self._store, self._down, zone=config.zone))
             node = base_pb2.Node(id=config.zone)
             down_call = channel.stream_stream(
                 wire.method_path(wire.GLOBAL_TO_ZONE_METHOD),

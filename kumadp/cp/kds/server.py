@@ -22,6 +22,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from kumadp.cp.kds.global_receiver import GlobalReceiver
+from kumadp.cp.kds.relay import RelaySource, ZoneView
 from kumadp.cp.kds.source import StoreSource
 from kumadp.cp.kds.zones import Session, ZoneIdentity, ZoneRefused, ZoneRegistry
 from kumadp.cp.server_tls import ServerCertificate
@@ -36,7 +37,7 @@ from kumadp.wire.kds_pb2 import (
     ZoneHealthCheckRequest,
     ZoneHealthCheckResponse,
 )
-from kumadp.xds.delta import DeltaServer, Nack, NoopDeltaCallbacks
+from kumadp.xds.delta import DeltaServer, DeltaSource, Nack, NoopDeltaCallbacks
 from kumadp.xds.delta_client import DeltaClient
 from kumadp.xds.grpc_adapter import ServicerClientStream, serve_stream
 from kumadp.xds.stream import Code, StreamRejected
@@ -109,10 +110,12 @@ class KdsServer:
         authenticate: Authenticate | None = None,
         sign_intermediate: SignIntermediate | None = None,
         tap: Tap | None = None,
+        relay: RelaySource | None = None,
     ) -> None:
         self._address, self._port, self._tls = address, port, tls
         self._store, self._source, self._zones = store, source, zones
-        self._down = [t.name for t in down]
+        self._relay = relay  # the zones' ingresses, passed on to the other zones
+        self._down = [t.name for t in down] + list(relay.type_urls if relay else ())
         self._up = list(up)
         self._authenticate = authenticate
         self._sign_intermediate = sign_intermediate
@@ -202,9 +205,11 @@ class KdsServer:
     ) -> None:
         session = await self._open(context)
         try:
-            server = DeltaServer(
-                self._source, _Counting(self._zones, session), type_urls=self._down
-            )
+            zone = session.identity.zone
+            source: DeltaSource = self._source
+            if self._relay is not None:
+                source = ZoneView(self._source, self._relay, zone)
+            server = DeltaServer(source, _Counting(self._zones, session), type_urls=self._down)
             what = f"KDS global-to-zone of zone {session.identity.zone}"
             await self._until_ended(
                 session, serve_stream(server.handle_stream, requests, context, what), context

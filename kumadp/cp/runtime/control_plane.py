@@ -18,6 +18,7 @@ from kumadp.cp.agent_service import AgentChannelService
 from kumadp.cp.api import BootstrapHandler
 from kumadp.cp.api.dp_port import dp_port_app
 from kumadp.cp.auth import DpAuth
+from kumadp.cp.available_services import AvailableServicesUpdater
 from kumadp.cp.bootstrap import BootstrapParams, BootstrapService
 from kumadp.cp.ca import MeshCAs
 from kumadp.cp.deregistration import Deregistrar
@@ -43,7 +44,16 @@ from kumadp.cp.store.base import Store
 from kumadp.cp.tokens import TokenIssuer
 from kumadp.cp.user_tokens import UserTokens
 from kumadp.cp.vips import VipAllocator
+from kumadp.cp.zone_proxies import ZoneProxies
+from kumadp.cp.zone_proxy_streams import ZoneProxyStreams
 from kumadp.cp.zone_tokens import ZoneTokens
+from kumadp.resources.zone_proxies import (
+    ZONE_EGRESS_INSIGHT_TYPE,
+    ZONE_EGRESS_TYPE,
+    ZONE_INGRESS_INSIGHT_TYPE,
+    ZONE_INGRESS_TYPE,
+)
+from kumadp.wire.names import PROXY_EGRESS, PROXY_INGRESS
 from kumadp.xds.cache import SnapshotCache
 
 log = logging.getLogger(__name__)
@@ -90,6 +100,16 @@ class ControlPlane:
         self.vips = VipAllocator(store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr)
         self.tls = server_certificate(config)
         self.insights = InsightStore(store, instance_id=instance_id, shared=self.shared)
+        # A zone's ingresses and egresses (kumadp.cp.zone_proxies), their insights and streams
+        zone_name = config.zone if zone else None
+        self.zone_proxies = ZoneProxies(
+            store,
+            zone_name,
+            self.zone_tokens,
+            auth=config.dp_auth == "dpToken",
+            deregistration_delay=config.deregistration_delay,
+        )
+        self.zone_proxy_insights = zone_proxy_insights(store, instance_id) if zone else {}
         self.instance = CpInstance(store, instance_id, mode=config.mode, zone=config.zone)
         self.registrations: DataplaneRegistry
         if self.shared:
@@ -100,7 +120,7 @@ class ControlPlane:
             self.registrations = DataplaneRegistry(
                 store,
                 deregistration_delay=config.deregistration_delay,
-                on_readiness_change=lambda mesh: self.reconciler.mark_dirty(mesh),
+                on_readiness_change=self._readiness_changed,
             )
         self.reconciler = Reconciler(
             store,
@@ -111,12 +131,17 @@ class ControlPlane:
             hub=self.hub,
             debounce=config.debounce,
             serve_without_ca=zone,
+            zone=zone_name,
         )
         self.vip_provisioner = VipProvisioner(
             leader_store,
             VipAllocator(leader_store, cidr=config.vip_cidr, loopback_cidr=config.loopback_cidr),
         )
         self.ca_provisioner = CaProvisioner(leader_store, MeshCAs(leader_store))
+        # a zone's ingresses list its services for the other zones
+        self.available_services = AvailableServicesUpdater(
+            leader_store, pending=self.registrations.pending
+        )
         self.deregistrar = Deregistrar(
             leader_store, self.instances, delay=config.deregistration_delay
         )
@@ -129,6 +154,7 @@ class ControlPlane:
             hub=self.hub,
             refresh_agent_state=self.reconciler.refresh_agent_state,
             insights=self.insights,
+            zone_proxies=self.zone_proxies,
         )
         # POST /bootstrap, on the API port and (as Kuma) on the DP port
         self.bootstrap: BootstrapHandler = BootstrapService(
@@ -143,6 +169,7 @@ class ControlPlane:
             self.auth,
             zone=config.zone if zone else None,
             guard=self.self_guard.check,
+            zone_proxies=self.zone_proxies,
         )
         if config.mode == GLOBAL:
             self.bootstrap = RefusingBootstrap()
@@ -157,6 +184,9 @@ class ControlPlane:
             tls=self.tls,
             insights=self.insights,
             http_app=dp_port_app(self.bootstrap),  # POST /bootstrap on the DP port, as Kuma
+            zone_proxies=ZoneProxyStreams(
+                self.zone_proxies, self.reconciler, self.zone_proxy_insights
+            ),
         )
         self.write_guard = WriteGuard(config.mode, config.zone if zone else None)
         self.global_kds: GlobalKds | None = None
@@ -165,6 +195,11 @@ class ControlPlane:
             self.global_kds = global_kds(config, store, self.zone_tokens, leader_store)
         elif zone:
             self.zone_kds = zone_kds(config, store)
+
+    def _readiness_changed(self, mesh: str) -> None:
+        """A dataplane's listeners are up (it stops being pending): it becomes an endpoint."""
+        self.reconciler.mark_dirty(mesh)
+        self.available_services.mark_dirty(mesh)
 
     def _instance_info(self, instance_id: str) -> InstanceInfo:
         config = self.config
@@ -194,14 +229,35 @@ class ControlPlane:
     async def run(self, phases: list[Phase], stop: asyncio.Event) -> None:
         if self.config.mode != GLOBAL:  # a global CP's insights are its zones' copies
             await self.insights.load()  # before any stream opens
+            for insights in self.zone_proxy_insights.values():
+                await insights.load()
         try:
             await run_in_phases(phases, stop)
         finally:
             self.registrations.close()
+            self.zone_proxies.close()
             for tokens in (self.tokens, self.zone_tokens, self.user_tokens):
                 tokens.close()
             for keys in self._public_keys.values():
                 keys.close()
 
 
-__all__ = ["ControlPlane", "server_certificate"]
+def zone_proxy_insights(store: Store, instance_id: str) -> dict[str, InsightStore]:
+    """ZoneIngressInsight and ZoneEgressInsight, kept as the dataplanes' are."""
+    return {
+        PROXY_INGRESS: InsightStore(
+            store,
+            instance_id=instance_id,
+            insight_type=ZONE_INGRESS_INSIGHT_TYPE,
+            resource_type=ZONE_INGRESS_TYPE,
+        ),
+        PROXY_EGRESS: InsightStore(
+            store,
+            instance_id=instance_id,
+            insight_type=ZONE_EGRESS_INSIGHT_TYPE,
+            resource_type=ZONE_EGRESS_TYPE,
+        ),
+    }
+
+
+__all__ = ["ControlPlane", "server_certificate", "zone_proxy_insights"]

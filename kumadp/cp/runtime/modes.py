@@ -82,6 +82,7 @@ def global_cp(cp: ControlPlane) -> list[Phase]:
             (
                 *leader_only(cp.election, [cp.ca_provisioner, kds.keys, kds.bundles]),
                 kds.source,
+                kds.relay,
                 kds.zones,
             ),
             timeout,
@@ -105,13 +106,16 @@ def zone(cp: ControlPlane) -> list[Phase]:
             "stop reconciling, provisioning and syncing",
             (
                 cp.reconciler,
-                *leader_only(cp.election, [*_leader_jobs(cp, ca=False), kds.intermediates]),
+                *leader_only(
+                    cp.election,
+                    [*_leader_jobs(cp, ca=False), kds.intermediates, cp.available_services],
+                ),
                 *_connection_records(cp),
                 kds.source,
             ),
             timeout,
         ),
-        Phase("flush insights", (cp.insights,), timeout),
+        Phase("flush insights", (cp.insights, *cp.zone_proxy_insights.values()), timeout),
         _last_phase(cp),
     ]
 

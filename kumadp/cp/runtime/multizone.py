@@ -10,9 +10,10 @@ import kumadp
 from kumadp.cp.ca import MeshCAs
 from kumadp.cp.insights import control_plane_instance_id
 from kumadp.cp.kds.auth import ZoneTokenAuth
-from kumadp.cp.kds.catalog import sync_types
+from kumadp.cp.kds.catalog import down_types, sync_types
 from kumadp.cp.kds.client import KdsClientConfig, ZoneKdsClient, parse_global_address
 from kumadp.cp.kds.keys import PublicKeyPublisher
+from kumadp.cp.kds.relay import RelaySource
 from kumadp.cp.kds.server import KdsServer
 from kumadp.cp.kds.source import StoreSource
 from kumadp.cp.kds.zone_filter import DisabledZones
@@ -54,6 +55,7 @@ class GlobalKds:
     tls: ServerCertificate
     cas: ZoneCAs  # the zones' intermediate CAs
     bundles: TrustBundlePublisher  # leader only, as ``keys``
+    relay: RelaySource  # the zones' ingresses, on to the other zones
 
 
 def global_kds(
@@ -69,6 +71,7 @@ def global_kds(
     cas = ZoneCAs(store, MeshCAs(store, create=False), lifetime=config.zone_ca_validity)
     if config.kds_auth == "none":
         log.warning("--kds-auth none: any zone CP that reaches the KDS port is accepted")
+    relay = RelaySource(store, REGISTRY.relayed())
     server = KdsServer(
         address=config.address,
         port=config.kds_port,
@@ -80,9 +83,10 @@ def global_kds(
         up=up,
         authenticate=ZoneTokenAuth(zone_tokens) if config.kds_auth == "cpToken" else None,
         sign_intermediate=cas.handle,
+        relay=relay,
     )
     bundles = TrustBundlePublisher(leader_store, MeshCAs(leader_store, create=False))
-    return GlobalKds(source, zones, server, PublicKeyPublisher(store), tls, cas, bundles)
+    return GlobalKds(source, zones, server, PublicKeyPublisher(store), tls, cas, bundles, relay)
 
 
 @dataclass
@@ -95,7 +99,7 @@ class ZoneKds:
 def zone_kds(config: ControlPlaneConfig, store: Store) -> ZoneKds:
     assert config.zone and config.kds_global_address  # ControlPlaneConfig.check
     parse_global_address(config.kds_global_address)  # a bad address fails the start
-    down = sync_types(REGISTRY, Sync.GLOBAL_TO_ZONE)
+    down = down_types(REGISTRY)  # the global CP's types, and the other zones' ingresses
     up = sync_types(REGISTRY, Sync.ZONE_TO_GLOBAL)
     source = StoreSource(store, up, wire.ORIGIN_ZONE)
     client = ZoneKdsClient(

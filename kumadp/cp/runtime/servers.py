@@ -20,13 +20,14 @@ from kumadp.cp.api.meta import meta_routes
 from kumadp.cp.api.rules import rules_routes
 from kumadp.cp.api.tokens import TokenServices, token_routes
 from kumadp.cp.api.zone_admin import zone_admin_routes
+from kumadp.cp.api.zone_proxies import zone_proxy_routes
 from kumadp.cp.api.zones import token_refusals, zone_routes
 from kumadp.cp.data_dir import write_private_file
 from kumadp.cp.diagnostics import create_diagnostics_app
 from kumadp.cp.http_server import HttpServer
 from kumadp.cp.jwt import TokenError
 from kumadp.cp.metrics import CpMetrics
-from kumadp.cp.runtime.config import GLOBAL, ZONE, ControlPlaneConfig
+from kumadp.cp.runtime.config import GLOBAL, STANDALONE, ZONE, ControlPlaneConfig
 from kumadp.cp.runtime.control_plane import ControlPlane
 from kumadp.cp.runtime.kuma_config import config_document
 from kumadp.cp.runtime.tls import api_tls_context
@@ -69,7 +70,13 @@ def api_app(cp: ControlPlane) -> ASGIApp:
         extra_routes=[
             *(token_refusals(ISSUE_ON_GLOBAL) if mode == ZONE else []),
             *token_routes(tokens, cp.tls.ca_pem if cp.tls else None),
-            *insight_routes(cp.store, None if mode == GLOBAL else cp.insights, cp.cache),
+            *insight_routes(
+                cp.store,
+                None if mode == GLOBAL else cp.insights,
+                cp.cache,
+                cross_zone=cp.reconciler.cross_zone_reason,
+            ),
+            *(zone_proxy_routes(cp.store, cp.zone_proxy_insights) if mode != STANDALONE else []),
             *rules_routes(cp.store),
             *control_plane_routes(cp.instances, cp.election),
             *zone_routes(cp.store),

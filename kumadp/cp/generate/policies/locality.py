@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from envoy.config.core.v3 import base_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 
-from kumadp.cp.generate.clusters import socket_address
+from kumadp.cp.generate.clusters import lb_endpoint
 from kumadp.cp.generate.view import Endpoint
 from kumadp.resources.meshloadbalancingstrategy import CrossZone, LocalityAwareness
 from kumadp.resources.model import ZONE_TAG, Dataplane
@@ -87,7 +86,7 @@ def group_of(
     cross: CrossZone | None,
 ) -> Group | None:
     """Where an endpoint goes for a proxy in zone ``local``; None: left out."""
-    zone = endpoint.tags.get(ZONE_TAG) or local
+    zone = endpoint.tags.get(ZONE_TAG) or ("" if endpoint.remote else local)
     if zone == local:
         for key, value, weight in affinity:
             if endpoint.tags.get(key) == value:
@@ -132,12 +131,8 @@ def locality_assignment(
             priority=levels[group.priority],
         )
         localities.load_balancing_weight.value = group.weight
-        for endpoint in groups[group]:
-            localities.lb_endpoints.append(
-                ec.LbEndpoint(
-                    endpoint=ec.Endpoint(address=socket_address(endpoint.address, endpoint.port))
-                )
-            )
+        for endpoint in groups[group]:  # weighted: another zone's stand for its instances
+            localities.lb_endpoints.append(lb_endpoint(endpoint))
     return assignment
 
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from google.protobuf.message import Message
 
 from kumadp.cp.generate.context import Context, MtlsContext
-from kumadp.cp.generate.profile import DATAPLANE, Profile, run_profile
+from kumadp.cp.generate.profile import DATAPLANE, EGRESS, INGRESS, Profile, run_profile
 from kumadp.cp.generate.profiles import dataplane, egress, ingress
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.cp.generate.view import MeshView
+from kumadp.cp.generate.zone_context import ZoneProxyContext
 from kumadp.resources.model import Dataplane
+from kumadp.resources.zone_proxies import ZoneIngress
 
-PROFILES: Mapping[str, Profile] = MappingProxyType(
+PROFILES: Mapping[str, Profile[Any]] = MappingProxyType(
     {p.proxy_type: p for p in (dataplane.PROFILE, ingress.PROFILE, egress.PROFILE)}
 )
 
@@ -28,16 +31,22 @@ POLICY_TYPES: tuple[str, ...] = tuple(
 )
 
 
-def profile_for(proxy_type: str) -> Profile:
+def profile_for(proxy_type: str) -> Profile[Any]:
     found = PROFILES.get(proxy_type)
     if found is None:
         raise ValueError(f"proxy type: must be one of {', '.join(PROFILES)}, not {proxy_type!r}")
     return found
 
 
-def generate_for(proxy_type: str, ctx: Context) -> ResourceSet:
+def generate_for(proxy_type: str, ctx: Context | ZoneProxyContext) -> ResourceSet:
     """Run the profile of ``proxy_type`` for the proxy of ``ctx``."""
     return run_profile(ctx, profile_for(proxy_type))
+
+
+def generate_zone_proxy(ctx: ZoneProxyContext) -> dict[str, list[Message]]:
+    """Envoy resources for a zone ingress or egress (``generate``'s shape)."""
+    proxy_type = INGRESS if isinstance(ctx.proxy, ZoneIngress) else EGRESS
+    return generate_for(proxy_type, ctx).to_dict()
 
 
 def generate(
@@ -55,7 +64,11 @@ def generate(
 
     ``vips``: service -> the address this dataplane reaches it on (``VipMap.addresses``,
     loopback addresses under ``bind_outbounds``); see ``kumadp.cp.generate.vip``.
-    ``mtls``: the mesh's mTLS (``mtls_context_for(mesh)``); None: plaintext."""
+    ``mtls``: the mesh's mTLS (``mtls_context_for(mesh)``); None: plaintext. A zone ingress
+    or egress has a context of its own: ``generate_zone_proxy``."""
+    if proxy_type != DATAPLANE:
+        profile_for(proxy_type)  # an unknown type: its own error
+        raise ValueError(f"proxy type {proxy_type}: generate it with generate_zone_proxy")
     ctx = Context(
         view=view,
         dataplane=dataplane,

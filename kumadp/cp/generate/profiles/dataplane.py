@@ -5,16 +5,20 @@ service VIP (bind-outbounds or transparent proxy) and the transparent proxy's pa
 listeners. Plug-ins: MeshTrafficPermission (RBAC on the mTLS inbounds), then the resilience
 policies (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck,
 MeshLoadBalancingStrategy), each on the clusters, listeners and routes of the outbound
-services and inbounds its rules select (``kumadp.cp.generate.policies.rules``).
+services and inbounds its rules select (``kumadp.cp.generate.policies.rules``); after
+MeshRetry, the mesh's locality-aware routing makes retries leave a failing zone
+(``policies.locality_failover``).
 """
 
 from __future__ import annotations
 
+from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.inbound import InboundGenerator
 from kumadp.cp.generate.outbound import OutboundGenerator
 from kumadp.cp.generate.policies.circuit_breaker import CircuitBreakerPlugin
 from kumadp.cp.generate.policies.health_check import HealthCheckPlugin
 from kumadp.cp.generate.policies.load_balancing import LoadBalancingPlugin
+from kumadp.cp.generate.policies.locality_failover import LocalityFailoverPlugin
 from kumadp.cp.generate.policies.retry import RetryPlugin
 from kumadp.cp.generate.policies.timeout import TimeoutPlugin
 from kumadp.cp.generate.policies.traffic_permission import TrafficPermissionPlugin
@@ -22,7 +26,7 @@ from kumadp.cp.generate.profile import DATAPLANE, Profile
 from kumadp.cp.generate.transparent import TransparentProxyGenerator
 from kumadp.cp.generate.vip import VipOutboundGenerator
 
-PROFILE = Profile(
+PROFILE: Profile[Context] = Profile(
     DATAPLANE,
     generators=(
         InboundGenerator(),
@@ -34,6 +38,7 @@ PROFILE = Profile(
         TrafficPermissionPlugin(),
         TimeoutPlugin(),
         RetryPlugin(),
+        LocalityFailoverPlugin(),  # the mesh's routing: retries leave a failing zone
         CircuitBreakerPlugin(),
         HealthCheckPlugin(),
         LoadBalancingPlugin(),
