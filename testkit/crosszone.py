@@ -1,15 +1,10 @@
 """Helpers for cross-zone tests, demos and benchmarks: zone tokens, zone ingress and egress
-agents, and a mesh CA shared by every zone.
-
-``seed_shared_ca`` stands in for the zone intermediate CA the global CP will sign for each
-zone (issue 10 part 2): until it exists, a zone serves an mTLS mesh without mTLS unless its
-store already holds the mesh's CA. Writing one CA into every control plane's store before
-it starts gives the zones one trust root, so cross-zone mTLS works end to end today.
+agents, a global CP and zone CPs in network namespaces. Each zone's mTLS comes from its own
+intermediate CA, signed by the global CP over KDS (one root per mesh, trusted everywhere).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
@@ -21,12 +16,7 @@ from typing import Any
 
 import httpx
 
-from kumadp.cp.ca import MeshCAs
-from kumadp.cp.data_dir import prepare_data_dir, restrict_store_files
-from kumadp.cp.store.sqlite import SqliteStore
 from kumadp.demo_app import resolve
-from kumadp.resources import Mesh
-from kumadp.resources.registry import MESH_CA_TYPE
 from testkit.mesh import Agent, ControlPlane, MeshEnv
 from testkit.multizone import start_zone
 from testkit.procs import free_port, http_ok, wait_until
@@ -34,34 +24,6 @@ from testkit.zonenet import WAN_ADDRESS, Star
 
 SQLITE_FILE = "kumadp.db"
 MTLS = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
-
-
-def seed_shared_ca(data_dirs: Sequence[Path], mesh: str = "default", backend: str = "ca-1") -> None:
-    """One builtin CA for (``mesh``, ``backend``) in the SQLite store of every data dir
-    (CPs not started yet)."""
-
-    async def seed() -> None:
-        spec: dict[str, Any] | None = None
-        for data_dir in data_dirs:
-            prepare_data_dir(data_dir, SQLITE_FILE)
-            store = SqliteStore(data_dir / SQLITE_FILE)
-            try:
-                if spec is None:
-                    mtls = {
-                        "enabledBackend": backend,
-                        "backends": [{"name": backend, "type": "builtin"}],
-                    }
-                    await MeshCAs(store).ca_for(Mesh(name=mesh, mtls=mtls))
-                    stored = await store.get(MESH_CA_TYPE, mesh, backend)
-                    assert stored is not None
-                    spec = dict(stored.spec)
-                else:
-                    await store.put(MESH_CA_TYPE, mesh, backend, spec)
-            finally:
-                await store.close()
-            restrict_store_files(data_dir)
-
-    asyncio.run(seed())
 
 
 def zone_token(global_cp: ControlPlane, zone: str, *scopes: str) -> str:
@@ -129,7 +91,7 @@ class Zone:
 
 class Topology:
     """A global CP in the wan namespace and a zone CP per zone namespace (``zonenet``), one
-    mesh CA for all (``seed_shared_ca``), the ``default`` mesh with mTLS. Every process is
+    the ``default`` mesh with mTLS (each zone signs with its own intermediate CA). Every process is
     started through one ``MeshEnv``; ``close`` stops them and deletes the namespaces.
 
     Calls into a zone go through ``enter(zone)``; tokens come from the global CP (the zone
@@ -149,7 +111,6 @@ class Topology:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, *, extra: list[str] | None = None) -> Topology:
         """Every CP (``extra``: more flags for each), then the mesh."""
-        seed_shared_ca([self.tmp / "cp-global", *(self.tmp / f"cp-{z}" for z in self.star.zones)])
         self.start_global(extra)
         for zone in self.star.zones:
             self.start_zone(zone, extra=extra)
@@ -185,10 +146,11 @@ class Topology:
 
     def start_zone(self, zone: str, *, extra: list[str] | None = None, **ports: Any) -> Zone:
         assert self.global_cp is not None
+        token = self.zone_token(zone, "cp")  # from the wan namespace: the zone cannot ask
         with self.star.enter(zone):
             cp = start_zone(
                 self.env, zone, self.global_cp, kds_address=f"{WAN_ADDRESS}:{self.kds_port}",
-                extra=extra, **ports,
+                extra=extra, token=token, **ports,
             )  # fmt: skip
         cp.token_source = None  # a zone cannot reach the global CP's API: use self.token
         found = self.zones.get(zone)
@@ -347,7 +309,6 @@ __all__ = [
     "RequestLoop",
     "Topology",
     "Zone",
-    "seed_shared_ca",
     "start_zone_proxy",
     "zone_egress_doc",
     "zone_ingress_doc",

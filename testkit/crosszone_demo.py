@@ -4,7 +4,7 @@ counted. Zones in network namespaces (``testkit.zonenet``): root only.
 
     python -m testkit.crosszone_demo [--requests N]
 
-(``scripts/demo --multizone`` is meant to run it after the control planes part.)
+(``scripts/demo --multizone`` runs it after the control planes part, when it can.)
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ def _counter(topo: Topology, zone: str, agent: Agent, name: str) -> int:
     return topo.envoy_stat(zone, agent, name)
 
 
-def run_crosszone_demo(tmp: Path, requests: int) -> int:
+def run_crosszone_demo(tmp: Path, requests: int, *, skip_ok: bool = False) -> int:
+    """``skip_ok``: a machine without network namespaces is no failure (the part is
+    optional in ``scripts/demo --multizone``)."""
     reason = why_not()
     if reason is not None:
-        print(f"cross-zone demo skipped: {reason}", file=sys.stderr)
-        return 2
+        print(f"cross-zone part skipped: {reason}", file=sys.stderr)
+        return 0 if skip_ok else 2
     topo = Topology(tmp, ("zone-a", "zone-b"))
     try:
         step("a global CP (wan namespace) and two zone CPs, each zone in its own namespace")
@@ -40,7 +42,8 @@ def run_crosszone_demo(tmp: Path, requests: int) -> int:
         topo.start()
         info(f"zone-a {topo.star.address('zone-a')}, zone-b {topo.star.address('zone-b')}")
         info(
-            f"mesh default with mTLS, one CA for both zones ({time.perf_counter() - started:.1f}s)"
+            "mesh default with mTLS: one root on global, an intermediate per zone "
+            f"({time.perf_counter() - started:.1f}s)"
         )
         step("zone-b: a zone ingress (zone token from the global CP) and backend-1")
         ingress = topo.start_ingress("zone-b")

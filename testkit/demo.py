@@ -163,14 +163,21 @@ def main() -> None:
     parser.add_argument(
         "--multizone",
         action="store_true",
-        help="a global CP and two zone CPs, a service in each zone (testkit.demo_multizone)",
+        help="a global CP and two zone CPs, a service in each zone (testkit.demo_multizone), "
+        "then a call across zones through a zone ingress (testkit.crosszone_demo; root)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kumadp-demo-") as tmp, cleanup_on_signals():
         if args.multizone:
             from testkit.demo_multizone import run_multizone_demo
 
-            code = run_multizone_demo(Path(tmp), args.keep_running)
+            (Path(tmp) / "cps").mkdir()
+            (Path(tmp) / "crosszone").mkdir()
+            code = run_multizone_demo(Path(tmp) / "cps", args.keep_running)
+            if code == 0 and not args.keep_running:
+                from testkit.crosszone_demo import run_crosszone_demo
+
+                code = run_crosszone_demo(Path(tmp) / "crosszone", args.requests, skip_ok=True)
         else:
             code = run_demo(Path(tmp), args.requests, args.keep_running)
     if code == 0:

@@ -68,9 +68,11 @@ def call(port: int) -> str:
     return _style("200", GREEN) + f" answered by {resp.json()['upstream']['instance']}"
 
 
-def answered(port: int, ok: bool) -> Callable[[], bool]:
-    """A check for ``wait_until``: web's call answered 200 (``ok``) or refused."""
-    return lambda: ("200" in call(port)) == ok
+def answered(port: int, ok: bool, times: int = 3) -> Callable[[], bool]:
+    """A check for ``wait_until``: web's call answered 200 (``ok``) or refused, ``times`` in
+    a row (after a policy change, connections already open finish on the old listener while
+    Envoy drains it, so one answer is not yet the new state)."""
+    return lambda: all(("200" in call(port)) == ok for _ in range(times))
 
 
 def describe(cert: x509.Certificate) -> str:
@@ -165,6 +167,11 @@ def run_multizone_demo(tmp: Path, keep_running: bool) -> int:
             wait_until(answered(ports[name], True), what=f"traffic in {name}")
             info(f"web-{n} -> backend: {call(ports[name])}")
 
+        wait_until(
+            lambda: ctl(global_cp, "inspect", "dataplanes").count(" Online ") == 2 * len(zones),
+            what="every zone's dataplanes Online at the global CP",
+            timeout=20,
+        )
         step("kumadp ctl get zones (on the global CP)")
         show(ctl(global_cp, "get", "zones"))
         step("kumadp ctl inspect dataplanes (on the global CP: every zone's dataplanes)")

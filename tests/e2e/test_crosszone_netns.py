@@ -7,14 +7,16 @@ zone ingresses and egresses, and requests.
     zone-c: backend-c1                                     ingress zi-zone-c on 10.99.3.2
 
 Inside a zone everything listens on 127.0.0.1 but its ingress: the only address another
-zone can reach (the first test proves it). The mesh has mTLS from one CA written into every
-CP's store (``seed_shared_ca``, standing in for the zone intermediate CA of issue 10 part
-2). One topology serves the whole module; the tests run in order and each leaves it as it
+zone can reach (the first test proves it). The mesh has mTLS: one root on the global CP,
+and each zone's dataplanes get leaves from that zone's own intermediate CA (signed by the
+global CP over KDS), so a call between zones is verified across two intermediates. One
+topology serves the whole module; the tests run in order and each leaves it as it
 found it. Root only (network namespaces); skipped with the reason otherwise.
 """
 
 from __future__ import annotations
 
+import base64
 import signal
 import subprocess
 import tempfile
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
 from testkit.crosszone import RequestLoop, Topology, start_zone_proxy, zone_ingress_doc
 from testkit.mesh import Agent
@@ -144,6 +147,15 @@ def test_a_client_in_zone_a_reaches_a_service_only_in_zone_b_through_its_ingress
     assert "server_names" in str(listeners) and "transport_socket" not in str(listeners)
     assert secrets.get("configs", []) == []
 
+    # each side's identity chains through its own zone's intermediate to the one root
+    client_chain, server_chain = (
+        _chain(world, "zone-a", "web-1"),
+        _chain(world, "zone-b", "onlyb-1"),
+    )
+    assert len(client_chain) == len(server_chain) == 2  # leaf + the zone's intermediate
+    assert client_chain[1].subject != server_chain[1].subject
+    assert client_chain[1].issuer == server_chain[1].issuer  # the mesh's root, from global
+
     # the global CP lists every zone's ingress with the services it makes available
     table = world.ctl(None, "inspect", "zoneingresses")
     rows = {line.split()[0]: line for line in table.splitlines()[1:]}
@@ -173,6 +185,20 @@ def test_a_client_in_zone_a_reaches_a_service_only_in_zone_b_through_its_ingress
     finally:
         topo.call(None, "DELETE", path)
     wait_until(lambda: world.ask("zone-a", url) == "onlyb-1", what="allowed again", timeout=20)
+
+
+def _chain(world: World, zone: str, agent: str) -> list[x509.Certificate]:
+    """The certificate chain an agent's Envoy presents (its identity secret, read from the
+    Envoy's config dump inside the zone)."""
+    port = world.agents[agent].admin_port
+    with world.topo.enter(zone):
+        url = f"http://127.0.0.1:{port}/config_dump?resource=dynamic_active_secrets"
+        dump = httpx.get(url, timeout=5).json()
+    for config in dump.get("configs", []):
+        chain = config.get("secret", {}).get("tls_certificate", {}).get("certificate_chain")
+        if chain:
+            return x509.load_pem_x509_certificates(base64.b64decode(chain["inline_bytes"]))
+    raise AssertionError(f"{agent}: no identity certificate in its Envoy")
 
 
 def _fails(world: World, url: str) -> bool:
