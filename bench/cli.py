@@ -85,6 +85,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         420,
         "zone-b service -> reachable from zone-a; the ingress hop at 1,000 rps",
     ),
+    "crosszone-severed": Benchmark(
+        "crosszone_severed",
+        "bench_crosszone_severed",
+        420,
+        "a zone's ingress killed -> severed by outlier detection, beside without it",
+    ),
 }
 
 

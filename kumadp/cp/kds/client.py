@@ -168,6 +168,20 @@ class ZoneKdsClient:
         await self._resilient.run(stop)
 
 
+STOP_TIMEOUT = 5.0  # a connection's tasks have this long to end once cancelled
+
+
+async def _settle(tasks: set[asyncio.Future[Any]]) -> None:
+    """Wait for cancelled tasks to end, but not forever: one that ignores its cancellation
+    must not keep the zone from reconnecting or from stopping (it is named in the log)."""
+    _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+    for task in pending:
+        log.warning("KDS: a task did not end %.0fs after its cancellation: %r", STOP_TIMEOUT, task)
+    for task in tasks - pending:
+        if not task.cancelled():
+            task.exception()  # retrieved: an ended task's error is not "never retrieved"
+
+
 def describe(error: BaseException) -> str:
     if isinstance(error, grpc.aio.AioRpcError):
         return f"{error.code().name}: {error.details() or 'no details'}"
@@ -315,7 +329,7 @@ class _Connection:
                     task.cancel()
                 down_call.cancel()
                 up_call.cancel()
-                await asyncio.gather(*tasks, stopping, return_exceptions=True)
+                await _settle({*tasks, stopping})
             for task in done:
                 if task is not stopping:
                     task.result()  # raises why the connection ended
