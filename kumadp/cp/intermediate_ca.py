@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from kumadp.cp.ca import CA, ORGANIZATION, PrivateKey, new_private_key, spki
 from kumadp.cp.certs import SigningError, check_csr_key, load_csr
+from kumadp.cp.x509 import CA_KEY_USAGE
 from kumadp.wire.names import spiffe_trust_domain
 
 BACKDATE = timedelta(seconds=10)
@@ -188,17 +189,7 @@ def sign_intermediate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)

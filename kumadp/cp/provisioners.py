@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 
-from kumadp.cp.ca import CAError, MeshCAs
-from kumadp.cp.store.base import ChangeEvent, Store
+from kumadp.cp.ca import BackendConf, CAError, MeshCAs, backend_conf
+from kumadp.cp.store.base import ChangeEvent, Store, StoredResource
 from kumadp.cp.store.feed import following
 from kumadp.cp.vips import VipAllocator, VipPoolExhaustedError
 from kumadp.resources import ValidationError, parse_dataplane, parse_mesh
@@ -55,6 +56,24 @@ class MeshWorker:
         """Seconds until every mesh must be processed again without a change (a renewal,
         an expiry); None: only changes matter."""
         return None
+
+    @staticmethod
+    def seconds_until(deadlines: Mapping[str, datetime], now: datetime) -> float | None:
+        """``due`` for a worker with a deadline per mesh (renewals, expiries)."""
+        if not deadlines:
+            return None
+        return max(0.0, (min(deadlines.values()) - now).total_seconds()) + 0.01
+
+    async def mesh_backend(self, mesh: str) -> tuple[StoredResource | None, BackendConf | None]:
+        """The stored mesh and its enabled mTLS backend (None: no mTLS, or a mesh that does
+        not parse)."""
+        stored = await self._store.get(MESH_TYPE, "", mesh)
+        if stored is None:
+            return None, None
+        try:
+            return stored, backend_conf(parse_mesh(stored.spec))
+        except ValidationError:
+            return stored, None
 
     async def known_meshes(self) -> set[str]:
         """What "every mesh" means at start and on a resync."""

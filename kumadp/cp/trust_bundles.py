@@ -26,13 +26,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from kumadp.cp.ca import CA, MeshCAs, backend_conf
+from kumadp.cp.ca import CA, MeshCAs
 from kumadp.cp.insights import parse_time
 from kumadp.cp.intermediate_ca import build_crl
 from kumadp.cp.provisioners import MeshWorker
 from kumadp.cp.store.base import ChangeEvent, Store, StoredResource
 from kumadp.cp.zone_cas import is_live
-from kumadp.resources import ValidationError, parse_mesh
 from kumadp.resources.model import MESH_TYPE
 from kumadp.resources.registry import (
     MESH_CA_TYPE,
@@ -71,20 +70,11 @@ class TrustBundlePublisher(MeshWorker):
         return found
 
     def due(self) -> float | None:
-        if not self._expiries:
-            return None
-        first = min(self._expiries.values())
-        return max(0.0, (first - self._clock()).total_seconds()) + 0.01
+        return self.seconds_until(self._expiries, self._clock())
 
     async def process(self, mesh: str) -> None:
         self._expiries.pop(mesh, None)
-        stored = await self._store.get(MESH_TYPE, "", mesh)
-        conf = None
-        if stored is not None:
-            try:
-                conf = backend_conf(parse_mesh(stored.spec))
-            except ValidationError:
-                conf = None
+        stored, conf = await self.mesh_backend(mesh)
         bundles = await self._store.list(MESH_TRUST_BUNDLE_TYPE, mesh)
         for bundle in bundles:
             if conf is None or bundle.name != conf.name:

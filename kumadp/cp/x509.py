@@ -15,6 +15,18 @@ BACKDATE = timedelta(seconds=10)  # not-before = now - 10 s: tolerate small cloc
 ORGANIZATION = "kumadp"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+# A CA's key signs certificates and CRLs, nothing else (roots and zone intermediates)
+CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 def new_private_key(rsa_bits: int | None = None) -> PrivateKey:
@@ -77,17 +89,7 @@ def build_ca_certificate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)

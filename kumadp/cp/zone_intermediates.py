@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kumadp.cp.ca import BackendConf, CAError, backend_conf, ca_from_spec, private_key_pem
+from kumadp.cp.ca import BackendConf, CAError, ca_from_spec, private_key_pem
 from kumadp.cp.insights import format_time, parse_time
 from kumadp.cp.intermediate_ca import check_signed, make_request
 from kumadp.cp.kds.client import KdsConnectionError
@@ -35,7 +35,6 @@ from kumadp.cp.provisioners import MeshWorker
 from kumadp.cp.store.base import ChangeEvent, Store
 from kumadp.cp.x509 import PrivateKey, key_type_name
 from kumadp.lifecycle import Backoff
-from kumadp.resources import ValidationError, parse_mesh
 from kumadp.resources.model import MESH_TYPE
 from kumadp.resources.registry import MESH_CA_TYPE, MESH_TRUST_BUNDLE_TYPE
 from kumadp.wire import kds as wire
@@ -109,21 +108,12 @@ class ZoneIntermediates(MeshWorker):
         return await super().known_meshes() | {r.mesh for r in await self._store.list(MESH_CA_TYPE)}
 
     def due(self) -> float | None:
-        if not self._timers:
-            return None
-        first = min(self._timers.values())
-        return max(0.0, (first - self._clock()).total_seconds()) + 0.01
+        return self.seconds_until(self._timers, self._clock())
 
     # -- one mesh --------------------------------------------------------------------------
     async def process(self, mesh: str) -> None:
         self._timers.pop(mesh, None)
-        stored = await self._store.get(MESH_TYPE, "", mesh)
-        conf = None
-        if stored is not None:
-            try:
-                conf = backend_conf(parse_mesh(stored.spec))
-            except ValidationError:
-                conf = None
+        stored, conf = await self.mesh_backend(mesh)
         if stored is None:
             for ca in await self._store.list(MESH_CA_TYPE, mesh):
                 await self._store.delete(MESH_CA_TYPE, mesh, ca.name)

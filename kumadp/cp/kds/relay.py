@@ -15,7 +15,6 @@ or of a Zone wakes every stream, and each sends only what differs for its zone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from google.protobuf import any_pb2
 from kumadp.cp.kds.mapping import MappingError, labels_of, to_wire
 from kumadp.cp.kds.source import KdsSnapshot, StoreSource
 from kumadp.cp.store.base import Store
+from kumadp.cp.store.feed import next_changes
 from kumadp.resources.registry import ResourceType
 from kumadp.resources.zones import ZONE_TYPE
 from kumadp.wire import kds as wire
@@ -74,16 +74,8 @@ class RelaySource:
             stop_task = asyncio.ensure_future(stop.wait())
             try:
                 while not stop.is_set():
-                    next_event = asyncio.ensure_future(changes.next())
-                    await asyncio.wait({next_event, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-                    if not next_event.done():
-                        next_event.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await next_event
+                    if await next_changes(changes, stop_task) is None:
                         break
-                    if next_event.result() is None:
-                        break  # the store closed
-                    changes.drain()
                     await self._load()  # a few relayed resources: re-read them all
             finally:
                 stop_task.cancel()

@@ -18,7 +18,6 @@ each node gets a view of the snapshot without them, rebuilt when the filter chan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from google.protobuf import any_pb2
 
 from kumadp.cp.kds.mapping import MappingError, labels_of, resource_key, to_wire
 from kumadp.cp.store.base import ChangeEvent, Store
+from kumadp.cp.store.feed import next_changes
 from kumadp.resources.registry import ResourceType
 from kumadp.wire import kds as wire
 
@@ -164,17 +164,9 @@ class StoreSource:
             stop_task = asyncio.ensure_future(stop.wait())
             try:
                 while not stop.is_set():
-                    next_event = asyncio.ensure_future(changes.next())
-                    await asyncio.wait({next_event, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-                    if not next_event.done():
-                        next_event.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await next_event
+                    events = await next_changes(changes, stop_task)
+                    if events is None:
                         break
-                    first = next_event.result()
-                    if first is None:
-                        break  # the store closed
-                    events = [first, *changes.drain()]
                     refilter = self._filter is not None and any(
                         e.is_resync or e.type in self._filter.watched for e in events
                     )

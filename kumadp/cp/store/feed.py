@@ -27,7 +27,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from kumadp.cp.store.records import RESYNC, ChangeEvent
 
@@ -178,10 +178,29 @@ async def following(
             await task
 
 
+async def next_changes(
+    changes: ChangeSubscription, stop: asyncio.Future[Any]
+) -> list[ChangeEvent] | None:
+    """The next change and whatever came with it, for a component's loop; None once
+    ``stop`` (a future of ``stop.wait()``) is done or the store closed."""
+    next_event = asyncio.ensure_future(changes.next())
+    await asyncio.wait({next_event, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if not next_event.done():
+        next_event.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await next_event
+        return None
+    first = next_event.result()
+    if first is None:
+        return None  # the store closed
+    return [first, *changes.drain()]
+
+
 __all__ = [
     "DEFAULT_MAX_PENDING",
     "ChangeFeed",
     "ChangeSource",
     "ChangeSubscription",
     "following",
+    "next_changes",
 ]

@@ -20,8 +20,8 @@ from envoy.type.v3 import http_pb2, range_pb2
 from kumadp.cp.generate import protocol
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.outbound import service_protocol
-from kumadp.cp.generate.policies.edit import configure, duration, outbound_targets
-from kumadp.cp.generate.policies.rules import ProxyRules
+from kumadp.cp.generate.policies.edit import configure, duration
+from kumadp.cp.generate.policies.rules import outbound_rules
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.resources.confschema import decimal, merge
 from kumadp.resources.meshhealthcheck import (
@@ -137,14 +137,9 @@ class HealthCheckPlugin:
     policy_type = MeshHealthCheck.type
 
     def apply(self, ctx: Context, resources: ResourceSet) -> None:
-        policies = ctx.view.policies_of(MeshHealthCheck)
-        if not policies:
-            return
-        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
-        for service, target in outbound_targets(ctx.view, resources).items():
-            rule = rules.outbound(service)
-            if rule is None:
-                continue
+        for service, target, rule in outbound_rules(
+            ctx.view, ctx.dataplane, resources, MeshHealthCheck
+        ):
             proto = service_protocol(ctx.view, service) if target.http else protocol.TCP
             conf = rule.conf
             change = partial(configure_cluster, conf=conf, proto=proto)

@@ -35,10 +35,9 @@ from kumadp.cp.generate.policies.edit import (
     edit_hcm,
     edit_tcp_proxy,
     editable,
-    outbound_targets,
     route_actions,
 )
-from kumadp.cp.generate.policies.rules import ProxyRules, Rule
+from kumadp.cp.generate.policies.rules import Rule, outbound_rules
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.resources.meshloadbalancingstrategy import (
     HashPolicy,
@@ -178,11 +177,7 @@ class LoadBalancingPlugin:
     policy_type = MeshLoadBalancingStrategy.type
 
     def apply(self, ctx: Context, resources: ResourceSet) -> None:
-        policies = ctx.view.policies_of(MeshLoadBalancingStrategy)
-        if not policies:
-            return
-        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
-        for service, target in outbound_targets(ctx.view, resources).items():
-            rule = rules.outbound(service)
-            if rule is not None:
-                _apply(ctx, resources, target, rule)
+        for _service, target, rule in outbound_rules(
+            ctx.view, ctx.dataplane, resources, MeshLoadBalancingStrategy
+        ):
+            _apply(ctx, resources, target, rule)

@@ -33,10 +33,9 @@ from kumadp.cp.generate.policies.edit import (
     duration,
     edit_hcm,
     edit_tcp_proxy,
-    outbound_targets,
     route_actions,
 )
-from kumadp.cp.generate.policies.rules import ProxyRules
+from kumadp.cp.generate.policies.rules import outbound_rules
 from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.resources.meshretry import (
     GRPC_RETRY_ON,
@@ -206,14 +205,7 @@ class RetryPlugin:
     policy_type = MeshRetry.type
 
     def apply(self, ctx: Context, resources: ResourceSet) -> None:
-        policies = ctx.view.policies_of(MeshRetry)
-        if not policies:
-            return
-        rules = ProxyRules(policies, ctx.dataplane, ctx.view)
-        for service, target in outbound_targets(ctx.view, resources).items():
-            rule = rules.outbound(service)
-            if rule is None:
-                continue
+        for service, target, rule in outbound_rules(ctx.view, ctx.dataplane, resources, MeshRetry):
             proto = service_protocol(ctx.view, service) if target.http else protocol.TCP
             conf = rule.conf
             if not _applies(conf, proto):

@@ -19,11 +19,13 @@ generated config as it is).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from kumadp.cp.generate.policies.edit import OutboundTarget, outbound_targets
 from kumadp.cp.generate.policies.match import selects, selects_proxy
+from kumadp.cp.generate.resource_set import ResourceSet
 from kumadp.cp.generate.view import MeshView
 from kumadp.resources.confschema import Conf, merge
 from kumadp.resources.model import Dataplane, Inbound
@@ -141,4 +143,28 @@ class ProxyRules(Generic[C]):
         )
 
 
-__all__ = ["OutboundRules", "ProxyRules", "Rule", "ordered"]
+def outbound_rules(
+    view: MeshView,
+    dataplane: Dataplane,
+    resources: ResourceSet,
+    model: type[TargetedPolicy[C]],
+) -> Iterator[tuple[str, OutboundTarget, Rule[C]]]:
+    """(service, its outbound target, the merged rule) for every outbound a ``model``
+    policy selects on this proxy: what a ``to``-side plug-in walks."""
+    policies = view.policies_of(model)
+    if not policies:
+        return
+    rules = ProxyRules(policies, dataplane, view)
+    for service, target in outbound_targets(view, resources).items():
+        rule = rules.outbound(service)
+        if rule is not None:
+            yield service, target, rule
+
+
+__all__ = [
+    "OutboundRules",
+    "ProxyRules",
+    "Rule",
+    "ordered",
+    "outbound_rules",
+]
