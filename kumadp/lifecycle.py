@@ -78,6 +78,16 @@ async def supervise(components: Sequence[Component], stop: asyncio.Event) -> Non
         raise failures[0]
 
 
+def cancel_point() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop. grpc.aio can swallow a
+    cancellation that lands while a unary call completes (its call task returns the answer,
+    and the caller's ``cancel()`` is spent on it): a loop of unary calls that should end on
+    cancel checks here after each call."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     """Wait up to ``seconds`` for ``stop``: True when it is set."""
     try:

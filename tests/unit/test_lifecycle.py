@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from kumadp.lifecycle import Backoff, Resilient, retry, stopped_within
+from kumadp.lifecycle import Backoff, Resilient, cancel_point, retry, stopped_within
 from testkit.procs import until
 
 
@@ -168,3 +168,29 @@ async def test_retry_returns_none_when_stopped_while_waiting() -> None:
     stop.set()
     assert await asyncio.wait_for(task, 5) is None  # not the 60 s backoff
     assert attempt.calls == 1
+
+
+async def test_a_loop_of_calls_that_swallow_cancellation_still_ends_on_cancel() -> None:
+    """As grpc.aio's unary calls can: the cancel lands in the call, which returns an answer
+    anyway; ``cancel_point`` after the call ends the loop (without it, it never ends)."""
+    calls = 0
+
+    async def swallowing_call() -> str:
+        nonlocal calls
+        calls += 1
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            return "answer"
+        return "answer"
+
+    async def heartbeats() -> None:
+        while True:
+            await swallowing_call()
+            cancel_point()
+
+    task = asyncio.ensure_future(heartbeats())
+    await until(lambda: calls >= 2, "a few calls")
+    task.cancel()
+    await asyncio.wait_for(asyncio.wait({task}), 2)
+    assert task.cancelled()

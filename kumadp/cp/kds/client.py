@@ -40,7 +40,7 @@ from kumadp.cp.kds.source import StoreSource
 from kumadp.cp.kds.trust import channel_credentials
 from kumadp.cp.kds.zone_receiver import ZoneReceiver
 from kumadp.cp.store.base import Store
-from kumadp.lifecycle import Backoff, Resilient
+from kumadp.lifecycle import Backoff, Resilient, cancel_point
 from kumadp.resources.registry import ResourceType
 from kumadp.wire import kds as wire
 from kumadp.wire.kds_pb2 import (
@@ -172,8 +172,9 @@ STOP_TIMEOUT = 5.0  # a connection's tasks have this long to end once cancelled
 
 
 async def _settle(tasks: set[asyncio.Future[Any]]) -> None:
-    """Wait for cancelled tasks to end, but not forever: one that ignores its cancellation
-    must not keep the zone from reconnecting or from stopping (it is named in the log)."""
+    """Wait for cancelled tasks to end, but not forever: one that missed its cancellation
+    (see ``lifecycle.cancel_point``) must not keep the zone from reconnecting or from
+    stopping (it is named in the log)."""
     _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
     for task in pending:
         log.warning("KDS: a task did not end %.0fs after its cancellation: %r", STOP_TIMEOUT, task)
@@ -357,6 +358,7 @@ class _Connection:
             response = await health(
                 ZoneHealthCheckRequest(), metadata=metadata, timeout=max(interval, 2.0)
             )
+            cancel_point()  # grpc.aio may have swallowed a cancel during the call
             if response.HasField("interval"):
                 interval = max(0.05, response.interval.ToTimedelta().total_seconds())
             if not self.connected:
