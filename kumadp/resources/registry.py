@@ -1,5 +1,5 @@
 """The registry of resource types: the one table the API, ctl, the store's users, the
-reconciler and (next) KDS read.
+reconciler, KDS and the web UI read.
 
 Each ``ResourceType`` says what a type is called (``Mesh``), where the HTTP API serves it
 (``meshes``; None = not served by the generic resource routes), whether it is global or lives
