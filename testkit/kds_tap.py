@@ -93,6 +93,8 @@ class KdsTap:
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()  # its self-pipe (a Unix socket pair) would leak otherwise
 
     async def _start(self) -> None:
         credentials = grpc.ssl_channel_credentials(root_certificates=self._upstream_ca)
