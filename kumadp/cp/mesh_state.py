@@ -78,16 +78,17 @@ class MeshStateBuilder:
         vips: VipAllocator | None = None,
         cas: MeshCAs | None = None,
         registry: Registry = REGISTRY,
-        serve_without_ca: bool = False,
+        ca_from_global: bool = False,
         zone: str | None = None,
     ) -> None:
-        """``serve_without_ca`` (a zone CP): a mesh with mTLS whose CA is not here is served
-        without mTLS, never with a CA made here (the zone's CA comes from the global CP).
+        """``ca_from_global`` (a zone CP): a mesh with mTLS whose CA (the zone's intermediate,
+        signed by the global CP) is not here yet waits for it, as a standalone CP's mesh
+        waits for its CA, and the log says so; never plaintext, never a CA made here.
         ``zone`` (a zone CP): its name; the views get the other zones' services."""
         self._store = store
         self.zone = zone
         self.cross_zone_reasons: dict[str, str] = {}  # mesh -> why no cross-zone endpoints
-        self._serve_without_ca = serve_without_ca
+        self._ca_from_global = ca_from_global
         self._waiting_for_ca: set[str] = set()
         self._registrations = registrations
         self._vips = vips
@@ -130,16 +131,16 @@ class MeshStateBuilder:
         mtls = mtls_context_for(mesh)
         ca = await self._cas.current(mesh) if (self._cas is not None and mtls) else None
         pending = self._cas is not None and mtls is not None and ca is None
-        if pending and self._serve_without_ca:
-            mtls, pending = None, False
+        if pending and self._ca_from_global:
             if mesh_name not in self._waiting_for_ca:
                 self._waiting_for_ca.add(mesh_name)
                 log.warning(
                     'mesh "%s" has mTLS on: this zone waits for its intermediate CA from the '
-                    "global control plane; its dataplanes get a config without mTLS meanwhile",
+                    "global control plane; running dataplanes keep their certificates, new "
+                    "ones start serving once it is here (never without mTLS)",
                     mesh_name,
                 )
-        else:
+        elif not pending:
             self._waiting_for_ca.discard(mesh_name)
         cross = NO_CROSS_ZONE
         if self.zone is not None:

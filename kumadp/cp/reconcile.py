@@ -46,7 +46,7 @@ class Reconciler:
         hub: AgentHub | None = None,
         debounce: float = 0.01,
         registry: Registry = REGISTRY,
-        serve_without_ca: bool = False,
+        ca_from_global: bool = False,
         zone: str | None = None,
     ) -> None:
         """``zone`` (a zone CP): the views get the other zones' services, and the zone's
@@ -61,7 +61,7 @@ class Reconciler:
             vips=vips,
             cas=cas,
             registry=registry,
-            serve_without_ca=serve_without_ca,
+            ca_from_global=ca_from_global,
             zone=zone,
         )
         self.stats = ReconcileStats()

@@ -12,8 +12,10 @@ leaf + intermediate, and trust the root.
   certificates), or at three quarters of the old one's life at the latest.
 - **A new root** (another backend, a CA made again): a new intermediate at once.
 - **Failures** (global unreachable, a refusal) are retried with capped backoff; the zone
-  keeps serving with what it has. Without any intermediate, the mesh is served without mTLS
-  (``MeshStateBuilder(serve_without_ca=True)``) and says so.
+  keeps serving with what it has. Without any intermediate the mesh waits, as a standalone
+  CP's waits for its CA (``MeshStateBuilder(ca_from_global=True)``): running dataplanes keep
+  their certificates and config, new ones do not start serving; never a fallback to
+  plaintext, and the log says what it waits for.
 - **Revoked** (the bundle's root CRL lists this zone's serial): logged as an error; a new
   one is asked for, which the global CP refuses until an admin allows it.
 """

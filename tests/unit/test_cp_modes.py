@@ -203,7 +203,7 @@ def test_the_zone_tag_is_usable_in_mesh_subset_rules() -> None:
     assert not rbac.rules_for([for_zone_b], dataplane, inbound)
 
 
-async def test_a_zone_serves_an_mtls_mesh_without_mtls_until_its_ca_comes(
+async def test_a_zone_waits_for_its_intermediate_ca_and_never_serves_plaintext(
     store: MemoryStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     mesh: dict[str, Any] = {
@@ -213,11 +213,12 @@ async def test_a_zone_serves_an_mtls_mesh_without_mtls_until_its_ca_comes(
     }
     await store.put("Mesh", "", "secure", mesh)
     cas = MeshCAs(store, create=False)
-    builder = MeshStateBuilder(store, DataplaneRegistry(store), cas=cas, serve_without_ca=True)
+    builder = MeshStateBuilder(store, DataplaneRegistry(store), cas=cas, ca_from_global=True)
     with caplog.at_level(logging.WARNING):
         state = await builder.build("secure")
         await builder.build("secure")
-    assert state is not None and state.mtls is None and state.ca is None and not state.ca_pending
+    # mTLS stays on (a config that needs certificates), identities wait for the CA
+    assert state is not None and state.mtls is not None and state.ca is None and state.ca_pending
     waits = [r for r in caplog.records if "waits for its intermediate CA" in r.message]
     assert len(waits) == 1  # said once, not on every rebuild
     from kumadp.resources import parse_mesh

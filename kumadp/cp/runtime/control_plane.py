@@ -130,7 +130,7 @@ class ControlPlane:
             cas=self.cas,
             hub=self.hub,
             debounce=config.debounce,
-            serve_without_ca=zone,
+            ca_from_global=zone,
             zone=zone_name,
         )
         self.vip_provisioner = VipProvisioner(
