@@ -4,6 +4,7 @@ is ``kumadp.agent.run.run_agent``."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Annotated
 
 import typer
@@ -335,6 +336,9 @@ def run(
     )
     from kumadp.resources import ValidationError
 
+    # httpcore imports trio when it is installed (selenium brings it, for one): about 55 ms
+    # of the agent's start for a library it never uses. This is the agent's own process.
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
     try:
         with one_line_errors(AgentError, ValidationError):
             code = asyncio.run(run_agent(config))
