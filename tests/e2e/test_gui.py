@@ -17,9 +17,10 @@ import pytest
 
 import kumadp
 from testkit.browser import DESKTOP, PHONE, Browser, browser_or_skip
+from testkit.crosszone import start_zone_proxy, zone_ingress_doc
 from testkit.mesh import ControlPlane, MeshEnv
-from testkit.multizone import start_global, start_zone
-from testkit.procs import wait_until
+from testkit.multizone import start_global, start_zone, zone_token
+from testkit.procs import free_port, wait_until
 from tests.e2e.test_insights import fully_acked, overviews
 from tests.e2e.test_mtls import enable_mtls
 
@@ -326,6 +327,27 @@ def test_zones_page_on_a_global_control_plane(env: MeshEnv, browser: Browser) ->
     row = browser.text('tr[data-name="zone-1"]')
     assert "yes" in row  # enabled
     browser.screenshot("desktop-zones")
+
+    # zone-1's ingress and a service behind it: on global's zone ingresses page, with its
+    # zone, status and the services it makes available to the other zones
+    ingress = zone_ingress_doc("zi-zone-1", "127.0.0.1", free_port())
+    start_zone_proxy(env, zones[0], ingress, zone_token(global_cp, "zone-1", "ingress"))
+    env.start_service("backend-1", "backend", cp=zones[0])
+    browser.open(f"{global_cp.url}/gui/zoneingresses")
+    copy = 'tr[data-name^="zi-zone-1"]'  # global names the copy <name>-<hash>, as Kuma
+    browser.until(
+        lambda: (
+            browser.attr(f"{copy} [data-status]", "data-status") == "Online"
+            and "backend" in browser.text(copy)
+        ),
+        timeout=30,
+        what="zone-1's ingress Online on global, making backend available",
+    )
+    assert "zone-1" in browser.text(copy)
+    browser.screenshot("desktop-zone-ingresses")
+
+    browser.open(f"{global_cp.url}/gui/zones")
+    browser.until(lambda: status_of(browser, "zone-2") == "Online", what="the zones page")
     browser.mark()
 
     zones[1].proc.signal(signal.SIGTERM)
