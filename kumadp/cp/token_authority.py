@@ -48,4 +48,27 @@ class TokenAuthority:
         self.revocations.close()
 
 
-__all__ = ["NO_SIGNING_KEY", "TokenAuthority"]
+class TokenKind:
+    """Base of ``TokenIssuer``, ``ZoneTokens`` and ``UserTokens``: one ``TokenAuthority``
+    for the kind's ``purpose`` (its keys and revocation list). ``public_keys``: verify with
+    these only and issue none (a zone CP). ``close()`` when done."""
+
+    purpose = ""
+
+    def __init__(self, store: Store, *, public_keys: PublicKeySource | None = None) -> None:
+        self._authority = TokenAuthority(store, self.purpose, public_keys=public_keys)
+
+    def close(self) -> None:
+        self._authority.close()
+
+    @property
+    def can_issue(self) -> bool:
+        return self._authority.can_issue
+
+    @property
+    def signing_keys(self) -> SigningKeys | None:
+        """The CP's own keys (None when it verifies with public keys only)."""
+        return self._authority.own_keys
+
+
+__all__ = ["NO_SIGNING_KEY", "TokenAuthority", "TokenKind"]

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kumadp.cp import jwt
-from kumadp.cp.jwt import MAX_TIME, NOT_BEFORE_SKEW, PublicKeySource, TokenError
-from kumadp.cp.signing_keys import SigningKeys
-from kumadp.cp.store.base import Store
-from kumadp.cp.token_authority import NO_SIGNING_KEY, TokenAuthority
+from kumadp.cp.jwt import MAX_TIME, NOT_BEFORE_SKEW, TokenError
+from kumadp.cp.token_authority import NO_SIGNING_KEY, TokenKind
 from kumadp.resources.registry import SIGNING_KEY_TYPE, TOKEN_REVOCATIONS_TYPE
 from kumadp.wire.names import PROXY_TYPES
 
@@ -78,26 +76,13 @@ def standard_claims(valid_for: float) -> dict[str, object]:
     }
 
 
-class TokenIssuer:
+class TokenIssuer(TokenKind):
     """Issues, verifies and revokes dataplane tokens; state in ``store``.
 
     ``public_keys``: verify with these keys only (a zone CP: issuing is refused). Call
     ``close()`` to stop following store events."""
 
-    def __init__(self, store: Store, *, public_keys: PublicKeySource | None = None) -> None:
-        self._authority = TokenAuthority(store, REVOCATIONS_NAME, public_keys=public_keys)
-
-    def close(self) -> None:
-        self._authority.close()
-
-    @property
-    def can_issue(self) -> bool:
-        return self._authority.can_issue
-
-    @property
-    def signing_keys(self) -> SigningKeys | None:
-        """The CP's own keys (None when it verifies with public keys only)."""
-        return self._authority.own_keys
+    purpose = REVOCATIONS_NAME
 
     async def issue(
         self,

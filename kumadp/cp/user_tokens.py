@@ -14,10 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kumadp.cp import jwt
-from kumadp.cp.jwt import PublicKeySource, TokenError
-from kumadp.cp.signing_keys import SigningKeys
-from kumadp.cp.store.base import Store
-from kumadp.cp.token_authority import TokenAuthority
+from kumadp.cp.jwt import TokenError
+from kumadp.cp.token_authority import TokenKind
 from kumadp.cp.tokens import standard_claims
 
 ADMIN_GROUP = "mesh-system:admin"
@@ -51,21 +49,12 @@ def check_user(name: str, groups: Iterable[str]) -> tuple[str, tuple[str, ...]]:
     return name, clean
 
 
-class UserTokens:
+class UserTokens(TokenKind):
     """Issues, verifies and revokes user tokens; state in ``store``. ``public_keys``: verify
     with these only and issue none (a zone CP: user tokens come from the global CP).
     ``close()`` when done."""
 
-    def __init__(self, store: Store, *, public_keys: PublicKeySource | None = None) -> None:
-        self._authority = TokenAuthority(store, REVOCATIONS_NAME, public_keys=public_keys)
-
-    def close(self) -> None:
-        self._authority.close()
-
-    @property
-    def signing_keys(self) -> SigningKeys | None:
-        """The CP's own keys (None when it verifies with public keys only)."""
-        return self._authority.own_keys
+    purpose = REVOCATIONS_NAME
 
     async def issue(
         self, name: str, groups: Iterable[str] = (), valid_for: float = DEFAULT_VALID_FOR

@@ -17,9 +17,7 @@ from datetime import UTC, datetime
 
 from kumadp.cp import jwt
 from kumadp.cp.jwt import PublicKeySource, TokenError
-from kumadp.cp.signing_keys import SigningKeys
-from kumadp.cp.store.base import Store
-from kumadp.cp.token_authority import NO_SIGNING_KEY, TokenAuthority
+from kumadp.cp.token_authority import NO_SIGNING_KEY, TokenKind
 from kumadp.cp.tokens import standard_claims
 from kumadp.resources.errors import quoted
 
@@ -118,19 +116,11 @@ def _claims(payload: dict[str, object], kid: str) -> ZoneTokenClaims:
     )
 
 
-class ZoneTokens:
+class ZoneTokens(TokenKind):
     """Issues, verifies and revokes zone tokens; state in ``store``. ``public_keys``: verify
     with these keys only (a zone CP), issuing is then refused. ``close()`` when done."""
 
-    def __init__(self, store: Store, *, public_keys: PublicKeySource | None = None) -> None:
-        self._authority = TokenAuthority(store, REVOCATIONS_NAME, public_keys=public_keys)
-
-    def close(self) -> None:
-        self._authority.close()
-
-    @property
-    def signing_keys(self) -> SigningKeys | None:
-        return self._authority.own_keys
+    purpose = REVOCATIONS_NAME
 
     async def issue(
         self,
