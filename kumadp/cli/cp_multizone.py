@@ -75,8 +75,9 @@ KdsAuth = Annotated[
     str,
     typer.Option(
         envvar=_env("kds_auth"),
-        help="cpToken: zone CPs must present a zone token of scope cp; none: any zone CP is "
-        "accepted (labs only) (--mode global)",
+        help="zoneToken (Kuma's name; cpToken, Kong Mesh 2.x's, is the same): zone CPs must "
+        "present a zone token of scope cp; none: any zone CP is accepted (labs only) "
+        "(--mode global)",
     ),
 ]
 ZoneHealthTimeout = Annotated[
@@ -113,8 +114,10 @@ def multizone_settings(
     """The multi-zone fields of ``ControlPlaneConfig``; exits with a clear line on a bad
     value."""
     kds_auth = kds_auth or "cpToken"  # Kuma's empty type: the default
+    if kds_auth == "zoneToken":  # Kuma's name for it; Kong Mesh 2.x says cpToken
+        kds_auth = "cpToken"
     if kds_auth not in ("cpToken", "none"):
-        fail(f"--kds-auth: must be cpToken or none, got {kds_auth!r}")
+        fail(f"--kds-auth: must be zoneToken (or cpToken) or none, got {kds_auth!r}")
     return {
         "zone": zone,
         "kds_global_address": kds_global_address,

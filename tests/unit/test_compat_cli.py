@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from kumadp.cli import cp as cli_cp
 from kumadp.cli import run as cli_run
 from kumadp.cli.config_keys import notes
-from kumadp.cli.kuma_names import CP, CP_LAYOUT, RUN, RUN_LAYOUT, KumaName
+from kumadp.cli.kuma_names import CP, CP_BY_PARAM, CP_LAYOUT, RUN, RUN_LAYOUT, KumaName
 from kumadp.cli.pflag import rewrite_booleans, split_pairs
 
 DOCS = Path(__file__).parents[2] / "docs" / "kuma-compatibility.md"
@@ -143,6 +143,9 @@ CP_VALUES: dict[str, tuple[Any, str, Any, list[str]]] = {
     ),
     "kds_token": ("eyJ.zone.token", "kds_token", "eyJ.zone.token", [*ZONE, "--zone", "z"]),
     "kds_auth": ("none", "kds_auth", "none", []),
+}
+ALIASES = {  # other values of Kuma's that mean the same
+    "kds_auth": [("zoneToken", "cpToken"), ("cpToken", "cpToken")],
 }
 UNCHECKED = {"dataplane_var", "config_file"}  # checked by their own tests below
 
@@ -297,6 +300,25 @@ def test_each_kuma_cp_config_file_key(
         result = invoke(cli_cp.register, ["cp", "run", "-c", str(path), *needs])
         assert attr(cp_configs.pop(), attribute) == expected, dotted
         assert "Warning" not in result.stderr  # the key is known
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "expected"),
+    [(param, v, e) for param, pairs in ALIASES.items() for v, e in pairs],
+)
+def test_kumas_other_values_of_the_same_meaning(
+    cp_configs: list[Any], tmp_path: Path, param: str, value: str, expected: str
+) -> None:
+    """Kuma's ``zoneToken`` and Kong Mesh 2.x's ``cpToken``: one KDS authentication, from
+    the environment and from the configuration file."""
+    name = CP_BY_PARAM[param]
+    _, attribute, _, needs = CP_VALUES[param]
+    config = cp_config(cp_configs, *needs, env={name.env[0]: value})
+    assert attr(config, attribute) == expected
+    path = tmp_path / "kuma-cp.yaml"
+    path.write_text(yaml.safe_dump(_nest(name.config[0], value)))
+    invoke(cli_cp.register, ["cp", "run", "-c", str(path), *needs])
+    assert attr(cp_configs.pop(), attribute) == expected
 
 
 def test_precedence_flag_then_env_then_file(agent_configs: list[Any], tmp_path: Path) -> None:
