@@ -88,8 +88,8 @@ class ControlPlaneConfig:
                 raise ValueError("--kds-ca-file and --kds-skip-verify exclude each other")
             if self.kds_token and self.kds_token_file is not None:
                 raise ValueError(
-                    "--kds-token-file and KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE "
-                    "exclude each other"
+                    "--kds-token-file (KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_PATH) and --kds-token "
+                    "(KUMA_MULTIZONE_ZONE_KDS_AUTH_TOKEN_INLINE) exclude each other: give one"
                 )
         elif self.zone or self.kds_global_address:
             raise ValueError("--zone and --kds-global-address are for --mode zone only")
