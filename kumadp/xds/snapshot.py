@@ -12,12 +12,16 @@ answer to its first request of a type, even when there is nothing of that type t
 Callers must treat the messages handed to (and returned by) a snapshot as read-only.
 Versions hash serialised bytes, so messages packed into ``Any`` fields should be packed with
 ``deterministic=True`` for stable versions.
+
+Many snapshots may hold the same resources (the control plane builds what every dataplane of
+a mesh shares once): given a ``PackCache`` (or ``SharedResources`` that carry one), a shared
+resource is copied, serialised and checked once per cache, not once per snapshot.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -38,18 +42,99 @@ _short = types.short_name
 
 def _version(serialised: Mapping[str, bytes], names: Iterable[str] | None = None) -> str:
     """A digest of named bodies (all of them, or those of ``names`` that exist)."""
-    digest = hashlib.sha256()
+    parts: list[bytes] = []
     for name in sorted(serialised if names is None else set(names) & serialised.keys()):
         raw_name = name.encode()
         body = serialised[name]
-        digest.update(len(raw_name).to_bytes(4, "big") + raw_name)
-        digest.update(len(body).to_bytes(8, "big") + body)
-    return digest.hexdigest()[:_VERSION_LENGTH]
+        parts += (len(raw_name).to_bytes(4, "big"), raw_name, len(body).to_bytes(8, "big"), body)
+    return hashlib.sha256(b"".join(parts)).hexdigest()[:_VERSION_LENGTH]
 
 
 def resource_version(packed: any_pb2.Any) -> str:
     """The version of one resource: a digest of its serialised content."""
     return hashlib.sha256(packed.value).hexdigest()[:_VERSION_LENGTH]
+
+
+def _pack(type_url: str, message: Message) -> tuple[Message, any_pb2.Any]:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy, any_pb2.Any(type_url=type_url, value=copy.SerializeToString(deterministic=True))
+
+
+class _Packed:
+    """One shared resource: its copy, that copy serialised, and what the copy refers to
+    (computed on demand by the consistency check)."""
+
+    __slots__ = ("copy", "eds", "packed", "rds", "source")
+
+    def __init__(self, source: Message, copy: Message, packed: any_pb2.Any) -> None:
+        self.source = source  # held, so that its id names it for the cache's life
+        self.copy = copy
+        self.packed = packed
+        self.eds: tuple[str | None] | None = None
+        self.rds: list[str] | None = None
+
+
+class PackCache:
+    """The copy and serialised form of each resource ``shared(resource)`` says many snapshots
+    hold (and nobody changes any more), made once; every other resource is copied and
+    serialised per snapshot. Keyed by identity: an entry keeps its resource alive."""
+
+    def __init__(self, shared: Callable[[Message], bool]) -> None:
+        # Imported here, as in ``check_consistency``: only a control plane makes a cache.
+        from kumadp.xds.consistency import eds_reference, rds_references
+
+        self._shared = shared
+        self._eds_reference = eds_reference
+        self._rds_references = rds_references
+        self._by_source: dict[int, _Packed] = {}
+        self._by_copy: dict[int, _Packed] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_source)
+
+    def pack(self, type_url: str, message: Message) -> tuple[Message, any_pb2.Any]:
+        """A read-only copy of ``message`` and its ``Any`` (deterministic bytes)."""
+        found = self._by_source.get(id(message))
+        if found is not None and found.source is message:
+            return found.copy, found.packed
+        copy, packed = _pack(type_url, message)
+        if self._shared(message):
+            entry = _Packed(message, copy, packed)
+            self._by_source[id(message)] = entry
+            self._by_copy[id(copy)] = entry
+        return copy, packed
+
+    def _entry(self, copy: Message) -> _Packed | None:
+        found = self._by_copy.get(id(copy))
+        return found if found is not None and found.copy is copy else None
+
+    def eds(self, name: str, cluster: Message) -> str | None:
+        """``consistency.eds_reference``, once per shared cluster."""
+        entry = self._entry(cluster)
+        if entry is None:
+            return self._eds_reference(name, cluster)
+        if entry.eds is None:
+            entry.eds = (self._eds_reference(name, cluster),)
+        return entry.eds[0]
+
+    def rds(self, listener: Message) -> list[str]:
+        """``consistency.rds_references``, once per shared listener."""
+        entry = self._entry(listener)
+        if entry is None:
+            return self._rds_references(listener)
+        if entry.rds is None:
+            entry.rds = self._rds_references(listener)
+        return entry.rds
+
+
+class SharedResources(dict[str, list[Message]]):
+    """Resources by type URL (``Snapshot.build``'s input) with the ``PackCache`` of those
+    among them that other snapshots share: what the control plane's generation returns."""
+
+    def __init__(self, resources: Mapping[str, list[Message]], cache: PackCache) -> None:
+        super().__init__(resources)
+        self.cache = cache
 
 
 class Snapshot:
@@ -81,12 +166,21 @@ class Snapshot:
         raise AttributeError("Snapshot is immutable")
 
     @classmethod
-    def build(cls, resources: Mapping[str, Iterable[Message]]) -> Snapshot:
+    def build(
+        cls, resources: Mapping[str, Iterable[Message]], cache: PackCache | None = None
+    ) -> Snapshot:
         """Group, copy, version and check resources given by type URL.
+
+        ``cache``: where resources shared with other snapshots are copied, serialised and
+        checked once (by default the one ``SharedResources`` carry); the snapshot is the same
+        with or without it.
 
         Raises ``InconsistentSnapshot`` if a message does not match its type URL, a name is
         empty or used twice within a type, or the resources do not fit together.
         """
+        if cache is None and isinstance(resources, SharedResources):
+            cache = resources.cache
+        pack = _pack if cache is None else cache.pack
         by_type: dict[str, dict[str, Message]] = {url: {} for url in types.ADS_ORDER}
         packed: dict[str, dict[str, any_pb2.Any]] = {url: {} for url in types.ADS_ORDER}
         for type_url, messages in resources.items():
@@ -105,12 +199,7 @@ class Snapshot:
                     raise InconsistentSnapshot(f"{_short(type_url)}: resource without a name")
                 if name in found:
                     raise InconsistentSnapshot(f"{_short(type_url)}: duplicate name {name!r}")
-                copy = type(message)()
-                copy.CopyFrom(message)
-                found[name] = copy
-                anys[name] = any_pb2.Any(
-                    type_url=type_url, value=copy.SerializeToString(deterministic=True)
-                )
+                found[name], anys[name] = pack(type_url, message)
         versions = {
             url: _version({name: a.value for name, a in anys.items()})
             for url, anys in packed.items()
@@ -120,7 +209,7 @@ class Snapshot:
             MappingProxyType({url: MappingProxyType(anys) for url, anys in packed.items()}),
             MappingProxyType(versions),
         )
-        snapshot.check_consistency()
+        snapshot._check(cache)
         return snapshot
 
     # -- accessors -----------------------------------------------------------------------
@@ -187,6 +276,9 @@ class Snapshot:
     # -- consistency ---------------------------------------------------------------------
     def check_consistency(self) -> None:
         """Raise ``InconsistentSnapshot`` naming every dangling reference."""
+        self._check(None)
+
+    def _check(self, cache: PackCache | None) -> None:
         clusters, listeners = self.resources(types.CLUSTER), self.resources(types.LISTENER)
         if not clusters and not listeners:
             return  # nothing refers to anything (the agent's secrets)
@@ -194,9 +286,13 @@ class Snapshot:
         # snapshots of secrets only) ~15 ms of start-up.
         from kumadp.xds.consistency import dangling_references
 
-        problems = dangling_references(
-            clusters, self.resources(types.ENDPOINT), listeners, self.resources(types.ROUTE)
-        )
+        endpoints, routes = self.resources(types.ENDPOINT), self.resources(types.ROUTE)
+        if cache is None:
+            problems = dangling_references(clusters, endpoints, listeners, routes)
+        else:
+            problems = dangling_references(
+                clusters, endpoints, listeners, routes, eds=cache.eds, rds=cache.rds
+            )
         if problems:
             raise InconsistentSnapshot("inconsistent snapshot: " + "; ".join(problems))
 
