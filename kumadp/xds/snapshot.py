@@ -40,13 +40,26 @@ class InconsistentSnapshot(ValueError):
 _short = types.short_name
 
 
+def _header(name: str, body: bytes) -> bytes:
+    """What precedes a body in a version's digest: the name and both lengths."""
+    raw_name = name.encode()
+    return len(raw_name).to_bytes(4, "big") + raw_name + len(body).to_bytes(8, "big")
+
+
 def _version(serialised: Mapping[str, bytes], names: Iterable[str] | None = None) -> str:
     """A digest of named bodies (all of them, or those of ``names`` that exist)."""
     parts: list[bytes] = []
     for name in sorted(serialised if names is None else set(names) & serialised.keys()):
-        raw_name = name.encode()
         body = serialised[name]
-        parts += (len(raw_name).to_bytes(4, "big"), raw_name, len(body).to_bytes(8, "big"), body)
+        parts += (_header(name, body), body)
+    return hashlib.sha256(b"".join(parts)).hexdigest()[:_VERSION_LENGTH]
+
+
+def _framed_version(framed: Mapping[str, tuple[bytes, bytes]]) -> str:
+    """``_version`` of bodies given with their ``_header``."""
+    parts: list[bytes] = []
+    for name in sorted(framed):
+        parts += framed[name]
     return hashlib.sha256(b"".join(parts)).hexdigest()[:_VERSION_LENGTH]
 
 
@@ -62,15 +75,20 @@ def _pack(type_url: str, message: Message) -> tuple[Message, any_pb2.Any]:
 
 
 class _Packed:
-    """One shared resource: its copy, that copy serialised, and what the copy refers to
-    (computed on demand by the consistency check)."""
+    """One shared resource: its type URL and name, its copy, that copy serialised with its
+    digest header, and what the copy refers to (on demand: the consistency check)."""
 
-    __slots__ = ("copy", "eds", "packed", "rds", "source")
+    __slots__ = ("copy", "eds", "framed", "name", "packed", "rds", "source", "type_url")
 
-    def __init__(self, source: Message, copy: Message, packed: any_pb2.Any) -> None:
+    def __init__(
+        self, type_url: str, name: str, source: Message, copy: Message, packed: any_pb2.Any
+    ) -> None:
+        self.type_url = type_url
+        self.name = name
         self.source = source  # held, so that its id names it for the cache's life
         self.copy = copy
         self.packed = packed
+        self.framed = (_header(name, packed.value), packed.value)
         self.eds: tuple[str | None] | None = None
         self.rds: list[str] | None = None
 
@@ -93,17 +111,21 @@ class PackCache:
     def __len__(self) -> int:
         return len(self._by_source)
 
-    def pack(self, type_url: str, message: Message) -> tuple[Message, any_pb2.Any]:
-        """A read-only copy of ``message`` and its ``Any`` (deterministic bytes)."""
+    def _found(self, type_url: str, message: Message) -> _Packed | None:
+        """The entry of ``message`` given under ``type_url``, if it has one."""
         found = self._by_source.get(id(message))
-        if found is not None and found.source is message:
-            return found.copy, found.packed
-        copy, packed = _pack(type_url, message)
+        if found is None or found.source is not message or found.type_url != type_url:
+            return None
+        return found
+
+    def _keep(
+        self, type_url: str, name: str, message: Message, copy: Message, packed: any_pb2.Any
+    ) -> None:
+        """Remember a checked resource's copy, if it is shared."""
         if self._shared(message):
-            entry = _Packed(message, copy, packed)
+            entry = _Packed(type_url, name, message, copy, packed)
             self._by_source[id(message)] = entry
             self._by_copy[id(copy)] = entry
-        return copy, packed
 
     def _entry(self, copy: Message) -> _Packed | None:
         found = self._by_copy.get(id(copy))
@@ -135,6 +157,20 @@ class SharedResources(dict[str, list[Message]]):
     def __init__(self, resources: Mapping[str, list[Message]], cache: PackCache) -> None:
         super().__init__(resources)
         self.cache = cache
+
+
+def _checked_name(type_url: str, message: Message) -> str:
+    """The name of ``message``, given under ``type_url``; ``InconsistentSnapshot`` if it is
+    of another type or has no name."""
+    if types.type_url_of(message) != type_url:
+        raise InconsistentSnapshot(f"{types.type_url_of(message)} given under type {type_url}")
+    try:
+        name = types.name_of(message)
+    except ValueError as exc:
+        raise InconsistentSnapshot(str(exc)) from None
+    if not name:
+        raise InconsistentSnapshot(f"{_short(type_url)}: resource without a name")
+    return name
 
 
 class Snapshot:
@@ -180,30 +216,30 @@ class Snapshot:
         """
         if cache is None and isinstance(resources, SharedResources):
             cache = resources.cache
-        pack = _pack if cache is None else cache.pack
         by_type: dict[str, dict[str, Message]] = {url: {} for url in types.ADS_ORDER}
         packed: dict[str, dict[str, any_pb2.Any]] = {url: {} for url in types.ADS_ORDER}
+        framed: dict[str, dict[str, tuple[bytes, bytes]]] = {url: {} for url in types.ADS_ORDER}
         for type_url, messages in resources.items():
             found = by_type.setdefault(type_url, {})
             anys = packed.setdefault(type_url, {})
+            frames = framed.setdefault(type_url, {})
             for message in messages:
-                if types.type_url_of(message) != type_url:
-                    raise InconsistentSnapshot(
-                        f"{types.type_url_of(message)} given under type {type_url}"
-                    )
-                try:
-                    name = types.name_of(message)
-                except ValueError as exc:
-                    raise InconsistentSnapshot(str(exc)) from None
-                if not name:
-                    raise InconsistentSnapshot(f"{_short(type_url)}: resource without a name")
+                entry = None if cache is None else cache._found(type_url, message)
+                if entry is not None:  # checked when it was kept
+                    name = entry.name
+                    if name in found:
+                        raise InconsistentSnapshot(f"{_short(type_url)}: duplicate name {name!r}")
+                    found[name], anys[name], frames[name] = entry.copy, entry.packed, entry.framed
+                    continue
+                name = _checked_name(type_url, message)
                 if name in found:
                     raise InconsistentSnapshot(f"{_short(type_url)}: duplicate name {name!r}")
-                found[name], anys[name] = pack(type_url, message)
-        versions = {
-            url: _version({name: a.value for name, a in anys.items()})
-            for url, anys in packed.items()
-        }
+                copy, any_ = _pack(type_url, message)
+                found[name], anys[name] = copy, any_
+                frames[name] = (_header(name, any_.value), any_.value)
+                if cache is not None:
+                    cache._keep(type_url, name, message, copy, any_)
+        versions = {url: _framed_version(frames) for url, frames in framed.items()}
         snapshot = cls(
             MappingProxyType({url: MappingProxyType(found) for url, found in by_type.items()}),
             MappingProxyType({url: MappingProxyType(anys) for url, anys in packed.items()}),
