@@ -262,16 +262,15 @@ class Changes:
         self._groups = {}
 
     def add(self, kind: type[M], name: str, key: Hashable, change: Callable[[M], None]) -> None:
-        group = self._groups.get((kind, key))
-        if group is None:
-            group = self._groups[(kind, key)] = (change, [])
-        group[1].append(name)
+        self.add_all(kind, (name,), key, change)
 
     def add_all(
         self, kind: type[M], names: Iterable[str], key: Hashable, change: Callable[[M], None]
     ) -> None:
-        for name in names:
-            self.add(kind, name, key, change)
+        group = self._groups.get((kind, key))
+        if group is None:
+            group = self._groups[(kind, key)] = (change, [])
+        group[1].extend(names)
 
     def apply(self, view: MeshView, resources: ResourceSet) -> None:
         for (kind, key), (change, group) in self._groups.items():
