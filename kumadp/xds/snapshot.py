@@ -81,14 +81,20 @@ class _Packed:
     __slots__ = ("copy", "eds", "framed", "name", "packed", "rds", "source", "type_url")
 
     def __init__(
-        self, type_url: str, name: str, source: Message, copy: Message, packed: any_pb2.Any
+        self,
+        type_url: str,
+        name: str,
+        source: Message,
+        copy: Message,
+        packed: any_pb2.Any,
+        framed: tuple[bytes, bytes],
     ) -> None:
         self.type_url = type_url
         self.name = name
         self.source = source  # held, so that its id names it for the cache's life
         self.copy = copy
         self.packed = packed
-        self.framed = (_header(name, packed.value), packed.value)
+        self.framed = framed  # (``_header``, body)
         self.eds: tuple[str | None] | None = None
         self.rds: list[str] | None = None
 
@@ -119,11 +125,17 @@ class PackCache:
         return found
 
     def _keep(
-        self, type_url: str, name: str, message: Message, copy: Message, packed: any_pb2.Any
+        self,
+        type_url: str,
+        name: str,
+        message: Message,
+        copy: Message,
+        packed: any_pb2.Any,
+        framed: tuple[bytes, bytes],
     ) -> None:
         """Remember a checked resource's copy, if it is shared."""
         if self._shared(message):
-            entry = _Packed(type_url, name, message, copy, packed)
+            entry = _Packed(type_url, name, message, copy, packed, framed)
             self._by_source[id(message)] = entry
             self._by_copy[id(copy)] = entry
 
@@ -236,9 +248,10 @@ class Snapshot:
                     raise InconsistentSnapshot(f"{_short(type_url)}: duplicate name {name!r}")
                 copy, any_ = _pack(type_url, message)
                 found[name], anys[name] = copy, any_
-                frames[name] = (_header(name, any_.value), any_.value)
+                frame = (_header(name, any_.value), any_.value)
+                frames[name] = frame
                 if cache is not None:
-                    cache._keep(type_url, name, message, copy, any_)
+                    cache._keep(type_url, name, message, copy, any_, frame)
         versions = {url: _framed_version(frames) for url, frames in framed.items()}
         snapshot = cls(
             MappingProxyType({url: MappingProxyType(found) for url, found in by_type.items()}),
