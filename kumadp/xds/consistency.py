@@ -7,7 +7,7 @@ cluster, listener and connection-manager modules.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -21,27 +21,43 @@ from kumadp.xds import types
 _HCM_TYPE_URL = types.TYPE_URL_PREFIX + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 
 
+def eds_reference(name: str, cluster: Message) -> str | None:
+    """The ClusterLoadAssignment an EDS cluster named ``name`` needs (None: not EDS)."""
+    assert isinstance(cluster, cluster_pb2.Cluster)
+    if cluster.WhichOneof("cluster_discovery_type") != "type":
+        return None
+    if cluster.type != cluster_pb2.Cluster.EDS:
+        return None
+    return cluster.eds_cluster_config.service_name or name
+
+
+def rds_references(listener: Message) -> list[str]:
+    """The RouteConfigurations a listener loads over RDS, sorted; ``ValueError`` naming the
+    listener when one of its HTTP connection managers does not unpack."""
+    assert isinstance(listener, listener_pb2.Listener)
+    return sorted(set(_rds_names(listener)))
+
+
 def dangling_references(
     clusters: Mapping[str, Message],
     endpoints: Mapping[str, Message],
     listeners: Mapping[str, Message],
     routes: Mapping[str, Message],
+    *,
+    eds: Callable[[str, Message], str | None] = eds_reference,
+    rds: Callable[[Message], list[str]] = rds_references,
 ) -> list[str]:
-    """Every reference that points nowhere, as one sentence each (empty: consistent)."""
+    """Every reference that points nowhere, as one sentence each (empty: consistent).
+    ``eds``/``rds``: what a cluster/listener refers to (``eds_reference``/``rds_references``,
+    or a caller's memo of them)."""
     problems: list[str] = []
     for name, cluster in clusters.items():
-        assert isinstance(cluster, cluster_pb2.Cluster)
-        if cluster.WhichOneof("cluster_discovery_type") != "type":
-            continue
-        if cluster.type != cluster_pb2.Cluster.EDS:
-            continue
-        wanted = cluster.eds_cluster_config.service_name or name
-        if wanted not in endpoints:
+        wanted = eds(name, cluster)
+        if wanted is not None and wanted not in endpoints:
             problems.append(f"cluster {name!r} (EDS) has no ClusterLoadAssignment {wanted!r}")
     for name, listener in listeners.items():
-        assert isinstance(listener, listener_pb2.Listener)
         try:
-            used = sorted(set(_rds_names(listener)))
+            used = rds(listener)
         except ValueError as exc:
             problems.append(str(exc))
             continue

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TypeVar, cast
 
 from google.protobuf.message import Message
 
@@ -32,20 +34,28 @@ class ResourceSet:
 
     def add(self, resource: Message) -> None:
         url = type_url_of(resource)
-        if url not in self._by_type:
+        found = self._by_type.get(url)
+        if found is None:
             raise ValueError(f"unsupported resource type {url}")
         name = name_of(resource)
         if not name:
             raise ValueError(f"{url} without a name")
-        existing = self._by_type[url].get(name)
+        existing = found.get(name)
+        if existing is resource:
+            return  # a shared resource two generators yield (e.g. a service's cluster)
         if existing is not None and existing != resource:
             raise ValueError(f"two different {url.rsplit('.', 1)[-1]} resources named {name!r}")
-        self._by_type[url][name] = resource
+        found[name] = resource
         self.derived.clear()
 
     def names(self, kind: type[Message]) -> list[str]:
         """Names of the resources of ``kind`` (e.g. ``Listener``), sorted."""
         return sorted(self._by_type.get(type_url_of(kind), {}))
+
+    def table(self, kind: type[M]) -> Mapping[str, M]:
+        """The resources of ``kind`` by name, to read only (they may be shared); a live view,
+        in the order they were added."""
+        return cast(Mapping[str, M], MappingProxyType(self._by_type.get(type_url_of(kind), {})))
 
     def get(self, kind: type[M], name: str) -> M | None:
         """The resource of ``kind`` named ``name``, to read only (it may be shared)."""
@@ -81,6 +91,19 @@ class ResourceSet:
         found[name] = resource
         if self._private:
             self._private.discard((url, name))
+
+    def replace_all(self, kind: type[M], resources: Mapping[str, M]) -> None:
+        """``replace`` for each name -> resource of ``kind`` (every name must exist)."""
+        if not resources:
+            return
+        found = self._by_type[type_url_of(kind)]
+        if not found.keys() >= resources.keys():
+            missing = sorted(resources.keys() - found.keys())[0]
+            raise ValueError(f"no {kind.__name__} {missing!r} to replace")
+        found.update(resources)
+        if self._private:
+            url = type_url_of(kind)
+            self._private.difference_update((url, name) for name in resources)
 
     def to_dict(self) -> dict[str, list[Message]]:
         """Every type URL of ``ADS_ORDER`` (possibly empty), resources sorted by name."""

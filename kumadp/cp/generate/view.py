@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from google.protobuf.message import Message
 
 from kumadp.resources.model import Dataplane, Mesh
+from kumadp.xds.snapshot import PackCache
 
 
 class Policy(Protocol):
@@ -119,6 +120,11 @@ class MeshView:
         """Whether ``resource`` is one ``memoized`` made (shared by the view's proxies, and
         alive as long as the view)."""
         return id(resource) in self._memo_ids
+
+    def pack_cache(self) -> PackCache:
+        """Where the snapshots of the view's proxies copy, serialise and check the resources
+        they share (``shares``) once, not once per proxy (``Snapshot.build``)."""
+        return self.fact(("pack-cache",), lambda: PackCache(self.shares))
 
 
 def _endpoint_key(endpoint: Endpoint) -> tuple[str, int, str, tuple[tuple[str, str], ...]]:

@@ -17,7 +17,7 @@ from envoy.config.cluster.v3.cluster_pb2 import Cluster
 
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.policies.edit import (
-    configure,
+    Changes,
     duration,
     editable,
     inbound_targets,
@@ -128,19 +128,13 @@ class CircuitBreakerPlugin:
         if not policies:
             return
         rules = ProxyRules(policies, ctx.dataplane, ctx.view)
+        changes = Changes()
         for service, target in outbound_targets(ctx.view, resources).items():
             rule = rules.outbound(service)
             if rule is not None:
-                conf = rule.conf
-                change = partial(configure_cluster, conf=conf)
-                configure(
-                    ctx.view,
-                    resources,
-                    Cluster,
-                    target.cluster,
-                    (self.policy_type, id(rule)),
-                    change,
-                )
+                change = partial(configure_cluster, conf=rule.conf)
+                changes.add(Cluster, target.cluster, (self.policy_type, id(rule)), change)
+        changes.apply(ctx.view, resources)
         for inbound in inbound_targets(ctx.dataplane):
             rule = rules.inbound(inbound.inbound)
             if rule is not None:

@@ -8,7 +8,7 @@ Plug-ins take resources with ``ResourceSet.edit`` (a private copy) before changi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar
 
@@ -77,19 +77,13 @@ def _cluster_of(terminal: Filter) -> tuple[str, bool] | None:
     return None
 
 
-def _routes_to(view: MeshView, listener: Listener) -> tuple[str, bool] | None:
-    """The cluster an outbound listener sends to (once per view for a shared listener)."""
-
-    def compute() -> tuple[str, bool] | None:
-        for terminal in _filters(listener):
-            found = _cluster_of(terminal)
-            if found is not None:
-                return found
-        return None
-
-    if view.shares(listener):
-        return view.fact(("routes-to", id(listener)), compute)
-    return compute()
+def _routes_to(listener: Listener) -> tuple[str, bool] | None:
+    """The cluster an outbound listener sends to, and whether through an HCM."""
+    for terminal in _filters(listener):
+        found = _cluster_of(terminal)
+        if found is not None:
+            return found
+    return None
 
 
 def outbound_targets(view: MeshView, resources: ResourceSet) -> dict[str, OutboundTarget]:
@@ -105,15 +99,23 @@ def outbound_targets(view: MeshView, resources: ResourceSet) -> dict[str, Outbou
 
 def _outbound_targets(view: MeshView, resources: ResourceSet) -> dict[str, OutboundTarget]:
     targets: dict[str, OutboundTarget] = {}
-    for name in resources.names(Cluster):
-        cluster = resources.get(Cluster, name)
-        if cluster is not None and cluster.type == Cluster.EDS:
+    for name, cluster in resources.table(Cluster).items():
+        if cluster.type == Cluster.EDS:
             targets[name] = OutboundTarget(service=name, cluster=name)
-    for name in resources.names(Listener):
-        listener = resources.get(Listener, name)
-        if listener is None or listener.traffic_direction != base_pb2.OUTBOUND:
+    # which cluster each shared listener routes to: once per view, by identity (a shared
+    # listener lives as long as the view)
+    routes: dict[int, tuple[str, bool] | None] = view.fact(("routes-to",), dict)
+    for name, listener in resources.table(Listener).items():
+        if listener.traffic_direction != base_pb2.OUTBOUND:
             continue
-        found = _routes_to(view, listener)
+        if view.shares(listener):
+            key = id(listener)
+            if key in routes:
+                found = routes[key]
+            else:
+                found = routes[key] = _routes_to(listener)
+        else:
+            found = _routes_to(listener)
         if found is not None and found[0] in targets:
             target = targets[found[0]]
             target.listeners.append(name)
@@ -198,12 +200,46 @@ def configure(
     proxies share is changed once per view for ``key`` (everything ``change`` depends on,
     e.g. the merged conf) and the result shared in turn, so N proxies with the same rules
     cost one change, not N; a private one is changed in place."""
-    current = resources.get(kind, name)
-    if current is None:
-        raise ValueError(f"no {kind.__name__} {name!r} to configure")
-    if not view.shares(current):
-        change(editable(resources, kind, name))
-        return
+    configure_all(view, resources, kind, (name,), key, change)
+
+
+def configure_all(
+    view: MeshView,
+    resources: ResourceSet,
+    kind: type[M],
+    names: Iterable[str],
+    key: Hashable,
+    change: Callable[[M], None],
+) -> None:
+    """``configure`` for each of ``names`` with the same ``key`` and ``change``: the
+    shared resources' changed copies are looked up by identity in one table per view and
+    ``key``, and put in place at once."""
+    table = resources.table(kind)
+    done: dict[int, M] = view.fact(("policy-edits", key, kind), dict)
+    replaced: dict[str, M] = {}
+    for name in names:
+        current = replaced.get(name)
+        if current is None:
+            current = table.get(name)
+        if current is None:
+            raise ValueError(f"no {kind.__name__} {name!r} to configure")
+        if not view.shares(current):
+            resources.replace_all(kind, replaced)
+            replaced.clear()
+            change(editable(resources, kind, name))
+            continue
+        edited = done.get(id(current))
+        if edited is None:
+            edited = done[id(current)] = _changed(view, kind, current, key, change)
+        replaced[name] = edited
+    resources.replace_all(kind, replaced)
+
+
+def _changed(
+    view: MeshView, kind: type[M], current: M, key: Hashable, change: Callable[[M], None]
+) -> M:
+    """A changed copy of the shared ``current``, shared in turn (alive as long as the view,
+    as ``current`` is: a table keyed by ``id(current)`` stays right)."""
 
     def build() -> Iterator[M]:
         copy = kind()
@@ -211,9 +247,34 @@ def configure(
         change(copy)
         yield copy
 
-    memo_key = ("policy-edit", key, kind, name, id(current))
-    edited = view.memoized(memo_key, build)[0]
-    resources.replace(edited, name)
+    edited = view.memoized(("policy-edit", key, kind, id(current)), build)[0]
+    assert isinstance(edited, kind)
+    return edited
+
+
+class Changes:
+    """The changes a plug-in makes to the view's outbound resources, grouped by ``key`` (as
+    for ``configure``: everything the change depends on) and applied per group with
+    ``configure_all``; each resource is changed at most once."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[type[Message], Hashable], tuple[Callable[..., None], list[str]]]
+        self._groups = {}
+
+    def add(self, kind: type[M], name: str, key: Hashable, change: Callable[[M], None]) -> None:
+        self.add_all(kind, (name,), key, change)
+
+    def add_all(
+        self, kind: type[M], names: Iterable[str], key: Hashable, change: Callable[[M], None]
+    ) -> None:
+        group = self._groups.get((kind, key))
+        if group is None:
+            group = self._groups[(kind, key)] = (change, [])
+        group[1].extend(names)
+
+    def apply(self, view: MeshView, resources: ResourceSet) -> None:
+        for (kind, key), (change, group) in self._groups.items():
+            configure_all(view, resources, kind, group, key, change)
 
 
 def editable(resources: ResourceSet, kind: type[M], name: str) -> M:
@@ -225,9 +286,11 @@ def editable(resources: ResourceSet, kind: type[M], name: str) -> M:
 
 
 __all__ = [
+    "Changes",
     "InboundTarget",
     "OutboundTarget",
     "configure",
+    "configure_all",
     "duration",
     "edit_hcm",
     "edit_http_options",

@@ -29,7 +29,7 @@ from kumadp.cp.generate import protocol
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.outbound import service_protocol
 from kumadp.cp.generate.policies.edit import (
-    configure,
+    Changes,
     duration,
     edit_hcm,
     edit_tcp_proxy,
@@ -205,13 +205,14 @@ class RetryPlugin:
     policy_type = MeshRetry.type
 
     def apply(self, ctx: Context, resources: ResourceSet) -> None:
+        changes = Changes()
         for service, target, rule in outbound_rules(ctx.view, ctx.dataplane, resources, MeshRetry):
             proto = service_protocol(ctx.view, service) if target.http else protocol.TCP
             conf = rule.conf
             if not _applies(conf, proto):
                 continue
-            change = partial(_listener, conf=conf, proto=proto)
-            for name in target.listeners:
-                configure(
-                    ctx.view, resources, Listener, name, (self.policy_type, id(rule), proto), change
-                )
+            key = (self.policy_type, id(rule), proto)
+            changes.add_all(
+                Listener, target.listeners, key, partial(_listener, conf=conf, proto=proto)
+            )
+        changes.apply(ctx.view, resources)

@@ -34,8 +34,8 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from kumadp.cp.generate.context import Context
 from kumadp.cp.generate.policies.edit import (
+    Changes,
     HttpOptions,
-    configure,
     duration,
     edit_hcm,
     edit_http_options,
@@ -102,24 +102,25 @@ class TimeoutPlugin:
         if not policies:
             return
         rules = ProxyRules(policies, ctx.dataplane, ctx.view)
-        view = ctx.view
+        changes = Changes()
         for service, target in outbound_targets(ctx.view, resources).items():
             rule = rules.outbound(service)
             if rule is None:
                 continue
             conf, http = rule.conf, target.http
-            key = (self.policy_type, id(rule), http)
-            configure(
-                view,
-                resources,
+            changes.add(
                 Cluster,
                 target.cluster,
-                key,
+                (self.policy_type, id(rule), http),
                 partial(_cluster, conf=conf, http=http),
             )
-            change = partial(_listener, conf=conf, inbound=False)
-            for name in target.listeners:
-                configure(view, resources, Listener, name, (self.policy_type, id(rule)), change)
+            changes.add_all(
+                Listener,
+                target.listeners,
+                (self.policy_type, id(rule)),
+                partial(_listener, conf=conf, inbound=False),
+            )
+        changes.apply(ctx.view, resources)
         for inbound in inbound_targets(ctx.dataplane):
             rule = rules.inbound(inbound.inbound)
             if rule is None:

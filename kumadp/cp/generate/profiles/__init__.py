@@ -20,6 +20,7 @@ from kumadp.cp.generate.view import MeshView
 from kumadp.cp.generate.zone_context import ZoneProxyContext
 from kumadp.resources.model import Dataplane
 from kumadp.resources.zone_proxies import ZoneIngress
+from kumadp.xds.snapshot import SharedResources
 
 PROFILES: Mapping[str, Profile[Any]] = MappingProxyType(
     {p.proxy_type: p for p in (dataplane.PROFILE, ingress.PROFILE, egress.PROFILE)}
@@ -65,7 +66,9 @@ def generate(
     ``vips``: service -> the address this dataplane reaches it on (``VipMap.addresses``,
     loopback addresses under ``bind_outbounds``); see ``kumadp.cp.generate.vip``.
     ``mtls``: the mesh's mTLS (``mtls_context_for(mesh)``); None: plaintext. A zone ingress
-    or egress has a context of its own: ``generate_zone_proxy``."""
+    or egress has a context of its own: ``generate_zone_proxy``. The result carries the
+    view's ``pack_cache`` (``SharedResources``): ``Snapshot.build`` serialises what the view's
+    proxies share once."""
     if proxy_type != DATAPLANE:
         profile_for(proxy_type)  # an unknown type: its own error
         raise ValueError(f"proxy type {proxy_type}: generate it with generate_zone_proxy")
@@ -77,4 +80,4 @@ def generate(
         bind_outbounds=bind_outbounds,
         transparent_proxy=transparent_proxy,
     )
-    return generate_for(proxy_type, ctx).to_dict()
+    return SharedResources(generate_for(proxy_type, ctx).to_dict(), view.pack_cache())
