@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.core import QUIET, Figure, Options, Skipped, median
 from testkit.crosszone import RequestLoop, Topology
 from testkit.mesh import Agent
@@ -64,15 +62,8 @@ def _choosable(topo: Topology, client: Agent, address: str) -> bool:
     """Whether the client's Envoy may still send ``edge`` requests to ``address``: listed
     and not outlier-ejected."""
     with topo.enter("zone-a"):
-        resp = httpx.get(f"http://127.0.0.1:{client.admin_port}/clusters?format=json", timeout=2)
-    for status in resp.json().get("cluster_statuses", []):
-        if status["name"] != "edge":
-            continue
-        for host in status.get("host_statuses", []):
-            socket = host["address"]["socket_address"]
-            if f"{socket['address']}:{socket['port_value']}" == address:
-                return not host.get("health_status", {}).get("failed_outlier_check", False)
-    return False
+        host = client.cluster_hosts("edge").get(address)
+    return host is not None and not host.get("health_status", {}).get("failed_outlier_check")
 
 
 def _both_zones(topo: Topology, url: str) -> bool:

@@ -28,28 +28,9 @@ from kumadp.cp.kds.catalog import sync_types
 from kumadp.cp.kds.mapping import copy_name
 from kumadp.resources.registry import REGISTRY, Sync
 from testkit.mesh import Agent, ControlPlane, MeshEnv
-from testkit.multizone import start_global, start_zone, zone_online
+from testkit.multizone import MTLS, permission, start_global, start_zone, zone_online
 from testkit.procs import free_port, wait_until
 from testkit.tcp_proxy import TcpProxy
-
-MTLS = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
-
-
-def deny(name: str, caller: str) -> dict[str, Any]:
-    return {
-        "type": "MeshTrafficPermission",
-        "mesh": "default",
-        "name": name,
-        "spec": {
-            "targetRef": {"kind": "MeshService", "name": "backend"},
-            "from": [
-                {
-                    "targetRef": {"kind": "MeshService", "name": caller},
-                    "default": {"action": "Deny"},
-                }
-            ],
-        },
-    }
 
 
 def timeout_policy(name: str) -> dict[str, Any]:
@@ -85,7 +66,9 @@ def _policy_trials(
         caller = f"caller-{tag}-{i}"
         path = f"/meshes/default/meshtrafficpermissions/bench-{tag}-{i}"
         t0 = time.monotonic()
-        resp = client.put(writer.url + path, json=deny(f"bench-{tag}-{i}", caller))
+        resp = client.put(
+            writer.url + path, json=permission("Deny", name=f"bench-{tag}-{i}", caller=caller)
+        )
         assert resp.status_code == 201, resp.text
         asyncio.run(_until_in_dump(agent.admin_port, f"spiffe://default/{caller}", 15))
         samples.append(time.monotonic() - t0)

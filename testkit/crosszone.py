@@ -18,12 +18,11 @@ import httpx
 
 from kumadp.demo_app import resolve
 from testkit.mesh import Agent, ControlPlane, MeshEnv
-from testkit.multizone import start_zone
+from testkit.multizone import MTLS, start_zone
 from testkit.procs import free_port, http_ok, wait_until
 from testkit.zonenet import WAN_ADDRESS, Star
 
 SQLITE_FILE = "kumadp.db"
-MTLS = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
 
 
 def zone_token(global_cp: ControlPlane, zone: str, *scopes: str) -> str:
@@ -304,7 +303,6 @@ class RequestLoop:
 
 
 __all__ = [
-    "MTLS",
     "Outcome",
     "RequestLoop",
     "Topology",

@@ -12,7 +12,6 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 from cryptography import x509
@@ -21,28 +20,14 @@ from cryptography.exceptions import InvalidSignature
 from kumadp.cp.kds.trust import presented_chain
 from testkit.demo import BOLD, DIM, GREEN, RED, _style, info, step
 from testkit.mesh import Agent, ControlPlane, MeshEnv
-from testkit.multizone import start_global, start_zone
+from testkit.multizone import MTLS, permission, start_global, start_zone
 from testkit.procs import kumadp_command, wait_until
 
 MESH = {
     "type": "Mesh",
     "name": "default",
-    "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]},
+    "mtls": MTLS,
 }
-
-
-def permission(action: str) -> dict[str, Any]:
-    return {
-        "type": "MeshTrafficPermission",
-        "mesh": "default",
-        "name": "web-to-backend",
-        "spec": {
-            "targetRef": {"kind": "MeshService", "name": "backend"},
-            "from": [
-                {"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"action": action}}
-            ],
-        },
-    }
 
 
 def ctl(cp: ControlPlane, *args: str) -> str:

@@ -8,6 +8,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -77,18 +78,23 @@ class Agent:
             return False
         return resp.status_code == 200 and resp.text.strip() == "READY"
 
-    def cluster_endpoints(self, cluster: str) -> set[str]:
-        """``ip:port`` of the cluster's endpoints as Envoy sees them right now."""
+    def cluster_hosts(self, cluster: str) -> dict[str, dict[str, Any]]:
+        """``ip:port`` -> Envoy's status of that endpoint (``health_status``, stats), for the
+        cluster's endpoints as Envoy sees them right now."""
         resp = httpx.get(f"http://127.0.0.1:{self.admin_port}/clusters?format=json", timeout=2)
         resp.raise_for_status()
-        out: set[str] = set()
+        out: dict[str, dict[str, Any]] = {}
         for status in resp.json().get("cluster_statuses", []):
             if status["name"] != cluster:
                 continue
             for host in status.get("host_statuses", []):
                 addr = host["address"]["socket_address"]
-                out.add(f"{addr['address']}:{addr['port_value']}")
+                out[f"{addr['address']}:{addr['port_value']}"] = host
         return out
+
+    def cluster_endpoints(self, cluster: str) -> set[str]:
+        """``ip:port`` of the cluster's endpoints as Envoy sees them right now."""
+        return set(self.cluster_hosts(cluster))
 
 
 class MeshEnv:

@@ -15,6 +15,21 @@ import httpx
 from testkit.mesh import ControlPlane, MeshEnv
 from testkit.procs import free_port, http_ok, wait_until
 
+MTLS = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
+
+
+def permission(
+    action: str, *, name: str = "web-to-backend", caller: str = "web", target: str = "backend"
+) -> dict[str, Any]:
+    """A MeshTrafficPermission of the default mesh: ``caller`` -> ``target``, ``action``."""
+    rule = {"targetRef": {"kind": "MeshService", "name": caller}, "default": {"action": action}}
+    return {
+        "type": "MeshTrafficPermission",
+        "mesh": "default",
+        "name": name,
+        "spec": {"targetRef": {"kind": "MeshService", "name": target}, "from": [rule]},
+    }
+
 
 def start_global(
     env: MeshEnv, *, kds_port: int | None = None, extra: list[str] | None = None, **kwargs: Any
@@ -129,9 +144,11 @@ def by_display_name(cp: ControlPlane, path: str) -> dict[str, dict[str, Any]]:
 
 
 __all__ = [
+    "MTLS",
     "by_display_name",
     "items",
     "kds_ca",
+    "permission",
     "start_global",
     "start_zone",
     "zone_online",

@@ -79,6 +79,20 @@ def wait_until(
         time.sleep(interval)
 
 
+def holds_for(
+    check: Callable[[], bool], seconds: float, *, interval: float = 0.1, what: str = "condition"
+) -> None:
+    """Assert that ``check`` stays true for ``seconds`` (an absence, a state that must not
+    change), polling it; fails at the first time it does not hold, not at the end."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not check():
+            raise AssertionError(f"{what} stopped holding")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 async def eventually(
     check: Callable[[], Awaitable[T | bool | None]],
     what: str,

@@ -17,6 +17,7 @@ from testkit.mesh import Agent, ControlPlane, MeshEnv
 from testkit.multizone import (
     by_display_name,
     items,
+    permission,
     start_global,
     start_zone,
     zone_online,
@@ -27,17 +28,7 @@ from testkit.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
 
-DENY_WEB: dict[str, Any] = {
-    "type": "MeshTrafficPermission",
-    "mesh": "default",
-    "name": "deny-web",
-    "spec": {
-        "targetRef": {"kind": "MeshService", "name": "backend"},
-        "from": [
-            {"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"action": "Deny"}}
-        ],
-    },
-}
+DENY_WEB = permission("Deny", name="deny-web")
 
 
 def _put(cp: ControlPlane, path: str, doc: dict[str, Any]) -> httpx.Response:

@@ -22,23 +22,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from kumadp.cp.kds.trust import presented_chain
 from testkit.kds_tap import KdsTap
 from testkit.mesh import Agent, ControlPlane, MeshEnv
-from testkit.multizone import kds_ca, start_global, start_zone, zone_online, zone_token
+from testkit.multizone import (
+    MTLS,
+    kds_ca,
+    permission,
+    start_global,
+    start_zone,
+    zone_online,
+    zone_token,
+)
 from testkit.procs import kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 
-MTLS = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
-DENY_WEB: dict[str, Any] = {
-    "type": "MeshTrafficPermission",
-    "mesh": "default",
-    "name": "deny-web",
-    "spec": {
-        "targetRef": {"kind": "MeshService", "name": "backend"},
-        "from": [
-            {"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"action": "Deny"}}
-        ],
-    },
-}
+DENY_WEB = permission("Deny", name="deny-web")
 
 
 def rows(cp: ControlPlane, type_name: str | None = None) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import pytest
 
 from testkit.mesh import Agent, ControlPlane, MeshEnv
 from testkit.postgres import PostgresServer, PostgresUnavailable
-from testkit.procs import http_ok, kumadp_command, wait_until
+from testkit.procs import holds_for, http_ok, kumadp_command, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -211,8 +211,10 @@ def test_losing_the_leader_then_another_instance_loses_nothing(
             timeout=30,
             what="the dead instances marked offline",
         )
-        time.sleep(4)  # longer than --deregistration-delay: nothing may go meanwhile
-        assert last.dataplane_names() == {a.name for a in [*backends, *webs]}
+        everyone = {a.name for a in [*backends, *webs]}
+        holds_for(  # longer than --deregistration-delay: nothing may go meanwhile
+            lambda: last.dataplane_names() == everyone, 4, what="every dataplane registered"
+        )
 
         # A dataplane started now joins and receives traffic.
         app = env.start_http_app("backend-late")
@@ -272,8 +274,11 @@ def test_postgres_restart_under_the_cps_and_two_writers(env: MeshEnv, tmp_path: 
         wait_until(lambda: len(web.cluster_endpoints("backend")) == 1, what="web sees backend")
 
         server.stop()
-        time.sleep(2)  # the CPs notice; requests to the API fail meanwhile
-        assert cps[0].get("/meshes/default/dataplanes").status_code == 503
+        wait_until(  # the CPs notice; requests to the API fail meanwhile
+            lambda: cps[0].get("/meshes/default/dataplanes").status_code == 503,
+            timeout=15,
+            what="the API answering 503 without its store",
+        )
         server.start()
         for cp in cps:  # both back on the store before a token is asked for
             url = cp.url + "/meshes/default/dataplanes"
